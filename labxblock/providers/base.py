@@ -1,0 +1,117 @@
+"""The provider interface: the one place that knows a cloud.
+
+A provider never touches the database and never waits for the cloud: ``create``
+returns once the request is accepted, ``get`` and ``list`` read what is there
+now. What it needs to find a stack again is a small JSON dict
+(``get_state``/``load_state``) that the caller stores. Providers import nothing
+from Django or Celery.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from labxblock.lifecycle import State
+
+
+@dataclass(frozen=True)
+class StackSpec:
+    """Everything a provider needs to create one stack."""
+
+    name: str  # derived, unique, <= 64 chars, no personal data
+    template: str  # the template as text (Heat HOT for openstack)
+    environment: str | None = None  # environment file as text
+    parameters: Mapping[str, str] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()  # the install tag goes first
+
+
+@dataclass(frozen=True)
+class StackRef:
+    """A handle to a stack: its name and the provider's own small state."""
+
+    name: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StackInfo:
+    """What the cloud says about one stack right now, in our own words."""
+
+    ref: StackRef
+    state: State  # only CREATING, READY, SUSPENDING, SUSPENDED, RESUMING, DELETING, DELETED, FAILED
+    raw_status: str = ""  # the cloud's own status word, for operators
+    reason: str = ""  # the cloud's own explanation, for operators
+    outputs: Mapping[str, Any] = field(default_factory=dict)  # empty unless complete
+    tags: tuple[str, ...] = ()
+
+
+class ProviderError(Exception):
+    """Base of every error a provider raises; ``str()`` is safe to log."""
+
+
+class NotFound(ProviderError):
+    """The stack does not exist (any more)."""
+
+
+class QuotaExceeded(ProviderError):
+    """The cloud refused for lack of quota; another provider may have room."""
+
+
+class TemporaryError(ProviderError):
+    """Worth retrying after ``delay`` seconds (5xx, timeouts, rate limits)."""
+
+    def __init__(self, message: str, delay: float = 5.0) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+class PermanentError(ProviderError):
+    """Retrying the same call will not help (bad template, auth refused…)."""
+
+
+class Provider(abc.ABC):
+    """One configured cloud. Instances are cheap; build one per process."""
+
+    def __init__(self, name: str, config: Mapping[str, Any]) -> None:
+        self.name = name
+        self.config = config
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> list[tuple[str, str]]:
+        """Return (sub-key, what is expected) for each problem in ``config``."""
+        return []
+
+    @abc.abstractmethod
+    def create(self, spec: StackSpec) -> StackRef:
+        """Ask the cloud for a stack; return once the request is accepted."""
+
+    @abc.abstractmethod
+    def get(self, ref: StackRef) -> StackInfo:
+        """Read one stack now; a missing stack is reported as DELETED."""
+
+    @abc.abstractmethod
+    def list(self, tag: str) -> list[StackInfo]:
+        """Every stack carrying ``tag``, in one call to the cloud."""
+
+    @abc.abstractmethod
+    def suspend(self, ref: StackRef) -> None:
+        """Ask the cloud to suspend; return once accepted."""
+
+    @abc.abstractmethod
+    def resume(self, ref: StackRef) -> None:
+        """Ask the cloud to resume; return once accepted."""
+
+    @abc.abstractmethod
+    def delete(self, ref: StackRef) -> None:
+        """Ask the cloud to delete; a stack that is already gone counts as done."""
+
+    def get_state(self, ref: StackRef) -> dict[str, Any]:
+        """The JSON-able dict the caller stores to find the stack again."""
+        return dict(ref.data)
+
+    def load_state(self, name: str, state: Mapping[str, Any]) -> StackRef:
+        """Rebuild a handle from what ``get_state`` returned."""
+        return StackRef(name=name, data=dict(state))

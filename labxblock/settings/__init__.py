@@ -1,0 +1,1 @@
+"""Settings hooks that edx-platform's plugin mechanism calls."""

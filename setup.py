@@ -1,0 +1,71 @@
+"""Packaging for labxblock."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "labxblock/__init__.py").read_text()).group(1)
+
+INSTALL_REQUIRES = [
+    "XBlock[django]>=5.0,<7",
+    "Django>=4.2,<6.0",
+    "celery>=5.3,<6",
+    "python-heatclient>=3.0,<6",
+    "keystoneauth1>=5.0,<6",
+    "python-novaclient>=18.0,<19",
+    "paramiko>=3.4,<6",
+    "cryptography>=42,<51",
+    "PyYAML>=6.0,<7",
+]
+
+EXTRAS_REQUIRE = {
+    # The terminal gateway runs as its own ASGI process.
+    "gateway": [
+        "uvicorn>=0.30,<1",
+        "websockets>=12,<18",
+        "asyncssh>=2.14,<3",
+    ],
+    "test": [
+        "pytest>=8,<10",
+        "pytest-django>=4.8,<5",
+        "hypothesis>=6.100,<7",
+        "redis>=5,<9",
+        "mysqlclient>=2.2,<3",
+        "build>=1.0,<2",
+        "ruff>=0.6,<1",
+    ],
+}
+EXTRAS_REQUIRE["test"] += EXTRAS_REQUIRE["gateway"]
+
+setup(
+    name="labxblock",
+    version=VERSION,
+    description="Open edX XBlock giving every learner a real lab: an OpenStack Heat stack in the courseware",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="AGPL-3.0-or-later",
+    python_requires=">=3.11",
+    packages=find_packages(include=["labxblock", "labxblock.*"]),
+    include_package_data=True,
+    package_data={"labxblock": ["templates/**/*", "static/**/*", "locale/**/*"]},
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={
+        "xblock.v1": ["labxblock = labxblock.block:LabBlock"],
+        "lms.djangoapp": ["labxblock = labxblock.apps:LabXBlockConfig"],
+        "cms.djangoapp": ["labxblock = labxblock.apps:LabXBlockConfig"],
+        "labxblock.providers": [
+            "openstack = labxblock.providers.openstack:OpenStackProvider",
+        ],
+    },
+    classifiers=[
+        "Framework :: Django",
+        "Framework :: Django :: 4.2",
+        "Framework :: Django :: 5.2",
+        "License :: OSI Approved :: GNU Affero General Public License v3 or later (AGPLv3+)",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+    ],
+)

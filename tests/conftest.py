@@ -1,0 +1,7 @@
+"""Test-wide fixtures: each real service lives in a plugin module of its own."""
+
+pytest_plugins = [
+    "tests.services.mariadb",
+    "tests.services.openstack_rig",
+    "tests.cloudfake.fixtures",
+]
