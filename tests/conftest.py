@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.services.mariadb",
+    "tests.services.redis",
     "tests.services.openstack_rig",
     "tests.cloudfake.fixtures",
 ]
