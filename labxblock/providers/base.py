@@ -108,6 +108,14 @@ class Provider(abc.ABC):
     def delete(self, ref: StackRef) -> None:
         """Ask the cloud to delete; a stack that is already gone counts as done."""
 
+    def after_resume(self, ref: StackRef) -> None:
+        """Called once when the caller sees a resume complete; a few calls at most.
+
+        For work a cloud cannot do within the resume (openstack: reboot the servers
+        when the template outputs ``reboot_on_resume``). Default: nothing.
+        """
+        return None
+
     def get_state(self, ref: StackRef) -> dict[str, Any]:
         """The JSON-able dict the caller stores to find the stack again."""
         return dict(ref.data)
