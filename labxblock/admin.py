@@ -1,0 +1,79 @@
+"""Operator views of labs and their event log. Secrets never appear here."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import admin
+
+from labxblock.models import Lab, LabEvent
+
+SECRET_FIELDS = ("private_key", "password")
+
+
+class ReadOnlyMixin:
+    """No add, change or delete: the log is append-only and written by code."""
+
+    def has_add_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_change_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: Any, obj: Any = None) -> bool:
+        return False
+
+
+class LabEventInline(ReadOnlyMixin, admin.TabularInline):
+    model = LabEvent
+    fields = ("at", "from_state", "to_state", "desired", "actor", "reason")
+    readonly_fields = fields
+    extra = 0
+    ordering = ("-at",)
+    show_change_link = True
+
+
+@admin.register(Lab)
+class LabAdmin(admin.ModelAdmin):
+    list_display = (
+        "stack_name",
+        "state",
+        "desired",
+        "provider",
+        "learner",
+        "course_run",
+        "lab_key",
+        "last_seen_at",
+        "deadline_at",
+    )
+    list_filter = ("state", "desired", "provider")
+    search_fields = ("stack_name", "course_run", "learner__username")
+    list_select_related = ("learner",)
+    raw_id_fields = ("learner",)
+    exclude = SECRET_FIELDS
+    readonly_fields = (
+        "stack_name",
+        "raw_status",
+        "status_reason",
+        "provider_state",
+        "outputs",
+        "created_at",
+        "updated_at",
+        "launched_at",
+        "suspended_at",
+        "attempts",
+        "next_attempt_at",
+    )
+    inlines = (LabEventInline,)
+
+    def get_queryset(self, request: Any) -> Any:
+        # Never even load the ciphertext into the admin's process memory.
+        return super().get_queryset(request).defer(*SECRET_FIELDS)
+
+
+@admin.register(LabEvent)
+class LabEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
+    list_display = ("at", "stack_name", "from_state", "to_state", "desired", "actor", "course_run")
+    list_filter = ("to_state", "actor")
+    search_fields = ("stack_name", "course_run")
+    date_hierarchy = "at"

@@ -1,0 +1,369 @@
+"""``XBLOCK_SETTINGS["labxblock"]`` → one validated, frozen :class:`LabSettings`.
+
+Nothing else in the project reads ``django.conf.settings`` for our settings.
+``load_settings`` is pure (a mapping in, settings or :class:`LabSettingsError` out);
+``get_settings`` reads Django's settings once and caches the result. Every
+problem raises :class:`LabSettingsError` naming the full key and what is
+expected; values of secret keys are never echoed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+from urllib.parse import urlsplit
+
+from cryptography.fernet import Fernet
+from django.core import checks
+from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+
+from labxblock.lifecycle import State
+
+ROOT = "labxblock"
+TERMINAL_MODES = ("gateway", "guacamole-json", "console")
+INSTALL_ID_RE = re.compile(r"[a-z0-9-]{1,20}")
+HEX32_RE = re.compile(r"[0-9a-fA-F]{32}")
+
+# How long each transitional state may last before the reconciler re-reads the
+# cloud and retries or fails the lab. Keys are State values.
+DEFAULT_STATE_DEADLINES: Mapping[str, int] = MappingProxyType(
+    {
+        State.REQUESTED.value: 120,  # a worker should have called create() by then
+        State.CREATING.value: 1200,  # Heat builds nested stacks slowly
+        State.STARTING.value: 600,  # boot + cloud-init until the lab answers
+        State.SUSPENDING.value: 600,
+        State.RESUMING.value: 900,
+        State.DELETING.value: 1200,
+    }
+)
+
+
+class LabSettingsError(ImproperlyConfigured):
+    """A missing or invalid value in ``XBLOCK_SETTINGS["labxblock"]``."""
+
+
+def _help(text: str) -> dict[str, str]:
+    return {"help": text}
+
+
+@dataclass(frozen=True)
+class ProviderSettings:
+    """One configured cloud: ``XBLOCK_SETTINGS["labxblock"]["providers"][name]``."""
+
+    name: str = field(metadata=_help("The provider's name (its key under `providers`)."))
+    type: str = field(metadata=_help("Installed provider type (entry point in `labxblock.providers`)."))
+    capacity: int | None = field(
+        default=None, metadata=_help("Most live labs on this provider; null means unlimited.")
+    )
+    actions_per_minute: int = field(
+        default=120, metadata=_help("Rate limit for suspend/resume/delete calls to this provider.")
+    )
+    options: Mapping[str, Any] = field(
+        default_factory=lambda: MappingProxyType({}),
+        repr=False,  # holds cloud credentials
+        metadata=_help("Every other key: provider-specific, checked by the provider class."),
+    )
+
+
+@dataclass(frozen=True)
+class LabSettings:
+    """Validated site settings for labxblock; build with :func:`load_settings`."""
+
+    install_id: str = field(
+        metadata=_help("Short slug [a-z0-9-]{1,20} naming this site in stack names and cloud tags.")
+    )
+    providers: Mapping[str, ProviderSettings] = field(
+        metadata=_help("Clouds by name; must contain `default`. Each has `type` plus its own keys.")
+    )
+    secret_keys: tuple[str, ...] = field(
+        repr=False, metadata=_help("Fernet keys for lab secrets at rest; the first encrypts, all decrypt.")
+    )
+    ticket_keys: tuple[str, ...] = field(
+        repr=False, metadata=_help("Fernet keys for terminal tickets (shared with the gateway); first signs.")
+    )
+    terminal_mode: str = field(
+        default="gateway", metadata=_help("How labs are shown: gateway, guacamole-json or console.")
+    )
+    gateway_url: str | None = field(
+        default=None, metadata=_help("Public http(s)/ws(s) URL of the terminal gateway (gateway, console).")
+    )
+    guacamole_url: str | None = field(
+        default=None, metadata=_help("Public http(s) URL of the Guacamole web app (guacamole-json).")
+    )
+    guacamole_json_secret_key: str | None = field(
+        default=None,
+        repr=False,
+        metadata=_help("Guacamole JSON auth secret: 32 hex digits (guacamole-json)."),
+    )
+    ticket_ttl_seconds: int = field(
+        default=60, metadata=_help("How long a terminal ticket may take to open.")
+    )
+    launch_timeout: int = field(
+        default=1800, metadata=_help("Seconds from request to ready before a launch fails visibly.")
+    )
+    suspend_timeout: int = field(
+        default=120, metadata=_help("Idle seconds (no keepalive) before a lab is suspended.")
+    )
+    delete_timeout: int = field(
+        default=14 * 86400, metadata=_help("Seconds of disuse before a lab is deleted (default 14 days).")
+    )
+    keepalive_interval_seconds: int = field(
+        default=30, metadata=_help("How often an open, active lab page sends a keepalive.")
+    )
+    reconcile_interval_seconds: int = field(
+        default=5, metadata=_help("Period of the reconciler (one stack list per provider per pass).")
+    )
+    suspend_idle_interval_seconds: int = field(
+        default=15, metadata=_help("Period of the task that marks idle labs for suspension.")
+    )
+    reap_interval_seconds: int = field(
+        default=300, metadata=_help("Period of the reaper (disused labs, orphan stacks).")
+    )
+    orphan_grace_seconds: int = field(
+        default=3600, metadata=_help("Age an orphan stack (our tag, no live row) must reach before deletion.")
+    )
+    retry_backoff_seconds: int = field(
+        default=10, metadata=_help("First delay before retrying a failed cloud call; doubles each attempt.")
+    )
+    retry_backoff_max_seconds: int = field(default=600, metadata=_help("Longest delay between retries."))
+    max_attempts: int = field(
+        default=5, metadata=_help("Cloud call attempts per transition before a lab is failed visibly.")
+    )
+    state_deadline_seconds: Mapping[str, int] = field(
+        default_factory=lambda: DEFAULT_STATE_DEADLINES,
+        metadata=_help(
+            "Seconds each transitional state may last; keys: " + ", ".join(DEFAULT_STATE_DEADLINES)
+        ),
+    )
+
+    def deadline_seconds(self, state: str) -> int | None:
+        """How long ``state`` may last, or None for a resting state."""
+        return self.state_deadline_seconds.get(str(state))
+
+
+def settings_help() -> list[tuple[str, str, str]]:
+    """(key, default, help) per setting, for README generation and checks."""
+    rows = []
+    for cls, prefix in ((LabSettings, ROOT), (ProviderSettings, f"{ROOT}.providers.<name>")):
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                default = repr(f.default)
+            elif f.default_factory is not dataclasses.MISSING:
+                default = repr(dict(f.default_factory()))
+            else:
+                default = "required"
+            rows.append((f"{prefix}.{f.name}", default, f.metadata["help"]))
+    return rows
+
+
+# --- validation helpers: each takes the full key for its error message ---
+
+
+def _fail(
+    key: str, expected: str, value: Any = dataclasses.MISSING, *, secret: bool = False
+) -> LabSettingsError:
+    if value is dataclasses.MISSING:
+        return LabSettingsError(f"{key}: expected {expected}, but it is missing")
+    if secret:
+        return LabSettingsError(f"{key}: expected {expected}")
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + "..."
+    return LabSettingsError(f"{key}: expected {expected}, got {shown}")
+
+
+def _int(key: str, value: Any, *, minimum: int, allow_none: bool = False) -> int | None:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        bound = "≥ 0" if minimum == 0 else f"≥ {minimum}"
+        raise _fail(key, f"an integer {bound}" + (" or null" if allow_none else ""), value)
+    return value
+
+
+def _seconds(key: str, value: Any) -> int:
+    return _int(key, value, minimum=1)  # type: ignore[return-value]
+
+
+def _url(key: str, value: Any, schemes: tuple[str, ...]) -> str:
+    what = "an http(s) or ws(s) URL" if "ws" in schemes else "an http(s) URL"
+    if not isinstance(value, str):
+        raise _fail(key, what, value)
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc:
+        raise _fail(key, what, value)
+    return value
+
+
+def _fernet_keys(key: str, value: Any) -> tuple[str, ...]:
+    what = "a non-empty list of Fernet keys"
+    if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
+        raise _fail(key, what, value, secret=True)
+    for i, k in enumerate(value):
+        try:
+            Fernet(k)
+        except (ValueError, TypeError):
+            raise LabSettingsError(
+                f"{key}[{i}]: is not a valid Fernet key (32 url-safe base64 bytes)"
+            ) from None
+    return tuple(value)
+
+
+def _mapping(key: str, value: Any) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise _fail(key, "a mapping", value)
+    return value
+
+
+def _provider(key: str, name: str, raw: Any, load_class: Callable[[str], type]) -> ProviderSettings:
+    raw = dict(_mapping(key, raw))
+    type_name = raw.pop("type", dataclasses.MISSING)
+    if not isinstance(type_name, str) or not type_name:
+        raise _fail(f"{key}.type", "a provider type name", type_name)
+    try:
+        provider_class = load_class(type_name)
+    except KeyError as e:
+        raise LabSettingsError(f"{key}.type: expected an installed provider type; {e.args[0]}") from None
+    except ImportError as e:  # the entry point exists but its module is broken
+        raise LabSettingsError(f"{key}.type: provider type {type_name!r} failed to import: {e}") from None
+    capacity = _int(f"{key}.capacity", raw.pop("capacity", None), minimum=0, allow_none=True)
+    actions = _int(f"{key}.actions_per_minute", raw.pop("actions_per_minute", 120), minimum=1)
+    options = MappingProxyType(raw)
+    problems = provider_class.check_config(options)
+    if problems:
+        # Report every problem at once; expectations never carry values.
+        raise LabSettingsError("; ".join(f"{key}.{sub}: expected {what}" for sub, what in problems))
+    return ProviderSettings(
+        name=name, type=type_name, capacity=capacity, actions_per_minute=actions, options=options
+    )
+
+
+def _deadlines(key: str, raw: Any) -> Mapping[str, int]:
+    merged = dict(DEFAULT_STATE_DEADLINES)
+    for state, value in _mapping(key, raw).items():
+        if state not in merged:
+            raise LabSettingsError(f"{key}.{state}: unknown state; expected one of " + ", ".join(merged))
+        merged[state] = _seconds(f"{key}.{state}", value)
+    return MappingProxyType(merged)
+
+
+def _terminal(raw: dict[str, Any]) -> dict[str, Any]:
+    mode = raw.pop("terminal_mode", "gateway")
+    if mode not in TERMINAL_MODES:
+        raise _fail(f"{ROOT}.terminal_mode", "one of " + ", ".join(TERMINAL_MODES), mode)
+    out: dict[str, Any] = {"terminal_mode": mode}
+    gateway_url = raw.pop("gateway_url", None)
+    guac_url = raw.pop("guacamole_url", None)
+    guac_key = raw.pop("guacamole_json_secret_key", None)
+    if gateway_url is not None or mode in ("gateway", "console"):
+        what = f"an http(s) or ws(s) URL (required when terminal_mode is {mode!r})"
+        if gateway_url is None:
+            raise _fail(f"{ROOT}.gateway_url", what)
+        out["gateway_url"] = _url(f"{ROOT}.gateway_url", gateway_url, ("http", "https", "ws", "wss"))
+    if guac_url is not None or mode == "guacamole-json":
+        if guac_url is None:
+            raise _fail(f"{ROOT}.guacamole_url", "an http(s) URL (required for guacamole-json)")
+        out["guacamole_url"] = _url(f"{ROOT}.guacamole_url", guac_url, ("http", "https"))
+    if guac_key is not None or mode == "guacamole-json":
+        what = "32 hex digits (required for guacamole-json)"
+        if guac_key is None:
+            raise _fail(f"{ROOT}.guacamole_json_secret_key", what)
+        if not isinstance(guac_key, str) or not HEX32_RE.fullmatch(guac_key):
+            raise _fail(f"{ROOT}.guacamole_json_secret_key", what, guac_key, secret=True)
+        out["guacamole_json_secret_key"] = guac_key.lower()
+    return out
+
+
+_SECONDS_FIELDS = tuple(
+    f.name
+    for f in dataclasses.fields(LabSettings)
+    if (f.name.endswith(("_seconds", "_timeout")) and f.name != "state_deadline_seconds")
+)
+
+
+def load_settings(raw: Mapping[str, Any], *, load_class: Callable[[str], type] | None = None) -> LabSettings:
+    """Validate ``raw`` (the ``labxblock`` dict) into :class:`LabSettings`, or raise LabSettingsError."""
+    if load_class is None:
+        from labxblock.providers import load_provider_class as load_class
+    raw = dict(_mapping(ROOT, raw))
+    values: dict[str, Any] = {}
+
+    install_id = raw.pop("install_id", dataclasses.MISSING)
+    if not isinstance(install_id, str) or not INSTALL_ID_RE.fullmatch(install_id):
+        raise _fail(f"{ROOT}.install_id", "a slug of 1-20 characters a-z, 0-9 and -", install_id)
+    values["install_id"] = install_id
+
+    providers = _mapping(f"{ROOT}.providers", raw.pop("providers", {}))
+    if "default" not in providers:
+        raise _fail(f"{ROOT}.providers.default", "a provider named 'default'")
+    values["providers"] = MappingProxyType(
+        {
+            str(name): _provider(f"{ROOT}.providers.{name}", str(name), conf, load_class)
+            for name, conf in providers.items()
+        }
+    )
+    for name in ("secret_keys", "ticket_keys"):
+        values[name] = _fernet_keys(f"{ROOT}.{name}", raw.pop(name, dataclasses.MISSING))
+
+    values.update(_terminal(raw))
+    for name in _SECONDS_FIELDS:
+        if name in raw:
+            values[name] = _seconds(f"{ROOT}.{name}", raw.pop(name))
+    if values.get("ticket_ttl_seconds", 60) > 60:
+        raise _fail(f"{ROOT}.ticket_ttl_seconds", "at most 60 seconds", values["ticket_ttl_seconds"])
+    if "max_attempts" in raw:
+        values["max_attempts"] = _int(f"{ROOT}.max_attempts", raw.pop("max_attempts"), minimum=1)
+    if "state_deadline_seconds" in raw:
+        key = f"{ROOT}.state_deadline_seconds"
+        values["state_deadline_seconds"] = _deadlines(key, raw.pop("state_deadline_seconds"))
+
+    if raw:  # typos must not pass silently; name keys, not values
+        unknown = sorted(str(k) for k in raw)
+        raise LabSettingsError(
+            f"{ROOT}.{unknown[0]}: unknown setting"
+            + (f" (also unknown: {', '.join(unknown[1:])})" if unknown[1:] else "")
+        )
+    return LabSettings(**values)
+
+
+@functools.cache
+def get_settings() -> LabSettings:
+    """The site's settings, validated once per process."""
+    from django.conf import settings
+
+    xblock_settings = getattr(settings, "XBLOCK_SETTINGS", None) or {}
+    return load_settings(xblock_settings.get(ROOT, {}))
+
+
+def reset_settings_cache() -> None:
+    """Forget the cached settings (tests; ``override_settings`` does this itself)."""
+    get_settings.cache_clear()
+
+
+def _on_setting_changed(*, setting: str, **_: Any) -> None:
+    if setting == "XBLOCK_SETTINGS":
+        reset_settings_cache()
+
+
+setting_changed.connect(_on_setting_changed, dispatch_uid="labxblock.conf.reset")
+
+
+def check_settings() -> LabSettings:
+    """Validate now and raise LabSettingsError if wrong; for ``AppConfig.ready()``."""
+    reset_settings_cache()
+    return get_settings()
+
+
+@checks.register(ROOT)
+def settings_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
+    """Django system check: reports a bad configuration at LMS/Studio startup."""
+    try:
+        check_settings()
+    except LabSettingsError as e:
+        return [checks.Error(str(e), hint="See labxblock's README, section Settings.", id="labxblock.E001")]
+    return []

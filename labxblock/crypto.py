@@ -1,0 +1,101 @@
+"""Lab secrets at rest: a model field that stores a Fernet token, never plaintext.
+
+Keys come from ``conf.secret_keys`` (first encrypts, all decrypt) and are read
+lazily, at first encryption or decryption, never at import. A row is loaded
+without decrypting: the token is decrypted when the attribute is read, so a
+missing key breaks only the code that needs the secret, and saving a row never
+needs to decrypt (an unread secret is written back as the same token).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from django.db import models
+from django.db.models.query_utils import DeferredAttribute
+
+from labxblock.conf import get_settings
+
+
+class SecretUnavailable(Exception):
+    """A stored secret cannot be decrypted with any key in ``labxblock.secret_keys``."""
+
+
+class Sealed(str):
+    """A Fernet token as stored in the database (marks 'not decrypted yet')."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "Sealed(...)"
+
+
+@functools.cache
+def _fernet_for(keys: tuple[str, ...]) -> MultiFernet:
+    return MultiFernet([Fernet(k) for k in keys])
+
+
+def fernet() -> MultiFernet:
+    """The MultiFernet for the current ``secret_keys`` (rebuilt when they change)."""
+    return _fernet_for(get_settings().secret_keys)
+
+
+def seal(plaintext: str) -> Sealed:
+    """Encrypt with the newest key."""
+    return Sealed(fernet().encrypt(plaintext.encode()).decode())
+
+
+def unseal(token: str, *, what: str) -> str:
+    """Decrypt with any configured key; ``what`` names the field in the error."""
+    try:
+        return fernet().decrypt(token.encode()).decode()
+    except InvalidToken:
+        raise SecretUnavailable(
+            f"{what}: cannot decrypt: the key that encrypted it is not in "
+            "labxblock.secret_keys (was a key removed before re-encrypting?)"
+        ) from None
+
+
+def reseal(token: str, *, what: str) -> Sealed:
+    """Re-encrypt a token with the newest key (for key rotation)."""
+    try:
+        return Sealed(fernet().rotate(token.encode()).decode())
+    except InvalidToken:
+        raise SecretUnavailable(f"{what}: cannot re-encrypt: no configured key decrypts it") from None
+
+
+class _SecretAttribute(DeferredAttribute):
+    """Decrypts on read; keeps what the database returned until then."""
+
+    def __get__(self, instance: Any, cls: Any = None) -> Any:
+        if instance is None:
+            return self
+        value = super().__get__(instance, cls)
+        if isinstance(value, Sealed):
+            return unseal(value, what=f"{type(instance).__name__}.{self.field.name} (id {instance.pk})")
+        return value
+
+    def __set__(self, instance: Any, value: Any) -> None:
+        # A data descriptor, so __get__ runs even once the value is in __dict__.
+        instance.__dict__[self.field.attname] = value
+
+
+class EncryptedTextField(models.TextField):
+    """A text field stored as a Fernet token; "" stays "" (no secret to hide)."""
+
+    descriptor_class = _SecretAttribute
+
+    def pre_save(self, model_instance: Any, add: bool) -> Any:
+        # The raw value: an unread secret goes back as the same token, undecrypted.
+        return model_instance.__dict__.get(self.attname)
+
+    def get_prep_value(self, value: Any) -> Any:
+        value = super().get_prep_value(value)
+        if value is None or value == "" or isinstance(value, Sealed):
+            return None if value is None else str(value)
+        return str(seal(value))
+
+    def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
+        return Sealed(value) if value else value

@@ -1,0 +1,226 @@
+"""Lab (one stack per learner, course run and lab key) and its append-only LabEvent log."""
+
+from __future__ import annotations
+
+import re
+import secrets
+from datetime import datetime
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from labxblock.crypto import EncryptedTextField, Sealed, SecretUnavailable, reseal
+from labxblock.lifecycle import Desired, State
+
+STACK_NAME_MAX = 64
+REDACTED = "[redacted]"
+# A private key pasted into a reason is redacted even when the lab's own key is unknown.
+_PEM_RE = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.S
+)
+
+
+def _choices(enum: Any) -> list[tuple[str, str]]:
+    return [(member.value, member.value) for member in enum]
+
+
+def derive_stack_name(install_id: str) -> str:
+    """A fresh stack name: ``lab-<install_id>-<16 random hex>``, no personal data.
+
+    Random rather than a hash of the learner: a hash of a small id space can be
+    reversed, and the cloud operator should learn nothing about who the learner is.
+    """
+    name = f"lab-{install_id}-{secrets.token_hex(8)}"
+    assert len(name) <= STACK_NAME_MAX
+    return name
+
+
+class Protocol(models.TextChoices):
+    SSH = "ssh", "SSH"
+    RDP = "rdp", "RDP"
+    VNC = "vnc", "VNC"
+
+
+class Lab(models.Model):
+    """One learner's lab: what should be (``desired``) and what is (``state``)."""
+
+    # CASCADE, not PROTECT: deleting a user must not be blocked by a lab, and a
+    # stack left behind by a deleted row carries our tag and matches no live row,
+    # so the reaper deletes it after orphan_grace_seconds. Nothing leaks for long,
+    # and the row's encrypted secrets go with the user.
+    learner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="labs")
+    course_run = models.CharField(max_length=255, help_text="Course run key, e.g. course-v1:Org+Course+Run.")
+    lab_key = models.CharField(
+        max_length=255, help_text="Which lab of the course run (template or lab_group)."
+    )
+    stack_name = models.CharField(max_length=STACK_NAME_MAX, unique=True, editable=False)
+    provider = models.CharField(max_length=64, help_text="Provider name from settings.")
+    provider_state = models.JSONField(default=dict, blank=True, help_text="The provider's own small state.")
+
+    desired = models.CharField(max_length=16, choices=_choices(Desired), default=Desired.UP.value)
+    state = models.CharField(max_length=16, choices=_choices(State), default=State.REQUESTED.value)
+    raw_status = models.CharField(max_length=64, blank=True, help_text="The cloud's own status word.")
+    status_reason = models.TextField(blank=True)
+
+    outputs = models.JSONField(default=dict, blank=True, help_text="Non-secret stack outputs only.")
+    ip = models.CharField(max_length=255, blank=True, help_text="Public address (IP or host name).")
+    stack_user = models.CharField(max_length=64, blank=True)
+    protocol = models.CharField(max_length=8, choices=Protocol.choices, default=Protocol.SSH)
+    port = models.PositiveIntegerField(null=True, blank=True, help_text="Null: the protocol's default.")
+    private_key = EncryptedTextField(blank=True, default="")
+    password = EncryptedTextField(blank=True, default="")
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    launched_at = models.DateTimeField(null=True, blank=True)
+    last_seen_at = models.DateTimeField(null=True, blank=True)
+    suspended_at = models.DateTimeField(null=True, blank=True)
+    delete_by = models.DateTimeField(null=True, blank=True, help_text="Deleted for disuse after this.")
+    deadline_at = models.DateTimeField(null=True, blank=True, help_text="Deadline of the current state.")
+    attempts = models.PositiveIntegerField(default=0, help_text="Failed attempts at the current transition.")
+    next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Backoff: not before this.")
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["learner", "course_run", "lab_key"], name="labxblock_lab_identity"
+            ),
+        ]
+        # Plain composite indexes (MariaDB has no partial indexes), one per periodic query.
+        indexes = [
+            models.Index(fields=["state", "deadline_at"], name="labxblock_lab_deadline"),  # reconciler
+            models.Index(fields=["desired", "state", "last_seen_at"], name="labxblock_lab_idle"),  # idle
+            models.Index(fields=["delete_by"], name="labxblock_lab_delete_by"),  # reaper
+            models.Index(fields=["provider", "state"], name="labxblock_lab_capacity"),  # capacity
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.stack_name} ({self.state} → {self.desired})"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        # Stable once set: a stack is found again in the cloud by this name.
+        if not self.stack_name:
+            from labxblock.conf import get_settings
+
+            self.stack_name = derive_stack_name(get_settings().install_id)
+        super().save(*args, **kwargs)
+
+    def known_secrets(self) -> list[str]:
+        """This lab's secret values, for scrubbing text; [] if they cannot be decrypted."""
+        try:
+            return [s for s in (self.private_key, self.password) if s]
+        except SecretUnavailable:
+            return []
+
+
+def scrub(text: str, known: list[str]) -> str:
+    """``text`` without any of the ``known`` secrets or any PEM private key."""
+    for value in sorted(known, key=len, reverse=True):
+        text = text.replace(value, REDACTED)
+        # A key is often quoted line by line, or with \n escaped.
+        for line in value.splitlines():
+            if len(line.strip()) >= 16:
+                text = text.replace(line.strip(), REDACTED)
+    return _PEM_RE.sub(REDACTED, text)
+
+
+def reencrypt_secrets(batch_size: int = 500) -> int:
+    """Re-encrypt every stored secret with the newest key; return the rows rewritten.
+
+    Run after putting a new key first in ``secret_keys`` and before removing the
+    old one. A token no key decrypts raises SecretUnavailable naming the lab.
+    """
+    count = 0
+    rows = Lab.objects.exclude(private_key="", password="").values_list("pk", "private_key", "password")
+    for pk, private_key, password in rows.iterator(chunk_size=batch_size):
+        changes = {}
+        for name, token in (("private_key", private_key), ("password", password)):
+            if token:
+                changes[name] = reseal(token, what=f"Lab.{name} (id {pk})")
+        Lab.objects.filter(pk=pk).update(**changes)
+        count += 1
+    return count
+
+
+class LabEventQuerySet(models.QuerySet):
+    def update(self, **kwargs: Any) -> int:
+        raise TypeError("LabEvent is append-only")
+
+
+class LabEvent(models.Model):
+    """One transition or decision about a lab. Append-only; never holds a secret.
+
+    Events outlive their lab (SET_NULL) because usage accounting is computed
+    from them; the identifying columns are copied so they still mean something.
+    The learner link goes when the user is deleted; accounting per course survives.
+    """
+
+    lab = models.ForeignKey(Lab, on_delete=models.SET_NULL, null=True, related_name="events")
+    learner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.SET_NULL, null=True, related_name="+"
+    )
+    stack_name = models.CharField(max_length=STACK_NAME_MAX)
+    course_run = models.CharField(max_length=255)
+    lab_key = models.CharField(max_length=255)
+    provider = models.CharField(max_length=64)
+    at = models.DateTimeField()
+    from_state = models.CharField(max_length=16, choices=_choices(State), blank=True)
+    to_state = models.CharField(max_length=16, choices=_choices(State))
+    desired = models.CharField(max_length=16, choices=_choices(Desired))
+    reason = models.TextField(blank=True)
+    actor = models.CharField(max_length=64, help_text='"learner:<id>", "staff:<id>", "reconciler", …')
+
+    objects = LabEventQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["lab", "at"], name="labxblock_event_lab_at"),
+            models.Index(fields=["at"], name="labxblock_event_at"),  # accounting by period
+        ]
+        ordering = ["at", "id"]
+
+    def __str__(self) -> str:
+        return (
+            f"{self.at:%Y-%m-%d %H:%M:%S} {self.stack_name} {self.from_state}→{self.to_state} by {self.actor}"
+        )
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if not self._state.adding:
+            raise TypeError("LabEvent is append-only: an existing event cannot be changed")
+        super().save(*args, **kwargs)
+
+    @classmethod
+    def record(
+        cls,
+        lab: Lab,
+        *,
+        actor: str,
+        reason: str = "",
+        from_state: str | None = None,
+        to_state: str | None = None,
+        at: datetime | None = None,
+    ) -> LabEvent:
+        """Append an event for ``lab``; states default to ``lab.state`` (a decision, not a move).
+
+        ``reason`` is scrubbed of the lab's own secrets and of any PEM private key,
+        so a cloud error quoting a password cannot land in the log table.
+        """
+        return cls.objects.create(
+            lab=lab,
+            learner_id=lab.learner_id,
+            stack_name=lab.stack_name,
+            course_run=lab.course_run,
+            lab_key=lab.lab_key,
+            provider=lab.provider,
+            at=at or timezone.now(),
+            from_state=str(from_state if from_state is not None else lab.state),
+            to_state=str(to_state if to_state is not None else lab.state),
+            desired=str(lab.desired),
+            reason=scrub(reason, lab.known_secrets()),
+            actor=actor,
+        )
+
+
+__all__ = ["Lab", "LabEvent", "Protocol", "Sealed", "derive_stack_name", "reencrypt_secrets", "scrub"]

@@ -1,0 +1,252 @@
+"""Lab and LabEvent on a real database (SQLite, and MariaDB with LABXBLOCK_TEST_DB=mariadb)."""
+
+from __future__ import annotations
+
+import copy
+import io
+import re
+from datetime import timedelta
+
+import pytest
+from cryptography.fernet import Fernet
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import IntegrityError, connection, transaction
+from django.test import override_settings
+from django.utils import timezone
+
+from labxblock.crypto import SecretUnavailable
+from labxblock.lifecycle import Desired, State
+from labxblock.models import REDACTED, Lab, LabEvent, derive_stack_name, reencrypt_secrets
+
+pytestmark = [pytest.mark.mariadb, pytest.mark.django_db]
+
+PRIVATE_KEY = (
+    "-----BEGIN OPENSSH PRIVATE KEY-----\n"
+    "b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n"
+    "QyNTUxOQAAACBm3TnR5JmWz0pDWm9rZUtleU5vdFJlYWxseUFLZXlKdXN0VGVzdERhdGEA\n"
+    "-----END OPENSSH PRIVATE KEY-----\n"
+)
+PASSWORD = "Tr0ub4dor&3-lab-password"
+
+
+@pytest.fixture
+def learner(db):
+    return get_user_model().objects.create_user(
+        username="ada.lovelace", email="ada@example.org", password="learner-login-pw"
+    )
+
+
+def make_lab(learner, lab_key="default", **kwargs) -> Lab:
+    return Lab.objects.create(
+        learner=learner, course_run="course-v1:Org+Course+Run", lab_key=lab_key, provider="default", **kwargs
+    )
+
+
+def xblock_settings_with(**changes):
+    from django.conf import settings
+
+    value = copy.deepcopy(settings.XBLOCK_SETTINGS)
+    value["labxblock"].update(changes)
+    return value
+
+
+def raw_columns(lab_id: int) -> tuple[str, str]:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT private_key, password FROM labxblock_lab WHERE id = %s", [lab_id])
+        return cursor.fetchone()
+
+
+def test_one_lab_per_learner_course_run_and_lab_key(learner):
+    make_lab(learner)
+    make_lab(learner, lab_key="other")  # another lab key is another lab
+    with pytest.raises(IntegrityError), transaction.atomic():
+        make_lab(learner)
+
+
+def test_stack_name_is_derived_short_unique_and_anonymous(learner):
+    labs = [make_lab(learner, lab_key=f"k{i}") for i in range(20)]
+    names = [lab.stack_name for lab in labs]
+    assert len(set(names)) == len(names)
+    for name in names:
+        assert len(name) <= 64
+        assert name.startswith("lab-test-")
+        # the rest is 16 random hex digits: no room for a name, e-mail or user id
+        suffix = name.removeprefix("lab-test-")
+        assert len(suffix) == 16 and all(c in "0123456789abcdef" for c in suffix)
+    assert len(derive_stack_name("a" * 20)) <= 64
+
+
+def test_stack_name_carries_no_personal_data(learner):
+    name = make_lab(learner).stack_name
+    # install id + 16 random hex digits and nothing else: no username, e-mail,
+    # user id or course in the name the cloud operator sees
+    assert re.fullmatch(r"lab-test-[0-9a-f]{16}", name), name
+    assert "lovelace" not in name and "example" not in name
+
+
+def test_stack_name_is_stable_once_set(learner):
+    lab = make_lab(learner)
+    name = lab.stack_name
+    lab.state = State.CREATING
+    lab.save()
+    lab.refresh_from_db()
+    assert lab.stack_name == name
+
+
+def test_secrets_round_trip(learner):
+    lab = make_lab(learner, private_key=PRIVATE_KEY, password=PASSWORD)
+    fresh = Lab.objects.get(pk=lab.pk)
+    assert fresh.private_key == PRIVATE_KEY
+    assert fresh.password == PASSWORD
+    empty = make_lab(learner, lab_key="empty")
+    assert Lab.objects.get(pk=empty.pk).password == ""
+
+
+def test_database_columns_hold_no_plaintext_secret(learner):
+    lab = make_lab(learner, private_key=PRIVATE_KEY, password=PASSWORD)
+    lab.status_reason = "saved again"
+    lab.save()
+    raw_key, raw_password = raw_columns(lab.pk)
+    assert raw_key and raw_password
+    assert PASSWORD not in raw_key + raw_password
+    for line in PRIVATE_KEY.splitlines():
+        assert line not in raw_key
+    # it is a Fernet token that the configured key opens
+    from django.conf import settings
+
+    first_key = Fernet(settings.XBLOCK_SETTINGS["labxblock"]["secret_keys"][0])
+    assert first_key.decrypt(raw_password.encode()).decode() == PASSWORD
+
+
+def test_saving_without_reading_keeps_the_token(learner):
+    lab = make_lab(learner, password=PASSWORD)
+    before = raw_columns(lab.pk)
+    fresh = Lab.objects.get(pk=lab.pk)
+    fresh.state = State.CREATING
+    fresh.save()
+    assert raw_columns(lab.pk) == before
+
+
+def test_key_rotation(learner):
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    with override_settings(XBLOCK_SETTINGS=xblock_settings_with(secret_keys=[old])):
+        lab = make_lab(learner, private_key=PRIVATE_KEY, password=PASSWORD)
+    old_token = raw_columns(lab.pk)[1]
+
+    with override_settings(XBLOCK_SETTINGS=xblock_settings_with(secret_keys=[new, old])):
+        assert Lab.objects.get(pk=lab.pk).password == PASSWORD  # old key still decrypts
+        assert reencrypt_secrets() == 1
+        new_token = raw_columns(lab.pk)[1]
+        assert new_token != old_token
+        assert Fernet(new).decrypt(new_token.encode()).decode() == PASSWORD
+        # new writes use the first key
+        other = make_lab(learner, lab_key="other", password="x")
+        Fernet(new).decrypt(raw_columns(other.pk)[1].encode())
+
+    # the old key can now be removed
+    with override_settings(XBLOCK_SETTINGS=xblock_settings_with(secret_keys=[new])):
+        fresh = Lab.objects.get(pk=lab.pk)
+        assert (fresh.private_key, fresh.password) == (PRIVATE_KEY, PASSWORD)
+
+
+def test_missing_key_gives_a_clear_error(learner):
+    lab = make_lab(learner, password=PASSWORD)
+    with override_settings(
+        XBLOCK_SETTINGS=xblock_settings_with(secret_keys=[Fernet.generate_key().decode()])
+    ):
+        fresh = Lab.objects.get(pk=lab.pk)  # loading the row works: decryption is on read
+        assert fresh.state == State.REQUESTED
+        with pytest.raises(SecretUnavailable) as info:
+            _ = fresh.password
+        message = str(info.value)
+        assert f"Lab.password (id {lab.pk})" in message
+        assert "labxblock.secret_keys" in message
+        assert PASSWORD not in message
+        with pytest.raises(SecretUnavailable):
+            reencrypt_secrets()
+        fresh.state = State.FAILED
+        fresh.save()  # an unreadable secret does not stop the row from being updated
+    assert Lab.objects.get(pk=lab.pk).password == PASSWORD
+
+
+def test_outputs_and_provider_state_are_json(learner):
+    lab = make_lab(learner, outputs={"public_ip": "192.0.2.7", "host_key": "ssh-ed25519 AAAA"})
+    lab.provider_state = {"id": "0b1c", "region": "r1"}
+    lab.save()
+    fresh = Lab.objects.get(pk=lab.pk)
+    assert fresh.outputs["public_ip"] == "192.0.2.7"
+    assert fresh.provider_state == {"id": "0b1c", "region": "r1"}
+
+
+def test_event_record_copies_identity_and_survives_lab_deletion(learner):
+    lab = make_lab(learner)
+    lab.state = State.CREATING
+    event = LabEvent.record(lab, actor="reconciler", from_state=State.REQUESTED, reason="create accepted")
+    assert (event.from_state, event.to_state, event.desired) == ("requested", "creating", Desired.UP)
+    lab.delete()
+    event.refresh_from_db()
+    assert event.lab is None
+    assert (event.stack_name, event.course_run, event.learner_id) == (
+        lab.stack_name,
+        "course-v1:Org+Course+Run",
+        learner.pk,
+    )
+
+
+def test_events_are_append_only(learner):
+    lab = make_lab(learner)
+    event = LabEvent.record(lab, actor="system", reason="created")
+    event.reason = "rewritten history"
+    with pytest.raises(TypeError, match="append-only"):
+        event.save()
+    with pytest.raises(TypeError, match="append-only"):
+        LabEvent.objects.filter(pk=event.pk).update(reason="rewritten")
+    event.refresh_from_db()
+    assert event.reason == "created"
+
+
+def test_events_never_store_the_labs_secrets(learner):
+    lab = make_lab(learner, private_key=PRIVATE_KEY, password=PASSWORD)
+    leaky = f"cloud said: bad password {PASSWORD!r} for key\n{PRIVATE_KEY}"
+    event = LabEvent.record(lab, actor="reconciler", reason=leaky)
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT reason FROM labxblock_labevent WHERE id = %s", [event.pk])
+        (stored,) = cursor.fetchone()
+    assert PASSWORD not in stored
+    assert "PRIVATE KEY" not in stored
+    assert all(line not in stored for line in PRIVATE_KEY.splitlines()[1:3])
+    assert stored.startswith("cloud said: bad password") and REDACTED in stored
+
+
+def test_events_scrub_pem_keys_even_without_the_labs_key(learner):
+    lab = make_lab(learner, password=PASSWORD)
+    with override_settings(
+        XBLOCK_SETTINGS=xblock_settings_with(secret_keys=[Fernet.generate_key().decode()])
+    ):
+        event = LabEvent.record(lab, actor="reconciler", reason=f"output was {PRIVATE_KEY}")
+    assert "PRIVATE KEY" not in event.reason
+
+
+def test_deleting_a_learner_removes_the_lab_row_but_keeps_events(learner):
+    lab = make_lab(learner)
+    LabEvent.record(lab, actor="system", reason="created")
+    learner.delete()
+    assert not Lab.objects.filter(pk=lab.pk).exists()
+    event = LabEvent.objects.get(stack_name=lab.stack_name)
+    assert (event.lab_id, event.learner_id) == (None, None)
+
+
+def test_idle_query_finds_only_idle_labs(learner):
+    now = timezone.now()
+    idle = make_lab(learner, lab_key="idle", state=State.READY, last_seen_at=now - timedelta(minutes=5))
+    make_lab(learner, lab_key="busy", state=State.READY, last_seen_at=now)
+    found = Lab.objects.filter(
+        desired=Desired.UP, state=State.READY, last_seen_at__lt=now - timedelta(seconds=120)
+    )
+    assert list(found) == [idle]
+
+
+def test_migrations_are_up_to_date():
+    out = io.StringIO()
+    call_command("makemigrations", "labxblock", "--check", "--dry-run", stdout=out, stderr=out)

@@ -1,0 +1,113 @@
+"""Django settings for the tests and the xblock-sdk workbench.
+
+``LABXBLOCK_TEST_DB`` picks the database: ``sqlite`` (default) or ``mariadb``
+(a private server started by ``tests.services.mariadb``, which exports the
+``LABXBLOCK_TEST_MARIADB_*`` variables read here). Paths and ports travel in
+environment variables so processes the tests start (Celery workers) share the
+same database as the test process.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+SECRET_KEY = "labxblock-tests-not-secret"
+DEBUG = False
+USE_TZ = True
+TIME_ZONE = "UTC"
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.contenttypes",
+    "django.contrib.auth",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.admin",
+    "labxblock",
+]
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+]
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ]
+        },
+    }
+]
+
+TEST_DB = os.environ.get("LABXBLOCK_TEST_DB", "sqlite")
+if TEST_DB not in ("sqlite", "mariadb"):
+    raise RuntimeError(f"LABXBLOCK_TEST_DB must be sqlite or mariadb, not {TEST_DB!r}")
+
+if TEST_DB == "mariadb":
+    # NAME is also the test database's name: child processes that read this
+    # file (not the test runner's renamed copy) must land in the same database.
+    _name = os.environ.get("LABXBLOCK_TEST_MARIADB_NAME", "labxblock_test")
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.mysql",
+            "NAME": _name,
+            "USER": os.environ.get("LABXBLOCK_TEST_MARIADB_USER", "labxblock"),
+            "PASSWORD": os.environ.get("LABXBLOCK_TEST_MARIADB_PASSWORD", ""),
+            "HOST": "127.0.0.1",
+            "PORT": os.environ.get("LABXBLOCK_TEST_MARIADB_PORT", "3306"),
+            "OPTIONS": {"charset": "utf8mb4"},
+            "TEST": {"NAME": _name, "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
+        }
+    }
+else:
+    # A file, not :memory:, so several processes can share it; exported so that
+    # child processes pick the same file.
+    _path = os.environ.setdefault(
+        "LABXBLOCK_TEST_SQLITE",
+        str(Path(tempfile.mkdtemp(prefix="labxblock-db-")) / "labxblock.sqlite3"),
+    )
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": _path,
+            "OPTIONS": {"timeout": 30},
+            "TEST": {"NAME": _path},
+        }
+    }
+
+# Fixed test keys: generated once with Fernet.generate_key(); not secret.
+TEST_SECRET_KEYS = [
+    "sUKLjyest-zChe4V4e_wNt5HkYZYutVrDajwRCTDQGg=",
+    "q8_10kVwg60T0w4zLq6m9dJnj7P7d0jcDQpZjlNyofw=",
+]
+TEST_TICKET_KEYS = ["5EIJxo4ocC-Og6iqMy7YGgl3HaK7pvOjzhcL4GO_KdE="]
+
+XBLOCK_SETTINGS = {
+    "labxblock": {
+        "install_id": "test",
+        "providers": {
+            "default": {
+                "type": "openstack",
+                "capacity": None,
+                "auth_url": "http://127.0.0.1:5000/v3",
+                "username": "test",
+                "password": "test",
+                "project_name": "test",
+                "user_domain_name": "Default",
+                "project_domain_name": "Default",
+            },
+        },
+        "secret_keys": TEST_SECRET_KEYS,
+        "ticket_keys": TEST_TICKET_KEYS,
+        "terminal_mode": "console",
+        "gateway_url": "ws://127.0.0.1:8765/",
+    },
+}

@@ -1,0 +1,311 @@
+"""labxblock.conf: one test per rule of XBLOCK_SETTINGS["labxblock"]."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+from cryptography.fernet import Fernet
+from django.test import override_settings
+
+from labxblock import conf
+from labxblock.conf import LabSettings, LabSettingsError, load_settings
+from labxblock.providers.base import Provider
+
+KEY_A = Fernet.generate_key().decode()
+KEY_B = Fernet.generate_key().decode()
+
+
+class FakeProvider(Provider):
+    """Accepts any config except one without ``region``; abstract methods unused."""
+
+    @classmethod
+    def check_config(cls, config: Mapping[str, Any]) -> list[tuple[str, str]]:
+        problems = []
+        if "region" not in config:
+            problems.append(("region", "a region name"))
+        if config.get("password") == "":
+            problems.append(("password", "a non-empty string"))
+        return problems
+
+    create = get = list = suspend = resume = delete = None  # type: ignore[assignment]
+
+
+FakeProvider.__abstractmethods__ = frozenset()
+
+
+def fake_registry(type_name: str) -> type[Provider]:
+    if type_name == "fake":
+        return FakeProvider
+    raise KeyError(f"no provider type {type_name!r}; installed: fake")
+
+
+def valid() -> dict[str, Any]:
+    return {
+        "install_id": "site-1",
+        "providers": {"default": {"type": "fake", "region": "r1", "password": "hunter2-cloud"}},
+        "secret_keys": [KEY_A],
+        "ticket_keys": [KEY_B],
+        "gateway_url": "wss://gw.example.org/",
+    }
+
+
+def load(raw: dict[str, Any]) -> LabSettings:
+    return load_settings(raw, load_class=fake_registry)
+
+
+def error(raw: dict[str, Any]) -> str:
+    with pytest.raises(LabSettingsError) as info:
+        load(raw)
+    return str(info.value)
+
+
+def with_(**changes: Any) -> dict[str, Any]:
+    raw = valid()
+    raw.update(changes)
+    return raw
+
+
+def test_defaults_applied():
+    s = load(valid())
+    assert s.install_id == "site-1"
+    assert s.terminal_mode == "gateway"
+    assert s.suspend_timeout == 120
+    assert s.delete_timeout == 14 * 86400
+    assert s.reconcile_interval_seconds == 5
+    assert s.deadline_seconds("creating") == conf.DEFAULT_STATE_DEADLINES["creating"]
+    assert s.deadline_seconds("ready") is None
+    p = s.providers["default"]
+    assert (p.name, p.type, p.capacity, p.actions_per_minute) == ("default", "fake", None, 120)
+    assert dict(p.options) == {"region": "r1", "password": "hunter2-cloud"}
+
+
+def test_frozen():
+    s = load(valid())
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        s.suspend_timeout = 1  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        s.providers["default"].options["region"] = "r2"  # type: ignore[index]
+    with pytest.raises(TypeError):
+        s.providers["other"] = s.providers["default"]  # type: ignore[index]
+
+
+def test_repr_hides_secrets():
+    text = repr(load(valid()))
+    assert KEY_A not in text and KEY_B not in text and "hunter2-cloud" not in text
+
+
+def test_missing_default_provider():
+    raw = with_(providers={"os1": valid()["providers"]["default"]})
+    assert error(raw) == "labxblock.providers.default: expected a provider named 'default', but it is missing"
+
+
+def test_missing_provider_type():
+    raw = with_(providers={"default": {"region": "r1"}})
+    assert error(raw).startswith("labxblock.providers.default.type: expected a provider type name")
+
+
+def test_unknown_provider_type_with_real_registry():
+    raw = with_(providers={"default": {"type": "no-such-cloud-xyz"}})
+    with pytest.raises(LabSettingsError) as info:
+        load_settings(raw)
+    assert str(info.value).startswith("labxblock.providers.default.type: expected an installed provider type")
+    assert "no-such-cloud-xyz" in str(info.value)
+
+
+@pytest.mark.parametrize("capacity", ["ten", -1, 2.5, True])
+def test_bad_capacity(capacity):
+    raw = valid()
+    raw["providers"]["os1"] = {"type": "fake", "region": "r", "capacity": capacity}
+    assert error(raw) == (
+        f"labxblock.providers.os1.capacity: expected an integer ≥ 0 or null, got {capacity!r}"
+    )
+
+
+def test_capacity_zero_and_null_are_allowed():
+    raw = valid()
+    raw["providers"]["drained"] = {"type": "fake", "region": "r", "capacity": 0, "actions_per_minute": 6}
+    s = load(raw)
+    assert s.providers["drained"].capacity == 0
+    assert s.providers["drained"].actions_per_minute == 6
+    assert s.providers["default"].capacity is None
+
+
+def test_bad_actions_per_minute():
+    raw = valid()
+    raw["providers"]["default"]["actions_per_minute"] = 0
+    assert error(raw) == "labxblock.providers.default.actions_per_minute: expected an integer ≥ 1, got 0"
+
+
+def test_provider_check_config_problems_named_with_full_key_without_values():
+    raw = valid()
+    raw["providers"]["default"] = {"type": "fake", "password": ""}
+    message = error(raw)
+    assert "labxblock.providers.default.region: expected a region name" in message
+    assert "labxblock.providers.default.password: expected a non-empty string" in message
+
+
+def test_provider_options_are_not_echoed_in_errors():
+    raw = valid()
+    raw["providers"]["default"] = {"type": "fake", "password": "s3cret-cloud-pw"}
+    assert "s3cret-cloud-pw" not in error(raw)
+
+
+@pytest.mark.parametrize("value", [0, -5, "10s", 1.5, None])
+def test_bad_timeout(value):
+    assert error(with_(suspend_timeout=value)) == (
+        f"labxblock.suspend_timeout: expected an integer ≥ 1, got {value!r}"
+    )
+
+
+def test_timeouts_and_intervals_can_be_set():
+    s = load(
+        with_(launch_timeout=600, delete_timeout=86400, reap_interval_seconds=60, orphan_grace_seconds=10)
+    )
+    assert (s.launch_timeout, s.delete_timeout, s.reap_interval_seconds, s.orphan_grace_seconds) == (
+        600, 86400, 60, 10,
+    )  # fmt: skip
+
+
+def test_state_deadlines_merge_with_defaults():
+    s = load(with_(state_deadline_seconds={"creating": 60}))
+    assert s.deadline_seconds("creating") == 60
+    assert s.deadline_seconds("deleting") == conf.DEFAULT_STATE_DEADLINES["deleting"]
+
+
+def test_state_deadline_for_resting_state_is_an_error():
+    message = error(with_(state_deadline_seconds={"ready": 60}))
+    assert message.startswith("labxblock.state_deadline_seconds.ready: unknown state")
+
+
+def test_bad_state_deadline():
+    assert error(with_(state_deadline_seconds={"resuming": "soon"})) == (
+        "labxblock.state_deadline_seconds.resuming: expected an integer ≥ 1, got 'soon'"
+    )
+
+
+def test_ticket_ttl_is_capped_at_a_minute():
+    assert error(with_(ticket_ttl_seconds=600)).startswith(
+        "labxblock.ticket_ttl_seconds: expected at most 60"
+    )
+
+
+def test_bad_terminal_mode():
+    assert error(with_(terminal_mode="vnc")) == (
+        "labxblock.terminal_mode: expected one of gateway, guacamole-json, console, got 'vnc'"
+    )
+
+
+@pytest.mark.parametrize("mode", ["gateway", "console"])
+def test_missing_gateway_url(mode):
+    raw = with_(terminal_mode=mode)
+    del raw["gateway_url"]
+    assert error(raw).startswith("labxblock.gateway_url: expected an http(s) or ws(s) URL")
+    assert "missing" in error(raw)
+
+
+@pytest.mark.parametrize("url", ["gw.example.org", "ftp://gw.example.org/", "wss://", 42])
+def test_bad_gateway_url(url):
+    assert error(with_(gateway_url=url)).startswith("labxblock.gateway_url: expected an http(s) or ws(s) URL")
+
+
+def test_guacamole_json_mode_needs_url_and_key():
+    raw = with_(terminal_mode="guacamole-json")
+    del raw["gateway_url"]
+    assert error(raw).startswith("labxblock.guacamole_url: expected an http(s) URL")
+    raw["guacamole_url"] = "https://guac.example.org/guacamole/"
+    assert error(raw).startswith("labxblock.guacamole_json_secret_key: expected 32 hex digits")
+    raw["guacamole_json_secret_key"] = "4C0B569E4C96DF157EEE1B65DD0E4D41"
+    s = load(raw)
+    assert s.guacamole_json_secret_key == "4c0b569e4c96df157eee1b65dd0e4d41"
+    assert s.gateway_url is None
+
+
+def test_bad_guacamole_secret_is_not_echoed():
+    raw = with_(terminal_mode="guacamole-json", guacamole_url="https://g.example.org/")
+    raw["guacamole_json_secret_key"] = "not-hex-but-a-secret-value-xyz!!"
+    message = error(raw)
+    assert (
+        message == "labxblock.guacamole_json_secret_key: expected 32 hex digits (required for guacamole-json)"
+    )
+
+
+def test_bad_fernet_key_is_not_echoed():
+    bad = "this-is-my-secret-but-not-fernet"
+    message = error(with_(secret_keys=[KEY_A, bad]))
+    assert message == "labxblock.secret_keys[1]: is not a valid Fernet key (32 url-safe base64 bytes)"
+    assert bad not in message
+
+
+@pytest.mark.parametrize("name", ["secret_keys", "ticket_keys"])
+@pytest.mark.parametrize("value", [[], KEY_A, None])
+def test_empty_or_non_list_keys(name, value):
+    assert error(with_(**{name: value})) == f"labxblock.{name}: expected a non-empty list of Fernet keys"
+
+
+def test_missing_secret_keys():
+    raw = valid()
+    del raw["secret_keys"]
+    assert error(raw) == "labxblock.secret_keys: expected a non-empty list of Fernet keys, but it is missing"
+
+
+def test_key_rotation_list_keeps_order():
+    assert load(with_(secret_keys=[KEY_B, KEY_A])).secret_keys == (KEY_B, KEY_A)
+
+
+@pytest.mark.parametrize("install_id", ["", "Site", "my_site", "a" * 21, 7, "site.1"])
+def test_bad_install_id(install_id):
+    assert error(with_(install_id=install_id)).startswith(
+        "labxblock.install_id: expected a slug of 1-20 characters a-z, 0-9 and -"
+    )
+
+
+def test_missing_install_id():
+    raw = valid()
+    del raw["install_id"]
+    assert error(raw).endswith("but it is missing")
+
+
+def test_unknown_key():
+    assert error(with_(suspend_timout=60)) == "labxblock.suspend_timout: unknown setting"
+
+
+def test_unknown_keys_are_all_named():
+    message = error(with_(b_typo=1, a_typo=2))
+    assert message == "labxblock.a_typo: unknown setting (also unknown: b_typo)"
+
+
+def test_settings_help_covers_every_field():
+    rows = {key: (default, text) for key, default, text in conf.settings_help()}
+    for f in dataclasses.fields(LabSettings):
+        assert rows[f"labxblock.{f.name}"][1], f.name
+    assert rows["labxblock.install_id"][0] == "required"
+    assert rows["labxblock.suspend_timeout"][0] == "120"
+
+
+def test_get_settings_reads_django_settings_once_and_follows_override(settings):
+    conf.reset_settings_cache()
+    first = conf.get_settings()
+    assert conf.get_settings() is first
+    xblock_settings = copy.deepcopy(settings.XBLOCK_SETTINGS)
+    xblock_settings["labxblock"]["install_id"] = "other"
+    with override_settings(XBLOCK_SETTINGS=xblock_settings):
+        assert conf.get_settings().install_id == "other"
+    assert conf.get_settings().install_id == first.install_id
+
+
+def test_system_check_reports_bad_settings():
+    with override_settings(XBLOCK_SETTINGS={"labxblock": {"install_id": "BAD"}}):
+        messages = conf.settings_check()
+    assert [m.id for m in messages] == ["labxblock.E001"]
+    assert "labxblock.install_id" in messages[0].msg
+    assert conf.settings_check() == []
+
+
+def test_test_settings_are_valid_with_the_openstack_provider(settings):
+    pytest.importorskip("labxblock.providers.openstack")
+    s = load_settings(settings.XBLOCK_SETTINGS["labxblock"])
+    assert s.providers["default"].type == "openstack"
