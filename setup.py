@@ -35,6 +35,7 @@ EXTRAS_REQUIRE = {
         "mysqlclient>=2.2,<3",
         "build>=1.0,<2",
         "ruff>=0.6,<1",
+        "selenium>=4.20,<5",
     ],
 }
 EXTRAS_REQUIRE["test"] += EXTRAS_REQUIRE["gateway"]
@@ -53,6 +54,7 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={
+        "console_scripts": ["labxblock-gateway = labxblock.gateway.cli:main"],
         "xblock.v1": ["labxblock = labxblock.block:LabBlock"],
         "lms.djangoapp": ["labxblock = labxblock.apps:LabXBlockConfig"],
         "cms.djangoapp": ["labxblock = labxblock.apps:LabXBlockConfig"],
