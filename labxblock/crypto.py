@@ -1,14 +1,14 @@
 """Lab secrets at rest: a model field that stores a Fernet token, never plaintext.
 
-Keys come from ``conf.secret_keys`` (first encrypts, all decrypt) and are read
-lazily, at first encryption or decryption, never at import. A row is loaded
-without decrypting: the token is decrypted when the attribute is read, so a
-missing key breaks only the code that needs the secret, and saving a row never
-needs to decrypt (an unread secret is written back as the same token).
+Keys (``secret_keys``: first encrypts, all decrypt) are read at first use, not at
+import. Tokens are decrypted when the attribute is read, not when the row loads:
+a missing key breaks only code that needs the secret, and an unread secret is
+saved back as the same token.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from typing import Any
 
@@ -28,13 +28,8 @@ class Sealed(str):
 
     __slots__ = ()
 
-    def __repr__(self) -> str:
+    def __repr__(self) -> str:  # keep tokens out of tracebacks and logs
         return "Sealed(...)"
-
-
-@functools.cache
-def _fernet_for(keys: tuple[str, ...]) -> MultiFernet:
-    return MultiFernet([Fernet(k) for k in keys])
 
 
 def fernet() -> MultiFernet:
@@ -42,9 +37,9 @@ def fernet() -> MultiFernet:
     return _fernet_for(get_settings().secret_keys)
 
 
-def seal(plaintext: str) -> Sealed:
-    """Encrypt with the newest key."""
-    return Sealed(fernet().encrypt(plaintext.encode()).decode())
+@functools.cache
+def _fernet_for(keys: tuple[str, ...]) -> MultiFernet:
+    return MultiFernet([Fernet(k) for k in keys])
 
 
 def unseal(token: str, *, what: str) -> str:
@@ -70,10 +65,8 @@ class _SecretAttribute(DeferredAttribute):
     """Decrypts on read; keeps what the database returned until then."""
 
     def __get__(self, instance: Any, cls: Any = None) -> Any:
-        if instance is None:
-            return self
         value = super().__get__(instance, cls)
-        if isinstance(value, Sealed):
+        if instance is not None and isinstance(value, Sealed):
             return unseal(value, what=f"{type(instance).__name__}.{self.field.name} (id {instance.pk})")
         return value
 
@@ -91,11 +84,23 @@ class EncryptedTextField(models.TextField):
         # The raw value: an unread secret goes back as the same token, undecrypted.
         return model_instance.__dict__.get(self.attname)
 
+    def value_from_object(self, obj: Any) -> Any:
+        # Serializers (dumpdata) and model_to_dict get the token, never plaintext.
+        return obj.__dict__.get(self.attname)
+
+    def to_python(self, value: Any) -> Any:
+        # A token coming back from a dump (loaddata) must not be encrypted twice.
+        if isinstance(value, str) and not isinstance(value, Sealed) and value.startswith("gAAAAA"):
+            with contextlib.suppress(InvalidToken):
+                fernet().decrypt(value.encode())
+                return Sealed(value)
+        return value
+
     def get_prep_value(self, value: Any) -> Any:
         value = super().get_prep_value(value)
-        if value is None or value == "" or isinstance(value, Sealed):
-            return None if value is None else str(value)
-        return str(seal(value))
+        if not value or isinstance(value, Sealed):  # None, "" or an unread token
+            return value if value is None else str(value)
+        return fernet().encrypt(value.encode()).decode()
 
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> Any:
         return Sealed(value) if value else value

@@ -10,6 +10,7 @@ from datetime import timedelta
 import pytest
 from cryptography.fernet import Fernet
 from django.contrib.auth import get_user_model
+from django.core import serializers
 from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
@@ -49,6 +50,12 @@ def xblock_settings_with(**changes):
     value = copy.deepcopy(settings.XBLOCK_SETTINGS)
     value["labxblock"].update(changes)
     return value
+
+
+def first_fernet() -> Fernet:
+    from django.conf import settings
+
+    return Fernet(settings.XBLOCK_SETTINGS["labxblock"]["secret_keys"][0])
 
 
 def raw_columns(lab_id: int) -> tuple[str, str]:
@@ -113,10 +120,7 @@ def test_database_columns_hold_no_plaintext_secret(learner):
     for line in PRIVATE_KEY.splitlines():
         assert line not in raw_key
     # it is a Fernet token that the configured key opens
-    from django.conf import settings
-
-    first_key = Fernet(settings.XBLOCK_SETTINGS["labxblock"]["secret_keys"][0])
-    assert first_key.decrypt(raw_password.encode()).decode() == PASSWORD
+    assert first_fernet().decrypt(raw_password.encode()).decode() == PASSWORD
 
 
 def test_saving_without_reading_keeps_the_token(learner):
@@ -250,3 +254,34 @@ def test_idle_query_finds_only_idle_labs(learner):
 def test_migrations_are_up_to_date():
     out = io.StringIO()
     call_command("makemigrations", "labxblock", "--check", "--dry-run", stdout=out, stderr=out)
+
+
+def test_dump_and_load_carry_tokens_not_plaintext(learner):
+    lab = make_lab(learner, private_key=PRIVATE_KEY, password=PASSWORD)
+    dump = serializers.serialize("json", Lab.objects.filter(pk=lab.pk))
+    assert PASSWORD not in dump and "PRIVATE KEY" not in dump
+    Lab.objects.filter(pk=lab.pk).delete()
+    for obj in serializers.deserialize("json", dump):
+        obj.save()
+    stored = raw_columns(lab.pk)[1]
+    assert PASSWORD not in stored
+    assert first_fernet().decrypt(stored.encode()).decode() == PASSWORD  # encrypted once, not twice
+    assert Lab.objects.get(pk=lab.pk).password == PASSWORD
+
+
+def test_admin_never_shows_secrets(learner, rf, admin_user):
+    from django.contrib.admin.sites import site
+
+    lab = make_lab(learner, password=PASSWORD)
+    LabEvent.record(lab, actor="system", reason="created")
+    request = rf.get("/")
+    request.user = admin_user
+    lab_admin = site._registry[Lab]
+    form = lab_admin.get_form(request, lab)
+    assert not {"private_key", "password"} & set(form.base_fields)
+    assert lab_admin.get_queryset(request).query.deferred_loading == ({"private_key", "password"}, True)
+    event_admin = site._registry[LabEvent]
+    event = LabEvent.objects.get(lab=lab)
+    assert not event_admin.has_change_permission(request, event)
+    assert not event_admin.has_add_permission(request)
+    assert not event_admin.has_delete_permission(request, event)
