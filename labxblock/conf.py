@@ -23,7 +23,7 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
-from labxblock.lifecycle import State
+from labxblock import lifecycle
 
 ROOT = "labxblock"
 TERMINAL_MODES = ("gateway", "guacamole-json", "console")
@@ -31,16 +31,9 @@ INSTALL_ID_RE = re.compile(r"[a-z0-9-]{1,20}")
 HEX32_RE = re.compile(r"[0-9a-fA-F]{32}")
 
 # How long each transitional state may last before the reconciler re-reads the
-# cloud and retries or fails the lab. Keys are State values.
+# cloud and retries or fails the lab: the lifecycle's defaults, keyed by State value.
 DEFAULT_STATE_DEADLINES: Mapping[str, int] = MappingProxyType(
-    {
-        State.REQUESTED.value: 120,  # a worker should have called create() by then
-        State.CREATING.value: 1200,  # Heat builds nested stacks slowly
-        State.STARTING.value: 600,  # boot + cloud-init until the lab answers
-        State.SUSPENDING.value: 600,
-        State.RESUMING.value: 900,
-        State.DELETING.value: 1200,
-    }
+    {str(state): int(seconds) for state, seconds in lifecycle.DEFAULT_DEADLINES.items()}
 )
 
 
@@ -145,6 +138,15 @@ class LabSettings:
     def deadline_seconds(self, state: str) -> int | None:
         """How long ``state`` may last, or None for a resting state."""
         return self.state_deadline_seconds.get(str(state))
+
+    def policy(self) -> lifecycle.Policy:
+        """The lifecycle's tunables, from these settings."""
+        return lifecycle.Policy(
+            deadline_seconds=self.state_deadline_seconds,
+            max_attempts=self.max_attempts,
+            retry_backoff_seconds=self.retry_backoff_seconds,
+            retry_backoff_max_seconds=self.retry_backoff_max_seconds,
+        )
 
 
 def settings_help() -> list[tuple[str, str, str]]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import tempfile
 import time
@@ -29,6 +28,7 @@ from pathlib import Path
 import pytest
 
 from tests.services import missing_service
+from tests.services.process import ServiceProcess, free_port
 
 MARIADBD = os.environ.get("LABXBLOCK_MARIADBD", shutil.which("mariadbd") or "/usr/sbin/mariadbd")
 INSTALL_DB = os.environ.get(
@@ -41,13 +41,13 @@ STARTUP_TIMEOUT = 30.0
 class MariaDB:
     """A running private server and how to reach it."""
 
-    process: subprocess.Popen
+    process: ServiceProcess
     directory: Path
     port: int
     name: str
     user: str
     password: str
-    startup_seconds: float
+    startup_seconds: float = 0.0
 
     @property
     def socket(self) -> str:
@@ -62,13 +62,7 @@ class MariaDB:
         }
 
     def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        self.process.stop(timeout=20)
         shutil.rmtree(self.directory, ignore_errors=True)
 
 
@@ -76,15 +70,19 @@ _server: MariaDB | None = None
 _missing: str | None = None
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def _root_flags() -> list[str]:
     # mariadbd refuses to run as root unless told to (containers run tests as root).
     return ["--user=root"] if os.geteuid() == 0 else []
+
+
+def _answers(sock: str) -> bool:
+    import MySQLdb
+
+    try:
+        MySQLdb.connect(unix_socket=sock, user="root").close()
+    except MySQLdb.OperationalError:
+        return False
+    return True
 
 
 def start_mariadb() -> MariaDB:
@@ -99,30 +97,24 @@ def start_mariadb() -> MariaDB:
          "--skip-test-db", "--skip-name-resolve", *_root_flags()],
         check=True, capture_output=True, timeout=60,
     )  # fmt: skip
-    port = _free_port()
-    log = directory / "error.log"
-    process = subprocess.Popen(
-        [MARIADBD, "--no-defaults", *_root_flags(), f"--datadir={data}", f"--socket={directory / 'sock'}",
-         f"--port={port}", "--bind-address=127.0.0.1", f"--pid-file={directory / 'pid'}",
-         f"--log-error={log}", f"--tmpdir={directory}", "--skip-log-bin", "--skip-name-resolve",
-         "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
-         # Durability buys nothing for a throwaway test database; speed does.
-         "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0",
-         "--max-connections=500"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    server = MariaDB(process, directory, port, "labxblock_test", "labxblock", secrets.token_hex(12), 0.0)
-    deadline = time.monotonic() + STARTUP_TIMEOUT
-    while True:
-        try:
-            root = MySQLdb.connect(unix_socket=server.socket, user="root")
-            break
-        except MySQLdb.OperationalError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                server.stop()
-                tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
-                raise RuntimeError(f"mariadbd did not start:\n{tail}") from None
-            time.sleep(0.05)
+    port = free_port()
+    argv = [
+        MARIADBD, "--no-defaults", *_root_flags(), f"--datadir={data}", f"--socket={directory / 'sock'}",
+        f"--port={port}", "--bind-address=127.0.0.1", f"--pid-file={directory / 'pid'}",
+        f"--tmpdir={directory}", "--skip-log-bin", "--skip-name-resolve",
+        "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
+        # Durability buys nothing for a throwaway test database; speed does.
+        "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0",
+        "--max-connections=500",
+    ]  # fmt: skip
+    process = ServiceProcess("mariadbd", argv, directory / "mariadbd.log")
+    server = MariaDB(process, directory, port, "labxblock_test", "labxblock", secrets.token_hex(12))
+    try:
+        process.start(ready=lambda: _answers(server.socket), timeout=STARTUP_TIMEOUT)
+    except RuntimeError:
+        shutil.rmtree(directory, ignore_errors=True)
+        raise
+    root = MySQLdb.connect(unix_socket=server.socket, user="root")
     with root.cursor() as cur:
         cur.execute(f"CREATE DATABASE {server.name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
         # All privileges: the test runner drops and recreates its database.

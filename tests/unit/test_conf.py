@@ -309,3 +309,17 @@ def test_test_settings_are_valid_with_the_openstack_provider(settings):
     pytest.importorskip("labxblock.providers.openstack")
     s = load_settings(settings.XBLOCK_SETTINGS["labxblock"])
     assert s.providers["default"].type == "openstack"
+
+
+def test_policy_for_the_lifecycle_follows_settings():
+    s = load(with_(state_deadline_seconds={"creating": 60}, max_attempts=3, retry_backoff_seconds=2))
+    policy = s.policy()
+    assert policy.deadline_seconds["creating"] == 60
+    assert (policy.max_attempts, policy.retry_backoff_seconds) == (3, 2)
+    assert policy.retry_backoff_max_seconds == s.retry_backoff_max_seconds
+
+
+def test_default_deadlines_are_the_lifecycles():
+    from labxblock.lifecycle import DEFAULT_DEADLINES
+
+    assert dict(load(valid()).state_deadline_seconds) == {str(k): v for k, v in DEFAULT_DEADLINES.items()}
