@@ -54,7 +54,13 @@ def verify(token: str, *, keys=(KEY,), guard=None, now=T0 + 1, **kw):
 def test_round_trip_carries_every_field():
     t = verify(mint(password="pw", host_key="ssh-ed25519 AAAA", read_only=True), learner_id="learner-a")
     assert (t.learner_id, t.stack_name, t.protocol, t.host, t.port, t.username) == (
-        "learner-a", "lab-a", "ssh", "10.0.0.5", 2222, "training")
+        "learner-a",
+        "lab-a",
+        "ssh",
+        "10.0.0.5",
+        2222,
+        "training",
+    )
     assert t.private_key == KEY_TEXT and t.password == "pw" and t.host_key == "ssh-ed25519 AAAA"
     assert t.read_only is True
     assert dict(t.display) == {"font-size": "14", "color-scheme": "gray-black"}

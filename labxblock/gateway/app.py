@@ -1,0 +1,160 @@
+"""The gateway's ASGI application: pages, vendored assets, and the two websockets.
+
+Routes (relative links, so any reverse-proxy prefix works):
+  GET  /healthz                 "ok"
+  GET  /static/<file>           vendored JS/CSS and the page scripts
+  GET  /<mode>/<stack>/         the iframe page; the ticket is in the fragment
+  WS   /<mode>/<stack>/ws       guac: subprotocol "guacamole"; console: "labxblock-console"
+"""
+
+from __future__ import annotations
+
+import html
+import logging
+import time
+from pathlib import Path
+from string import Template
+from typing import Any
+from urllib.parse import unquote
+
+from labxblock.gateway import console, guac, wsock
+from labxblock.gateway.config import GatewayConfig
+from labxblock.tickets import ReplayGuard, Ticket, verify_ticket
+
+log = logging.getLogger("labxblock.gateway")
+
+PACKAGE = Path(__file__).resolve().parents[1]
+VENDOR = PACKAGE / "static" / "vendor"
+PAGES = PACKAGE / "templates" / "gateway"
+SUBPROTOCOLS = {"guac": "guacamole", "console": console.SUBPROTOCOL}
+_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
+
+
+def _assets() -> dict[str, Path]:
+    """Every file a page may load, by URL name; nothing else is served."""
+    files = {p.name: p for p in VENDOR.glob("*") if p.suffix in {".js", ".css"}}
+    files.update({p.name: p for p in PAGES.glob("*") if p.suffix in {".js", ".css"}})
+    return files
+
+
+class Gateway:
+    """ASGI callable; one per process. Holds the config and the replay guard."""
+
+    def __init__(self, config: GatewayConfig) -> None:
+        self.config = config
+        self.replay_guard = ReplayGuard()
+        self._assets = _assets()
+        self._csp = "; ".join(
+            [
+                "default-src 'none'",
+                "script-src 'self'",
+                # xterm.js and the Guacamole display set styles from script.
+                "style-src 'self' 'unsafe-inline'",
+                "img-src 'self' data: blob:",
+                "font-src 'self' data:",
+                "connect-src 'self'",
+                "base-uri 'none'",
+                "form-action 'none'",
+                "frame-ancestors 'self' " + " ".join(config.frame_ancestors),
+            ]
+        )
+
+    def verify(self, token: str, *, stack_name: str) -> Ticket:
+        return verify_ticket(
+            self.config.ticket_keys,
+            token,
+            replay_guard=self.replay_guard,
+            stack_name=stack_name,
+            now=time.time(),
+        )
+
+    async def __call__(self, scope: dict[str, Any], receive: wsock.Receive, send: wsock.Send) -> None:
+        if scope["type"] == "lifespan":
+            return await self._lifespan(receive, send)
+        segments = _segments(scope)
+        if scope["type"] == "websocket":
+            return await self._websocket(scope, receive, send, segments)
+        if scope["type"] == "http":
+            return await self._http(scope, send, segments)
+
+    async def _lifespan(self, receive: wsock.Receive, send: wsock.Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                log.info("gateway ready: modes %s", ",".join(self.config.modes))
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: dict[str, Any], send: wsock.Send, segments: list[str]) -> None:
+        if scope["method"] not in {"GET", "HEAD"}:
+            return await _respond(send, 405, b"method not allowed\n", "text/plain")
+        if segments == ["healthz"]:
+            return await _respond(send, 200, b"ok\n", "text/plain")
+        if len(segments) == 2 and segments[0] == "static" and segments[1] in self._assets:
+            path = self._assets[segments[1]]
+            # Vendored file names carry their version, so they may be cached for good.
+            cache = "public, max-age=31536000, immutable" if path.parent == VENDOR else "no-cache"
+            return await _respond(send, 200, path.read_bytes(), _TYPES[path.suffix], cache=cache)
+        if len(segments) == 3 and segments[2] == "" and segments[0] in self.config.modes and segments[1]:
+            if not scope["path"].endswith("/"):
+                return await _respond(send, 404, b"not found\n", "text/plain")
+            page = Template((PAGES / f"{segments[0]}.html").read_text("utf-8"))
+            body = page.substitute(stack=html.escape(segments[1])).encode("utf-8")
+            return await _respond(send, 200, body, "text/html; charset=utf-8", csp=self._csp)
+        return await _respond(send, 404, b"not found\n", "text/plain")
+
+    async def _websocket(
+        self, scope: dict[str, Any], receive: wsock.Receive, send: wsock.Send, segments: list[str]
+    ) -> None:
+        ws = wsock.WebSocket(scope, receive, send)
+        mode = segments[0] if segments else ""
+        if len(segments) != 3 or segments[2] != "ws" or mode not in self.config.modes or not segments[1]:
+            return await ws.refuse()
+        origin = ws.header(b"origin")
+        if origin is None or origin.rstrip("/") not in self.config.allowed_origins:
+            # Cross-site websocket hijacking: only our own pages may open a tunnel.
+            log.warning("websocket refused: origin %r not allowed", origin)
+            return await ws.refuse()
+        subprotocol = SUBPROTOCOLS[mode]
+        if subprotocol not in scope.get("subprotocols", []):
+            log.warning("websocket refused: subprotocol %r not offered", subprotocol)
+            return await ws.refuse()
+        try:
+            await ws.accept(subprotocol)
+            if mode == "guac":
+                await guac.serve(ws, gateway=self, stack_name=segments[1])
+            else:
+                await console.serve(ws, gateway=self, stack_name=segments[1])
+        except wsock.Disconnected:
+            pass
+        except Exception:
+            log.exception("websocket session failed")
+            await ws.close(wsock.SERVER_ERROR)
+
+
+def _segments(scope: dict[str, Any]) -> list[str]:
+    # Split the raw path, then decode, so an escaped "/" stays inside one segment.
+    raw = scope.get("raw_path") or scope["path"].encode("utf-8")
+    path = raw.decode("latin-1").split("?", 1)[0]
+    root = scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    return [unquote(s) for s in path.lstrip("/").split("/")]
+
+
+async def _respond(
+    send: wsock.Send, status: int, body: bytes, ctype: str, *, cache: str = "no-store", csp: str | None = None
+) -> None:
+    headers = [
+        (b"content-type", ctype.encode()),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", cache.encode()),
+        (b"x-content-type-options", b"nosniff"),
+        (b"referrer-policy", b"no-referrer"),
+    ]
+    if csp:
+        headers.append((b"content-security-policy", csp.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

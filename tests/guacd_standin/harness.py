@@ -1,0 +1,125 @@
+"""Test harness for the gateway: run it in-process on uvicorn, talk to it like the JS client."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+
+import uvicorn
+from websockets.asyncio.client import ClientConnection, connect
+
+from labxblock.gateway.app import Gateway
+from labxblock.gateway.config import load_config
+from labxblock.gateway.protocol import Instruction, encode, parse_all
+from labxblock.tickets import generate_key, mint_ticket
+
+KEY = generate_key()
+ORIGIN = "http://gateway.test"
+
+
+def gateway_env(**overrides: str) -> dict[str, str]:
+    env = {
+        "LABXBLOCK_GATEWAY_TICKET_KEYS": KEY,
+        "LABXBLOCK_GATEWAY_ALLOWED_ORIGINS": ORIGIN,
+        "LABXBLOCK_GATEWAY_FRAME_ANCESTORS": "https://lms.test",
+        "LABXBLOCK_GATEWAY_GUACD": "127.0.0.1:1",
+        "LABXBLOCK_GATEWAY_LISTEN": "127.0.0.1:0",
+    }
+    env.update({f"LABXBLOCK_GATEWAY_{k.upper()}": v for k, v in overrides.items()})
+    return env
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(**overrides: str) -> AsyncIterator[str]:
+    """Serve a Gateway on a free port in this event loop; yield its http:// base URL."""
+    config = load_config(gateway_env(**overrides))
+    server = uvicorn.Server(
+        uvicorn.Config(
+            Gateway(config),
+            host="127.0.0.1",
+            port=0,
+            ws="websockets-sansio",
+            lifespan="on",
+            log_level="warning",
+        )
+    )
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the test's signals
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+
+
+def ticket(**overrides: object) -> str:
+    fields: dict = dict(
+        learner_id="learner-a",
+        stack_name="lab-a",
+        protocol="ssh",
+        host="10.1.2.3",
+        port=2222,
+        username="training",
+        private_key="KEY",
+        read_only=False,
+        display={"font-size": 12},
+    )
+    fields.update(overrides)
+    return mint_ticket([KEY], **fields)
+
+
+class GuacBrowser:
+    """What ``Guacamole.WebSocketTunnel`` does, with its expectations asserted."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.uuid = ""
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls, base: str, stack: str = "lab-a", *, origin: str = ORIGIN, query: str = ""
+    ) -> AsyncIterator[GuacBrowser]:
+        url = base.replace("http", "ws", 1) + f"/guac/{stack}/ws" + (f"?{query}" if query else "")
+        async with connect(url, subprotocols=["guacamole"], origin=origin, open_timeout=5) as ws:  # type: ignore[list-item,arg-type]
+            assert ws.subprotocol == "guacamole", "the server must select the guacamole subprotocol"
+            client = cls(ws)
+            first = await client.receive()
+            assert len(first) == 1 and first[0][0] == "" and len(first[0]) == 2, f"UUID first, got {first}"
+            assert len(first[0][1]) == 36
+            client.uuid = first[0][1]
+            yield client
+
+    async def receive(self, timeout: float = 5) -> list[Instruction]:
+        """One message; it must hold only complete instructions, BMP text only."""
+        message = await asyncio.wait_for(self.ws.recv(), timeout)
+        assert isinstance(message, str), "Guacamole messages are text"
+        assert all(ord(c) <= 0xFFFF for c in message), "non-BMP text desyncs guacamole-common-js 1.5.0"
+        return parse_all(message)  # raises on a split instruction
+
+    async def receive_until(self, opcode: str, timeout: float = 5) -> list[Instruction]:
+        seen: list[Instruction] = []
+        async with asyncio.timeout(timeout):
+            while not any(i[0] == opcode for i in seen):
+                seen += await self.receive()
+        return seen
+
+    async def send(self, *elements: object) -> None:
+        await self.ws.send(encode(*elements))
+
+    async def present(self, token: str, *extra: object) -> None:
+        await self.send("", "ticket", token, *(extra or (1024, 768, 96)))
+
+    async def closed(self, timeout: float = 5) -> str:
+        """Wait for the server to close; return the close reason (a Guacamole status)."""
+        async with asyncio.timeout(timeout):
+            with contextlib.suppress(Exception):
+                while True:
+                    await self.ws.recv()
+        return self.ws.close_reason or ""
