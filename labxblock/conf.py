@@ -98,7 +98,7 @@ class LabSettings:
         default=60, metadata=_help("How long a terminal ticket may take to open.")
     )
     launch_timeout: int = field(
-        default=1800, metadata=_help("Seconds from request to ready before a launch fails visibly.")
+        default=2400, metadata=_help("Seconds from request to ready before a launch fails visibly.")
     )
     suspend_timeout: int = field(
         default=120, metadata=_help("Idle seconds (no keepalive) before a lab is suspended.")
