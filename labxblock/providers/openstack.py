@@ -263,7 +263,17 @@ class OpenStackProvider(Provider):
     def create(self, spec: StackSpec) -> StackRef:
         """POST the stack; return its ref as soon as Heat accepted it."""
         body = create_body(spec, conf.setting(self.config, "create_timeout"))
-        answer = self._call("stack create", self.heat.stacks.create, **body)
+        try:
+            answer = self._call("stack create", self.heat.stacks.create, **body)
+        except TemporaryError as exc:
+            # A create retried after its answer was lost (a read timeout) finds its own
+            # stack: hand that back, so create is idempotent for the caller.
+            if "StackExists" not in str(exc):
+                raise
+            info = self.get(StackRef(spec.name))
+            if info.state in (State.DELETING, State.DELETED) or not info.ref.data.get("id"):
+                raise  # an old stack of that name is still going away: retry later
+            return info.ref
         return StackRef(spec.name, {"id": answer["stack"]["id"]})
 
     def get(self, ref: StackRef) -> StackInfo:
@@ -273,8 +283,10 @@ class OpenStackProvider(Provider):
         except NotFound:
             return StackInfo(ref=ref, state=State.DELETED, reason="not found")
         info = stack_info(stack.to_dict())
-        return StackInfo(ref=ref, state=info.state, raw_status=info.raw_status, reason=info.reason,
-                         outputs=info.outputs, tags=info.tags)
+        # Keep the caller's ref, unless it lacked the id Heat just told us.
+        return StackInfo(ref=ref if ref.data.get("id") else info.ref, state=info.state,
+                         raw_status=info.raw_status, reason=info.reason, outputs=info.outputs,
+                         tags=info.tags)
 
     def list(self, tag: str) -> list[StackInfo]:
         """Every stack tagged ``tag``, in one call.

@@ -124,6 +124,7 @@ class FakeCloud:
             self.config = copy.deepcopy(DEFAULT_CONFIG)
             self.stacks: dict[str, FakeStack] = {}
             self.by_name: dict[str, str] = {}
+            self.deleting: set[str] = set()  # ids of stacks in DELETE, swept when complete
             self.tokens: dict[str, float] = {}  # token -> monotonic time it stops working
             self.counts: Counter[str] = Counter()
             self.reboots: Counter[str] = Counter()
@@ -226,9 +227,13 @@ class FakeCloud:
 
     def _sweep(self, now: float) -> None:
         """Forget stacks whose delete has completed (Heat hides them)."""
-        for stack in [s for s in self.stacks.values() if s.action == "DELETE"]:
-            if stack.status(now)[0] == "DELETE_COMPLETE":
-                del self.stacks[stack.id]
+        for sid in list(self.deleting):
+            stack = self.stacks[sid]
+            if stack.action != "DELETE":
+                self.deleting.discard(sid)
+            elif stack.status(now)[0] == "DELETE_COMPLETE":
+                self.deleting.discard(sid)
+                del self.stacks[sid]
                 self.by_name.pop(stack.name, None)
 
     def find(self, name_or_id: str, stack_id: str | None = None) -> FakeStack:
@@ -296,6 +301,8 @@ class FakeCloud:
             if action == "DELETE" and stack.action == "DELETE":
                 return  # Heat lets a second delete join the first
             stack.action, stack.started, stack.fails = action, time.monotonic(), ""
+            if action == "DELETE":
+                self.deleting.add(stack.id)
             stack.delay = float(self.config["delays"].get(action.lower(), 0.0))
 
     def document(self, stack: FakeStack, base: str, detail: bool) -> dict[str, Any]:

@@ -195,6 +195,13 @@ def test_failing_create_is_reported_failed_with_a_reason(backend: Backend) -> No
     info, _ = backend.wait(ref, {State.DELETED})
 
 
+def test_create_retried_with_the_same_name_returns_the_same_stack(backend: Backend) -> None:
+    spec = backend.spec()
+    first = backend.create(spec)
+    assert backend.create(spec) == first  # e.g. after the first answer was lost to a timeout
+    assert backend.provider.get(StackRef(spec.name)).ref == first  # a name-only ref learns the id
+
+
 def test_missing_stack_reads_as_deleted_and_deletes_as_done(backend: Backend) -> None:
     ghost = StackRef(f"lxb-missing-{uuid.uuid4().hex[:8]}", {"id": str(uuid.uuid4())})
     assert backend.provider.get(ghost).state == State.DELETED
@@ -369,3 +376,31 @@ def test_many_concurrent_creates_are_all_listed(fake: Any) -> None:
     listed = provider.list(tag)
     assert {i.ref.name for i in listed} == {r.name for r in refs}
     assert fake.counters()["auth"] <= 50  # threads share a session, not a login each
+
+
+def test_fake_in_another_process_is_driven_over_http(tmp_path: Any) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.cloudfake.control import FakeControl
+
+    proc = subprocess.Popen([sys.executable, "-m", "tests.cloudfake", "--port", "0",
+                             "--config", json.dumps({"delays": {"create": 0}})],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        started = json.loads(proc.stdout.readline())
+        control = FakeControl(started["base_url"])
+        provider = _provider(started["provider_config"])
+        ref = provider.create(_spec())
+        control.configure(fail_next=2, fail_next_status=502)
+        for _ in range(2):
+            with pytest.raises(TemporaryError, match="502"):
+                provider.get(ref)
+        assert provider.get(ref).state == State.READY
+        assert control.counters()["injected_502"] == 2
+        control.reset()
+        assert provider.get(ref).state == State.DELETED  # reset forgot the stack
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
