@@ -17,3 +17,8 @@ class LabXBlockConfig(AppConfig):
             "cms.djangoapp": {"common": {"relative_path": "settings.common"}},
         },
     }
+
+    def ready(self) -> None:
+        # Registers the system check that reports a bad XBLOCK_SETTINGS["labxblock"]
+        # at startup (manage.py check, runserver, LMS/Studio boot) with the key's name.
+        from labxblock import conf  # noqa: F401

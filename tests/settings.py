@@ -111,3 +111,13 @@ XBLOCK_SETTINGS = {
         "gateway_url": "ws://127.0.0.1:8765/",
     },
 }
+
+# Celery as edx-platform configures it: old setting names, read by
+# ``config_from_object("django.conf:settings")`` in tests/celery_app.py.
+BROKER_URL = os.environ.get("LABXBLOCK_TEST_BROKER_URL", "memory://")
+CELERY_RESULT_BACKEND = None
+CELERY_IGNORE_RESULT = True
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERYD_PREFETCH_MULTIPLIER = 1
+CELERYBEAT_SCHEDULE: dict = {}

@@ -1,0 +1,76 @@
+"""Real Celery worker and beat processes for the tests, against the private Redis."""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from tests.services.process import ServiceProcess
+
+ROOT = Path(__file__).parents[2]
+
+
+def process_env(broker_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a worker needs to share the test's database, broker and settings."""
+    env = {
+        "DJANGO_SETTINGS_MODULE": "tests.settings",
+        "LABXBLOCK_TEST_BROKER_URL": broker_url,
+        "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    env.update(extra or {})
+    return env
+
+
+@dataclass
+class CeleryProcesses:
+    """Workers and an optional beat; each can be killed and restarted by a test."""
+
+    workdir: Path
+    broker_url: str
+    extra_env: dict[str, str] = field(default_factory=dict)
+    workers: list[ServiceProcess] = field(default_factory=list)
+    beat: ServiceProcess | None = None
+
+    def start_worker(self, concurrency: int = 2, name: str | None = None) -> ServiceProcess:
+        name = name or f"w{len(self.workers) + 1}"
+        argv = [sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker",
+                "--loglevel", "INFO", "--concurrency", str(concurrency), "--pool", "prefork",
+                "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+        env = process_env(self.broker_url, self.extra_env)
+        proc = ServiceProcess(f"celery worker {name}", argv, self.workdir / f"{name}.log", env=env, cwd=ROOT)
+        log = self.workdir / f"{name}.log"
+        proc.start(lambda: log.exists() and " ready." in log.read_text(errors="replace"), timeout=60)
+        self.workers.append(proc)
+        return proc
+
+    def start_beat(self) -> ServiceProcess:
+        argv = [sys.executable, "-m", "celery", "-A", "tests.celery_app", "beat", "--loglevel", "INFO",
+                "--schedule", str(self.workdir / "beat-schedule"), "--max-interval", "1"]
+        log = self.workdir / "beat.log"
+        self.beat = ServiceProcess("celery beat", argv, log, env=process_env(self.broker_url, self.extra_env),
+                                   cwd=ROOT)
+        self.beat.start(lambda: log.exists() and "beat: Starting" in log.read_text(errors="replace"),
+                        timeout=60)
+        return self.beat
+
+    def stop(self) -> None:
+        for proc in [*self.workers, self.beat]:
+            if proc is not None:
+                proc.stop()
+        self.workers.clear()
+        self.beat = None
+
+
+@pytest.fixture
+def celery_processes(redis_server, tmp_path: Path) -> Iterator[CeleryProcesses]:
+    """Start workers/beat with ``celery_processes.start_worker()``; all stop after the test."""
+    procs = CeleryProcesses(workdir=tmp_path, broker_url=redis_server.url)
+    try:
+        yield procs
+    finally:
+        procs.stop()
