@@ -33,6 +33,8 @@ from labxblock.providers.openstack import OpenStackProvider
 
 RIG_KEYS = ("auth_url", "username", "password", "project_name", "user_domain_name",
             "project_domain_name", "region_name", "interface")
+APP_KEYS = ("auth_url", "application_credential_id", "application_credential_secret", "region_name",
+            "interface")
 
 # Only resource types real Heat has built in, so the rig needs no Nova.
 GOOD_TEMPLATE = """
@@ -75,10 +77,14 @@ class Backend:
     """One cloud to run the contract against, and how patient to be with it."""
 
     name: str
-    provider: OpenStackProvider
+    config: dict[str, Any]  # password auth
+    app_config: dict[str, Any]  # application-credential auth, same project
     timeout: float  # seconds a transition may take
     interval: float  # seconds between polls
     created: list[StackRef] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.provider = OpenStackProvider(self.name, self.config)
 
     def spec(self, template: str = GOOD_TEMPLATE, tag: str = "", **params: str) -> StackSpec:
         name = f"lxb-contract-{uuid.uuid4().hex[:12]}"
@@ -110,11 +116,11 @@ class Backend:
             time.sleep(self.interval)
 
 
-def _rig_config(rig: Any) -> dict[str, Any]:
-    """The provider config from the rig fixture, whether it yields a mapping or an object."""
+def _rig_config(rig: Any, keys: tuple[str, ...]) -> dict[str, Any]:
+    """Provider config from the rig fixture, whether it yields a mapping or an object."""
     if isinstance(rig, Mapping):
-        return {key: rig[key] for key in RIG_KEYS if key in rig}
-    return {key: getattr(rig, key) for key in RIG_KEYS if hasattr(rig, key)}
+        return {key: rig[key] for key in keys if key in rig}
+    return {key: getattr(rig, key) for key in keys if hasattr(rig, key)}
 
 
 @pytest.fixture(params=["fake", pytest.param("heat", marks=[pytest.mark.heat, pytest.mark.slow])])
@@ -123,10 +129,11 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
         fake = request.getfixturevalue("cloud_fake")
         # Long enough that a get() right after an action sees it in progress.
         fake.configure(delays={"create": 0.5, "suspend": 0.3, "resume": 0.3, "delete": 0.3})
-        backend = Backend("fake", OpenStackProvider("fake", fake.provider_config), timeout=10, interval=0.05)
+        backend = Backend("fake", fake.provider_config, fake.app_credential_config, timeout=10, interval=0.05)
     else:
         rig = request.getfixturevalue("openstack_rig")
-        backend = Backend("heat", OpenStackProvider("heat", _rig_config(rig)), timeout=90, interval=0.5)
+        backend = Backend("heat", _rig_config(rig, RIG_KEYS), _rig_config(rig, APP_KEYS), timeout=90,
+                          interval=0.5)
     yield backend
     for ref in backend.created:  # never leave stacks behind on a real cloud
         with contextlib.suppress(ProviderError):  # cleanup must not hide the test's own failure
@@ -200,6 +207,22 @@ def test_create_retried_with_the_same_name_returns_the_same_stack(backend: Backe
     first = backend.create(spec)
     assert backend.create(spec) == first  # e.g. after the first answer was lost to a timeout
     assert backend.provider.get(StackRef(spec.name)).ref == first  # a name-only ref learns the id
+
+
+def test_application_credential_auth(backend: Backend) -> None:
+    tag = f"lxb-{uuid.uuid4().hex[:10]}"
+    assert OpenStackProvider("app", backend.app_config).list(tag) == []
+    wrong = OpenStackProvider("app", {**backend.app_config, "application_credential_secret": "nope"})
+    with pytest.raises(PermanentError, match="credentials") as caught:
+        wrong.list(tag)
+    assert "nope" not in str(caught.value)
+
+
+def test_wrong_password_is_permanent_and_says_check_credentials(backend: Backend) -> None:
+    provider = OpenStackProvider("pw", {**backend.config, "password": "not-the-password"})
+    with pytest.raises(PermanentError, match="credentials") as caught:
+        provider.create(backend.spec())
+    assert "not-the-password" not in str(caught.value)
 
 
 def test_missing_stack_reads_as_deleted_and_deletes_as_done(backend: Backend) -> None:
@@ -278,14 +301,6 @@ def test_unreachable_cloud_is_temporary(fake: Any) -> None:
         provider.list("lxb-test")
 
 
-def test_wrong_password_is_permanent_and_says_check_credentials(fake: Any) -> None:
-    provider = _provider(fake.provider_config, password="not-the-password")
-    with pytest.raises(PermanentError, match="credentials") as caught:
-        provider.create(_spec())
-    assert "not-the-password" not in str(caught.value)
-    assert fake.counters().get("stack_create", 0) == 0
-
-
 def test_quota_refusal_is_quota_exceeded(fake: Any) -> None:
     provider = _provider(fake.provider_config)
     fake.configure(quota_exceeded=True)
@@ -329,15 +344,6 @@ def test_expired_or_revoked_token_is_renewed_transparently(fake: Any) -> None:
     assert counts["stack_list"] == 4
 
 
-def test_application_credential_auth(fake: Any) -> None:
-    provider = _provider(fake.app_credential_config)
-    ref = provider.create(_spec())
-    assert _wait(provider, ref, State.READY).raw_status == "CREATE_COMPLETE"
-    wrong = _provider(fake.app_credential_config, application_credential_secret="nope")
-    with pytest.raises(PermanentError, match="credentials"):
-        wrong.list("lxb-test")
-
-
 SERVERS_TEMPLATE = """
 heat_template_version: 2018-08-31
 parameters:
@@ -378,7 +384,7 @@ def test_many_concurrent_creates_are_all_listed(fake: Any) -> None:
     assert fake.counters()["auth"] <= 50  # threads share a session, not a login each
 
 
-def test_fake_in_another_process_is_driven_over_http(tmp_path: Any) -> None:
+def test_fake_in_another_process_is_driven_over_http() -> None:
     import json
     import subprocess
     import sys
