@@ -238,6 +238,10 @@ class LabView:
     probe_ok: bool = False  # the lab answered a probe since entering the current state
     jitter: float = 0.0  # a fixed fraction in [0, 1) per lab, spreads retries
 
+    def __post_init__(self) -> None:  # the DB hands us plain strings; decide() compares members
+        object.__setattr__(self, "desired", Desired(self.desired))
+        object.__setattr__(self, "state", State(self.state))
+
     def after(self, decision: Decision) -> LabView:
         """The row once ``decision`` is stored; a new state forgets the probe result."""
         moved = decision.state is not None
@@ -476,7 +480,9 @@ def _deleted(p: _Pass) -> Decision:
     if p.obs is None:
         up = p.lab.desired is Desired.UP
         return p.move(_S.REQUESTED, Action.NONE, Reason.DESIRED) if up else p.wait()
-    return _unexpected(p)
+    if p.obs is _S.DELETING:
+        return p.move(_S.DELETING, Action.NONE, Reason.ADOPTED)
+    return p.move(_S.REQUESTED, Action.NONE, Reason.OUT_OF_SYNC)  # REQUESTED sorts it out
 
 
 _HANDLERS: Mapping[State, Callable[[_Pass], Decision]] = {
@@ -498,7 +504,8 @@ def decide(lab: LabView, observed: State | None, now: datetime, policy: Policy =
     _require_aware(now)
     if observed not in OBSERVABLE:
         raise ValueError(f"a provider never reports {observed!r}")
-    p = _Pass(lab, None if observed is _S.DELETED else observed, now, policy)
+    obs = None if observed is None or observed == _S.DELETED else State(observed)
+    p = _Pass(lab, obs, now, policy)
     if lab.desired is Desired.DELETED and lab.state is not _S.DELETING:
         return _towards_deleted(p)
     return _HANDLERS[lab.state](p)
