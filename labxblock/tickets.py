@@ -307,12 +307,15 @@ def _str(value: Any) -> str:
     return value
 
 
-def iframe_url(gateway_url: str, mode: str, ticket: str, *, stack_name: str) -> str:
-    """The iframe ``src`` for a lab: the ticket rides in the fragment, never logged.
+def iframe_url(gateway_url: str, mode: str, ticket: str, *, stack_name: str, read_only: bool = False) -> str:
+    """The iframe ``src`` for a lab: the ticket rides in the fragment, which no server sees.
 
     ``mode`` is ``guac`` (Guacamole via guacd) or ``console`` (built-in SSH).
     The path names the stack, and the gateway refuses a ticket for another one.
+    ``read_only`` only tells the page not to attach keyboard and mouse; the
+    ticket's own flag is what the gateway and guacd enforce.
     """
     if not _MODE_RE.match(mode):
         raise ValueError("mode must be a short lowercase word")
-    return f"{gateway_url.rstrip('/')}/{mode}/{quote(stack_name, safe='')}/#{ticket}"
+    fragment = f"ticket={ticket}" + ("&ro=1" if read_only else "")
+    return f"{gateway_url.rstrip('/')}/{mode}/{quote(stack_name, safe='')}/#{fragment}"

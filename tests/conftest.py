@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.services.redis",
     "tests.services.openstack_rig",
     "tests.cloudfake.fixtures",
+    "tests.services.sshd",
 ]

@@ -27,13 +27,13 @@ PACKAGE = Path(__file__).resolve().parents[1]
 VENDOR = PACKAGE / "static" / "vendor"
 PAGES = PACKAGE / "templates" / "gateway"
 SUBPROTOCOLS = {"guac": "guacamole", "console": console.SUBPROTOCOL}
-_TYPES = {".js": "text/javascript", ".css": "text/css", ".html": "text/html"}
+_TYPES = {".js": "text/javascript", ".mjs": "text/javascript", ".css": "text/css"}
 
 
 def _assets() -> dict[str, Path]:
     """Every file a page may load, by URL name; nothing else is served."""
-    files = {p.name: p for p in VENDOR.glob("*") if p.suffix in {".js", ".css"}}
-    files.update({p.name: p for p in PAGES.glob("*") if p.suffix in {".js", ".css"}})
+    files = {p.name: p for p in VENDOR.glob("*") if p.suffix in _TYPES}
+    files.update({p.name: p for p in PAGES.glob("*") if p.suffix in _TYPES})
     return files
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 from collections.abc import AsyncIterator
 
 import uvicorn
@@ -122,4 +123,70 @@ class GuacBrowser:
             with contextlib.suppress(Exception):
                 while True:
                     await self.ws.recv()
+        return self.ws.close_reason or ""
+
+
+class ConsoleBrowser:
+    """What the console page does: ticket first, keystrokes as JSON, acks for output."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self.ws = ws
+        self.output = b""
+        self.read_only: bool | None = None
+        self.auto_ack = True
+
+    @classmethod
+    @contextlib.asynccontextmanager
+    async def open(
+        cls, base: str, token: str, stack: str = "lab-a", **size: int
+    ) -> AsyncIterator[ConsoleBrowser]:
+        url = base.replace("http", "ws", 1) + f"/console/{stack}/ws"
+        async with connect(url, subprotocols=["labxblock-console"], origin=ORIGIN, open_timeout=5) as ws:  # type: ignore[list-item,arg-type]
+            client = cls(ws)
+            await client.send(
+                type="ticket", ticket=token, cols=size.get("cols", 80), rows=size.get("rows", 24)
+            )
+            yield client
+
+    async def send(self, **message: object) -> None:
+        await self.ws.send(json.dumps(message))
+
+    async def type(self, text: str) -> None:
+        await self.send(type="data", data=text)
+
+    async def ready(self, timeout: float = 10) -> bool:
+        """Wait for the session to be up; return its read-only flag."""
+        async with asyncio.timeout(timeout):
+            while self.read_only is None:
+                await self._receive_one()
+        return bool(self.read_only)
+
+    async def wait_for(self, needle: bytes, timeout: float = 10) -> bytes:
+        async with asyncio.timeout(timeout):
+            while needle not in self.output:
+                await self._receive_one()
+        return self.output
+
+    async def drain(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                while True:
+                    await self._receive_one()
+
+    async def _receive_one(self) -> None:
+        message = await self.ws.recv()
+        if isinstance(message, bytes):
+            self.output += message
+            if self.auto_ack:
+                await self.send(type="ack", bytes=len(message))
+        else:
+            msg = json.loads(message)
+            if msg["type"] == "ready":
+                self.read_only = msg["read_only"]
+
+    async def closed(self, timeout: float = 10) -> str:
+        async with asyncio.timeout(timeout):
+            with contextlib.suppress(Exception):
+                while True:
+                    await self._receive_one()
         return self.ws.close_reason or ""

@@ -169,7 +169,9 @@ def test_mint_refuses_bad_input(bad):
 
 def test_iframe_url_puts_ticket_in_fragment_only():
     url = iframe_url("https://lab.example.org/gw/", "console", "TOKEN", stack_name="lab a/1")
-    assert url == "https://lab.example.org/gw/console/lab%20a%2F1/#TOKEN"
+    assert url == "https://lab.example.org/gw/console/lab%20a%2F1/#ticket=TOKEN"
+    ro = iframe_url("https://x", "guac", "T=", stack_name="s", read_only=True)
+    assert ro == "https://x/guac/s/#ticket=T=&ro=1"
     with pytest.raises(ValueError):
         iframe_url("https://x", "../x", "T", stack_name="s")
 
