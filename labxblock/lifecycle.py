@@ -201,14 +201,8 @@ class Policy:
     retry_backoff_max_seconds: float = 600
 
     def backoff(self, attempts: int, jitter: float = 0.0) -> timedelta:
-        return timedelta(
-            seconds=backoff_seconds(
-                attempts,
-                base_seconds=self.retry_backoff_seconds,
-                cap_seconds=self.retry_backoff_max_seconds,
-                jitter=jitter,
-            )
-        )
+        base, cap = self.retry_backoff_seconds, self.retry_backoff_max_seconds
+        return timedelta(seconds=backoff_seconds(attempts, base_seconds=base, cap_seconds=cap, jitter=jitter))
 
 
 DEFAULT_POLICY = Policy()
@@ -255,14 +249,19 @@ class LabView:
         )
 
 
-def settled(state: State, desired: Desired) -> bool:
-    """Is there nothing left to do? (A lab that should be suspended but has no stack is settled.)"""
-    return (state, desired) in {
+_SETTLED = frozenset(
+    {
         (_S.READY, Desired.UP),
         (_S.SUSPENDED, Desired.SUSPENDED),
         (_S.DELETED, Desired.SUSPENDED),
         (_S.DELETED, Desired.DELETED),
     }
+)
+
+
+def settled(state: State, desired: Desired) -> bool:
+    """Is there nothing left to do? (A lab that should be suspended but has no stack is settled.)"""
+    return (state, desired) in _SETTLED
 
 
 # A stable state the learner wants out of is shown as the move about to happen.
