@@ -2,6 +2,19 @@
 
 Pure functions over the provider's config mapping (the ``providers.<name>``
 section of the site settings), so they are tested without a cloud.
+
+Keys (besides ``type``, ``capacity``, ``actions_per_minute``, which conf.py owns):
+
+- ``auth_url``: Keystone, with or without ``/v3``.
+- password auth: ``username``, ``password``, ``user_domain_name``/``user_domain_id``,
+  and ``project_id``, or ``project_name`` with ``project_domain_name``/``project_domain_id``.
+- or application-credential auth: ``application_credential_secret`` with
+  ``application_credential_id`` (or ``application_credential_name`` + ``username`` +
+  user domain). The credential fixes the project.
+- ``region_name``; ``interface`` (public, internal, admin; default public).
+- ``cacert`` (CA bundle path) or ``verify`` (default true).
+- ``connect_timeout`` / ``read_timeout`` (seconds per HTTP call; default 5 / 30).
+- ``create_timeout`` (seconds Heat gives a create, sent as timeout_mins; default 3600).
 """
 
 from __future__ import annotations
