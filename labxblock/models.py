@@ -43,6 +43,30 @@ class Protocol(models.TextChoices):
     VNC = "vnc", "VNC"
 
 
+class Blueprint(models.Model):
+    """What to build for a lab: providers in order with their templates, user, protocol.
+
+    Stored once per distinct content (keyed by its digest) and shared by every
+    learner's row: a course's template is copied once, not 100,000 times.
+    """
+
+    digest = models.CharField(max_length=64, unique=True)
+    spec = models.JSONField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"blueprint {self.digest[:12]}"
+
+
+class ProviderLock(models.Model):
+    """One row per provider, locked while a launch counts that provider's stacks against capacity."""
+
+    name = models.CharField(max_length=64, primary_key=True)
+
+    def __str__(self) -> str:
+        return self.name
+
+
 class Lab(models.Model):
     """One learner's lab: what should be (``desired``) and what is (``state``)."""
 
@@ -56,7 +80,11 @@ class Lab(models.Model):
         max_length=255, help_text="Which lab of the course run (template or lab_group)."
     )
     stack_name = models.CharField(max_length=STACK_NAME_MAX, unique=True, editable=False)
-    provider = models.CharField(max_length=64, help_text="Provider name from settings.")
+    provider = models.CharField(max_length=64, blank=True, help_text="Provider name; empty until placed.")
+    blueprint = models.ForeignKey(Blueprint, on_delete=models.PROTECT, null=True, related_name="labs")
+    tried_providers = models.JSONField(
+        default=list, blank=True, help_text="Providers that refused this launch (quota, failed create)."
+    )
     provider_state = models.JSONField(default=dict, blank=True, help_text="The provider's own small state.")
 
     desired = models.CharField(max_length=16, choices=_choices(Desired), default=Desired.UP.value)
@@ -80,6 +108,15 @@ class Lab(models.Model):
     delete_by = models.DateTimeField(null=True, blank=True, help_text="Deleted for disuse after this.")
     deadline_at = models.DateTimeField(null=True, blank=True, help_text="Deadline of the current state.")
     attempts = models.PositiveIntegerField(default=0, help_text="Failed attempts at the current transition.")
+    state_changed_at = models.DateTimeField(null=True, blank=True, help_text="When the current state began.")
+    idle_at = models.DateTimeField(
+        null=True, blank=True, help_text="Suspended for idleness after this (last seen + suspend timeout)."
+    )
+    probe_ok = models.BooleanField(default=False, help_text="The lab answered on its port in this state.")
+    launch_requested_at = models.DateTimeField(null=True, blank=True)
+    launch_seconds = models.FloatField(
+        null=True, blank=True, help_text="Request to ready, last launch: feeds learners' estimates."
+    )
     next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Backoff: not before this.")
 
     class Meta:
@@ -91,9 +128,12 @@ class Lab(models.Model):
         # Plain composite indexes (MariaDB has no partial indexes), one per periodic query.
         indexes = [
             models.Index(fields=["state", "deadline_at"], name="labxblock_lab_deadline"),  # reconciler
-            models.Index(fields=["desired", "state", "last_seen_at"], name="labxblock_lab_idle"),  # idle
+            models.Index(fields=["desired", "state", "last_seen_at"], name="labxblock_lab_idle"),
+            models.Index(fields=["desired", "idle_at"], name="labxblock_lab_idle_at"),  # suspend-idle tick
             models.Index(fields=["delete_by"], name="labxblock_lab_delete_by"),  # reaper
             models.Index(fields=["provider", "state"], name="labxblock_lab_capacity"),  # capacity
+            models.Index(fields=["provider", "state", "desired"], name="labxblock_lab_reconcile"),
+            models.Index(fields=["course_run", "lab_key"], name="labxblock_lab_estimate"),  # estimates
         ]
 
     def __str__(self) -> str:
@@ -223,4 +263,14 @@ class LabEvent(models.Model):
         )
 
 
-__all__ = ["Lab", "LabEvent", "Protocol", "Sealed", "derive_stack_name", "reencrypt_secrets", "scrub"]
+__all__ = [
+    "Blueprint",
+    "Lab",
+    "LabEvent",
+    "Protocol",
+    "ProviderLock",
+    "Sealed",
+    "derive_stack_name",
+    "reencrypt_secrets",
+    "scrub",
+]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 from labxblock.lifecycle import State
@@ -46,6 +47,7 @@ class StackInfo:
     reason: str = ""  # the cloud's own explanation, for operators
     outputs: Mapping[str, Any] = field(default_factory=dict)  # empty unless complete
     tags: tuple[str, ...] = ()
+    created_at: datetime | None = None  # when the cloud created it (aware); the orphan sweep's clock
 
 
 class ProviderError(Exception):

@@ -1,0 +1,32 @@
+"""Operations on labs, for the block and the tasks: the only code that opens transactions
+and starts tasks (always after commit).
+
+The block calls the learner functions; tasks call the engine, jobs and periodic ones.
+"""
+
+from labxblock.labs.learner import (
+    estimate_seconds,
+    get_status,
+    keepalive,
+    request_launch,
+    request_reset,
+    retry,
+    status_of,
+    terminal_access,
+)
+from labxblock.labs.specs import LabSpec, LabStatus, ProviderChoice, TerminalAccess
+
+__all__ = [
+    "LabSpec",
+    "LabStatus",
+    "ProviderChoice",
+    "TerminalAccess",
+    "estimate_seconds",
+    "get_status",
+    "keepalive",
+    "request_launch",
+    "request_reset",
+    "retry",
+    "status_of",
+    "terminal_access",
+]

@@ -1,0 +1,250 @@
+"""The reconciler's side of labs: decide for rows, store the decisions, hand out jobs.
+
+A decision is stored with a conditional UPDATE (the row must still have the
+state and desired value it was decided on), so a learner's click racing a
+reconcile pass never loses either: the loser's change is simply decided again
+next pass. Every state change appends a LabEvent. Jobs (one cloud call or one
+probe each) are sent to the workers only after the transaction commits.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from celery import current_app
+from django.db import transaction
+from django.db.models import Q
+
+from labxblock import lifecycle
+from labxblock.conf import get_settings
+from labxblock.labs import placement
+from labxblock.lifecycle import Action, Decision, Desired, LabView, State
+from labxblock.models import Lab, LabEvent
+
+log = logging.getLogger(__name__)
+
+PERFORM_TASK = "labxblock.tasks.perform_job"
+MAX_CHAIN = 4  # decisions taken in a row for one lab while no call is needed
+RATE_LIMITED = frozenset({Action.SUSPEND, Action.RESUME, Action.DELETE})
+
+# Rows with something left to do; everything else is settled and costs the pass nothing.
+UNSETTLED = (
+    Q(state__in=[s.value for s in lifecycle.TRANSITIONAL])
+    | Q(state=State.READY, desired__in=[Desired.SUSPENDED, Desired.DELETED])
+    | Q(state=State.SUSPENDED, desired__in=[Desired.UP, Desired.DELETED])
+    | Q(state=State.DELETED, desired=Desired.UP)
+    | Q(state=State.FAILED, desired=Desired.DELETED)
+)
+
+# What a lab's own state says about its stack, when the cloud was not asked this time.
+_BELIEVED: Mapping[State, State | None] = {
+    State.REQUESTED: None,
+    State.CREATING: State.CREATING,
+    State.STARTING: State.READY,
+    State.READY: State.READY,
+    State.SUSPENDING: State.SUSPENDING,
+    State.SUSPENDED: State.SUSPENDED,
+    State.RESUMING: State.RESUMING,
+    State.DELETING: State.DELETING,
+    State.DELETED: None,
+    State.FAILED: State.FAILED,
+}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One action for a worker: a cloud call or a probe. Plain data, safe to send over the broker."""
+
+    lab_id: int
+    action: Action
+    state: State  # the state the action was decided in; a job for a lab that moved on is dropped
+
+    def as_args(self) -> list[Any]:
+        return [self.lab_id, self.action.value, self.state.value]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the cloud's list said of one stack this pass."""
+
+    state: State | None
+    raw_status: str = ""
+    reason: str = ""
+    provider_state: Mapping[str, Any] = field(default_factory=dict)
+
+
+def view_of(lab: Lab) -> LabView:
+    """The lifecycle's view of a row."""
+    return LabView(
+        desired=Desired(lab.desired),
+        state=State(lab.state),
+        deadline_at=lab.deadline_at,
+        attempts=lab.attempts,
+        next_attempt_at=lab.next_attempt_at,
+        probe_ok=lab.probe_ok,
+        jitter=(zlib.crc32(lab.stack_name.encode()) % 1000) / 1000,
+    )
+
+
+def believed(lab: Lab) -> Observation:
+    return Observation(_BELIEVED[State(lab.state)])
+
+
+def dispatch(jobs: Iterable[Job]) -> None:
+    """Send jobs to the workers once the surrounding transaction has committed."""
+    jobs = list(jobs)
+    if jobs:
+        transaction.on_commit(lambda: [current_app.send_task(PERFORM_TASK, args=j.as_args()) for j in jobs])
+
+
+def _fields_for_move(lab: Lab, decision: Decision, obs: Observation, now: datetime) -> dict[str, Any]:
+    """Bookkeeping that goes with entering ``decision.state``."""
+    new = decision.state
+    fields: dict[str, Any] = {"state": new.value, "state_changed_at": now, "probe_ok": False}
+    if new is State.REQUESTED and obs.state is None:
+        # The stack is gone: forget it entirely, and let placement choose a provider afresh.
+        fields.update(provider="", provider_state={}, outputs={}, ip="", port=None, tried_providers=[])
+        fields.update(private_key="", password="", raw_status="")
+    elif new is State.READY:
+        fields["launched_at"] = lab.launched_at or now
+        if lab.launch_requested_at:
+            fields["launch_seconds"] = (now - lab.launch_requested_at).total_seconds()
+            fields["launch_requested_at"] = None
+    elif new is State.SUSPENDED:
+        fields["suspended_at"] = now
+    elif new is State.FAILED:
+        # "<Reason>: <the cloud's words>": the learner is shown the first part, operators both.
+        detail = obs.reason or lab.status_reason
+        fields["status_reason"] = f"{decision.reason}: {detail}"[:2000] if detail else str(decision.reason)
+    return fields
+
+
+def apply(
+    lab: Lab,
+    obs: Observation,
+    now: datetime,
+    actor: str,
+    budget: list[int] | None = None,
+    can_create: bool = True,
+) -> Job | None:
+    """Decide for ``lab`` (a few steps while no call is needed), store it, return the job if any.
+
+    ``budget`` is a one-element list of rate-limited calls still allowed this pass; a decision
+    needing one when none is left is not stored, so the next pass takes it up again. So is a
+    create when ``can_create`` is false (no provider has room yet).
+    """
+    policy = get_settings().policy()
+    view, fields, moves = view_of(lab), {}, []
+    decision = lifecycle.decide(view, obs.state, now, policy)
+    for _ in range(MAX_CHAIN):
+        if decision.state is not None:
+            moves.append((view.state, decision))
+            fields.update(_fields_for_move(lab, decision, obs, now))
+        view = view.after(decision)
+        if decision.action is not Action.NONE or decision.state is None:
+            break
+        decision = lifecycle.decide(view, obs.state, now, policy)
+    if decision.action is Action.CREATE and not can_create:
+        return None
+    if budget is not None and decision.action in RATE_LIMITED:
+        if budget[0] <= 0:
+            return None
+        budget[0] -= 1
+    fields.update(deadline_at=view.deadline_at, attempts=view.attempts, next_attempt_at=view.next_attempt_at)
+    if obs.state is not None:
+        fields.update(raw_status=obs.raw_status[:64])
+        if obs.provider_state and not lab.provider_state:
+            fields["provider_state"] = dict(obs.provider_state)  # adopt the stack the cloud has
+    if not _store(lab, fields):
+        return None
+    for from_state, move in moves:
+        LabEvent.record(
+            lab,
+            actor=actor,
+            reason=str(move.reason or ""),
+            from_state=from_state.value,
+            to_state=move.state.value,
+            at=now,
+        )
+    if decision.action is Action.NONE:
+        return None
+    return Job(lab.pk, decision.action, view.state)
+
+
+def _store(lab: Lab, fields: dict[str, Any]) -> bool:
+    """Write ``fields`` if nobody changed the row's state or desired value meanwhile."""
+    changed = Lab.objects.filter(pk=lab.pk, state=lab.state, desired=lab.desired).update(**fields)
+    if changed:
+        for name, value in fields.items():
+            setattr(lab, name, value)
+    return bool(changed)
+
+
+def step(lab_id: int, now: datetime, actor: str, *, send: bool = True) -> Job | None:
+    """Advance one lab now, on what its row believes (no cloud call): a launch need not wait a pass.
+
+    With ``send=False`` the job is returned for the caller to carry out itself.
+    """
+    with transaction.atomic():
+        lab = Lab.objects.select_for_update().filter(pk=lab_id).first()
+        if lab is None:
+            return None
+        placed = placement.ensure_placed(lab)  # unplaced: queued for capacity, the pass tries again
+        job = apply(lab, believed(lab), now, actor, can_create=placed)
+        if send:
+            dispatch([job] if job else [])
+    return job
+
+
+def reconcile_provider(
+    provider: str, listing: Mapping[str, Observation], now: datetime, budget: int
+) -> list[Job]:
+    """One pass over one provider's unsettled labs, against its one ``list`` of stacks."""
+    jobs: list[Job] = []
+    allowance = [budget]
+    with transaction.atomic():
+        rows = Lab.objects.filter(UNSETTLED, provider=provider)
+        # Settled rows whose stack the cloud shows in motion or failed also need a look.
+        moving = [n for n, o in listing.items() if o.state not in (State.READY, State.SUSPENDED)]
+        if moving:
+            rows = rows | Lab.objects.filter(provider=provider, stack_name__in=moving)
+        for lab in rows.defer("private_key", "password"):
+            obs = listing.get(lab.stack_name, Observation(None))
+            job = apply(lab, obs, now, "reconciler", allowance)
+            if job:
+                jobs.append(job)
+        dispatch(jobs)
+    return jobs
+
+
+def place_queued(now: datetime, limit: int = 500) -> list[Job]:
+    """Labs not yet on any provider: place them where there is room, and start their creates."""
+    jobs: list[Job] = []
+    queued = Lab.objects.filter(UNSETTLED, provider="").order_by("id").values_list("pk", flat=True)[:limit]
+    for lab_id in list(queued):
+        job = step(lab_id, now, "reconciler")
+        if job:
+            jobs.append(job)
+    return jobs
+
+
+def audit(provider: str, listing: Mapping[str, Observation], now: datetime) -> list[Job]:
+    """Settled labs whose stack vanished or changed behind our back (the pass only looks at moving ones)."""
+    jobs: list[Job] = []
+    with transaction.atomic():
+        settled = Lab.objects.filter(provider=provider, state__in=[State.READY, State.SUSPENDED])
+        for lab_id, stack_name, state in settled.values_list("pk", "stack_name", "state").iterator(2000):
+            obs = listing.get(stack_name, Observation(None))
+            if obs.state == state:
+                continue
+            lab = Lab.objects.filter(pk=lab_id).defer("private_key", "password").first()
+            job = apply(lab, obs, now, "auditor") if lab else None
+            if job:
+                jobs.append(job)
+        dispatch(jobs)
+    return jobs

@@ -1,0 +1,215 @@
+"""What the block asks of labs for one learner: launch, status, keepalive, reset, retry, terminal."""
+
+from __future__ import annotations
+
+import statistics
+from datetime import timedelta
+from typing import Any
+
+from celery import current_app
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+
+from labxblock import lifecycle
+from labxblock.conf import get_settings
+from labxblock.labs.engine import Job, dispatch, view_of
+from labxblock.labs.specs import DEFAULT_PORTS, LabSpec, LabStatus, TerminalAccess, blueprint_digest
+from labxblock.lifecycle import Action, Desired, State
+from labxblock.models import Blueprint, Lab, LabEvent
+
+ADVANCE_TASK = "labxblock.tasks.advance_lab"
+ESTIMATE_SAMPLE = 20  # recent launches of the same lab that make an estimate
+ESTIMATE_CACHE_SECONDS = 60
+
+
+def _advance_after_commit(lab_id: int) -> None:
+    transaction.on_commit(lambda: current_app.send_task(ADVANCE_TASK, args=[lab_id]))
+
+
+def _blueprint(spec: LabSpec) -> Blueprint:
+    content = spec.blueprint()
+    digest = blueprint_digest(content)
+    blueprint, _ = Blueprint.objects.get_or_create(digest=digest, defaults={"spec": content})
+    return blueprint
+
+
+def _usage_fields(spec: LabSpec, now: Any) -> dict[str, Any]:
+    """A lab in use is neither idle nor due for deletion: push both moments forward."""
+    settings = get_settings()
+    suspend = spec.suspend_timeout or settings.suspend_timeout
+    delete = spec.delete_timeout or settings.delete_timeout
+    return {
+        "last_seen_at": now,
+        "idle_at": now + timedelta(seconds=suspend),
+        "delete_by": now + timedelta(seconds=delete),
+    }
+
+
+def request_launch(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
+    """Make sure the learner's lab is on its way up: create it, resume it, or leave it be.
+
+    Idempotent: any number of concurrent calls leave one row and start at most one create.
+    """
+    now = timezone.now()
+    blueprint = _blueprint(spec)
+    with transaction.atomic():
+        Lab.objects.get_or_create(
+            learner=user,
+            course_run=spec.course_run,
+            lab_key=spec.lab_key,
+            defaults={
+                "blueprint": blueprint,
+                "stack_user": spec.stack_user,
+                "protocol": spec.protocol,
+                "state_changed_at": now,
+                "launch_requested_at": now,
+                "port": spec.port,
+            },
+        )
+        lab = Lab.objects.select_for_update().get(
+            learner=user, course_run=spec.course_run, lab_key=spec.lab_key
+        )
+        fields = _usage_fields(spec, now)
+        # A changed template reaches the learner at the next create, never by destroying work.
+        fields.update(blueprint=blueprint, stack_user=spec.stack_user, protocol=spec.protocol)
+        wake = lab.desired != Desired.UP or lab.state in (State.REQUESTED, State.DELETED)
+        if lab.desired != Desired.UP:
+            fields["desired"] = Desired.UP.value
+            if lab.state in (State.SUSPENDED, State.SUSPENDING, State.DELETED):
+                fields["launch_requested_at"] = now
+            LabEvent.record(lab, actor=actor, reason="launch requested", at=now)
+        Lab.objects.filter(pk=lab.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(lab, name, value)
+        if wake:
+            _advance_after_commit(lab.pk)
+    return status_of(lab)
+
+
+def get_status(user: Any, course_run: str, lab_key: str) -> LabStatus | None:
+    """The learner's lab as the view shows it; None if they never launched it."""
+    lab = (
+        Lab.objects.filter(learner=user, course_run=course_run, lab_key=lab_key)
+        .defer("private_key", "password")
+        .first()
+    )
+    return status_of(lab) if lab else None
+
+
+def status_of(lab: Lab) -> LabStatus:
+    state, desired = State(lab.state), Desired(lab.desired)
+    reason = None
+    if state is State.FAILED:
+        # status_reason is "<Reason>: <detail for operators>"; the learner gets the Reason only.
+        word = lab.status_reason.split(":", 1)[0].strip()
+        reason = lifecycle.Reason(word) if word in lifecycle.Reason else lifecycle.Reason.CREATE_FAILED
+    return LabStatus(
+        lab_id=lab.pk,
+        phase=lifecycle.phase(state, desired),
+        state=state,
+        desired=desired,
+        reason=reason,
+        since=lab.state_changed_at or lab.created_at,
+        estimate_seconds=estimate_seconds(lab.course_run, lab.lab_key),
+        ready=state is State.READY and desired is Desired.UP,
+    )
+
+
+def estimate_seconds(course_run: str, lab_key: str) -> float | None:
+    """Median launch time of this lab's recent launches (cached: it changes slowly)."""
+    key = f"labxblock:estimate:{blueprint_digest({'c': course_run, 'k': lab_key})}"
+    cached = cache.get(key)
+    if cached is not None:
+        return cached or None
+    recent = list(
+        Lab.objects.filter(course_run=course_run, lab_key=lab_key, launch_seconds__isnull=False)
+        .order_by("-launched_at")
+        .values_list("launch_seconds", flat=True)[:ESTIMATE_SAMPLE]
+    )
+    value = statistics.median(recent) if recent else 0.0
+    cache.set(key, value, ESTIMATE_CACHE_SECONDS)
+    return value or None
+
+
+def keepalive(user: Any, spec: LabSpec) -> bool:
+    """The learner is active in their lab: one indexed UPDATE. False if there is no such lab."""
+    fields = _usage_fields(spec, timezone.now())
+    return bool(
+        Lab.objects.filter(learner=user, course_run=spec.course_run, lab_key=spec.lab_key).update(**fields)
+    )
+
+
+def request_reset(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
+    """Throw the learner's stack away and build a fresh one (delete, then create)."""
+    now = timezone.now()
+    with transaction.atomic():
+        lab = (
+            Lab.objects.select_for_update()
+            .filter(learner=user, course_run=spec.course_run, lab_key=spec.lab_key)
+            .first()
+        )
+        if lab is not None and lab.state not in (State.REQUESTED, State.DELETED):
+            lifecycle.check_transition(State(lab.state), State.DELETING)
+            settings = get_settings()
+            fields = {
+                "state": State.DELETING.value,
+                "desired": Desired.UP.value,
+                "state_changed_at": now,
+                "deadline_at": lifecycle.deadline_for(State.DELETING, now, settings.state_deadline_seconds),
+                "attempts": 0,
+                "next_attempt_at": None,
+                "probe_ok": False,
+                "launch_requested_at": now,
+            }
+            LabEvent.record(lab, actor=actor, reason="reset", to_state=State.DELETING.value, at=now)
+            Lab.objects.filter(pk=lab.pk).update(**fields)
+            dispatch([Job(lab.pk, Action.DELETE, State.DELETING)])
+    return request_launch(user, spec, actor=actor)
+
+
+def retry(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
+    """The learner's Retry after a failure: a fresh budget of attempts and of providers."""
+    now = timezone.now()
+    with transaction.atomic():
+        lab = (
+            Lab.objects.select_for_update()
+            .filter(learner=user, course_run=spec.course_run, lab_key=spec.lab_key)
+            .first()
+        )
+        if lab is not None and lab.state == State.FAILED:
+            decision = lifecycle.retry(view_of(lab), now, get_settings().policy())
+            LabEvent.record(
+                lab, actor=actor, reason=str(decision.reason), to_state=decision.state.value, at=now
+            )
+            Lab.objects.filter(pk=lab.pk).update(
+                state=decision.state.value,
+                state_changed_at=now,
+                deadline_at=decision.deadline_at,
+                attempts=decision.attempts,
+                next_attempt_at=decision.next_attempt_at,
+                tried_providers=[],
+                status_reason="",
+                launch_requested_at=now,
+            )
+    return request_launch(user, spec, actor=actor)
+
+
+def terminal_access(user: Any, course_run: str, lab_key: str) -> TerminalAccess | None:
+    """What a terminal ticket for the learner's ready lab carries; None unless it is ready."""
+    lab = Lab.objects.filter(
+        learner=user, course_run=course_run, lab_key=lab_key, state=State.READY, desired=Desired.UP
+    ).first()
+    if lab is None or not lab.ip:
+        return None
+    return TerminalAccess(
+        lab_id=lab.pk,
+        stack_name=lab.stack_name,
+        protocol=lab.protocol,
+        host=lab.ip,
+        port=lab.port or DEFAULT_PORTS.get(lab.protocol, 22),
+        username=lab.stack_user,
+        private_key=lab.private_key,
+        password=lab.password,
+        host_key=str(lab.outputs.get("host_key", "")),
+    )

@@ -1,0 +1,98 @@
+"""What the block tells labs about a lab (LabSpec), and what it gets back (LabStatus)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+
+from labxblock.lifecycle import Desired, Phase, Reason, State
+
+
+@dataclass(frozen=True)
+class ProviderChoice:
+    """One provider a lab may run on, in the author's order of preference."""
+
+    name: str
+    capacity: int | None = None  # this lab's own cap on the provider (None: the provider's own)
+    template: str = ""  # template text
+    environment: str | None = None  # environment text
+
+
+@dataclass(frozen=True)
+class LabSpec:
+    """Everything labs needs to launch one lab; built by the block from its fields."""
+
+    course_run: str
+    lab_key: str
+    providers: tuple[ProviderChoice, ...]
+    stack_user: str = "training"
+    protocol: str = "ssh"
+    port: int | None = None
+    key_type: str = "ed25519"
+    launch_timeout: int | None = None  # None: the site's setting
+    suspend_timeout: int | None = None
+    delete_timeout: int | None = None
+    parameters: dict[str, str] = field(default_factory=dict)  # extra template parameters
+
+    def blueprint(self) -> dict[str, Any]:
+        """The part stored once and shared: what to build, not whose it is or its timeouts."""
+        return {
+            "providers": [asdict(choice) for choice in self.providers],
+            "stack_user": self.stack_user,
+            "protocol": self.protocol,
+            "port": self.port,
+            "key_type": self.key_type,
+            "parameters": {"run": self.course_run, **self.parameters},
+        }
+
+
+def blueprint_digest(blueprint: dict[str, Any]) -> str:
+    """A content address for a blueprint: equal content, equal digest."""
+    canonical = json.dumps(blueprint, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class LabStatus:
+    """What the learner's view shows: no secret is ever in here."""
+
+    lab_id: int
+    phase: Phase
+    state: State
+    desired: Desired
+    reason: Reason | str | None  # why the lab failed or changed, for the learner's message
+    since: datetime | None  # when the current state began
+    estimate_seconds: float | None  # typical launch time of this lab, once there is history
+    ready: bool
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "phase": self.phase.value,
+            "state": self.state.value,
+            "desired": self.desired.value,
+            "reason": str(self.reason) if self.reason else None,
+            "since": self.since.isoformat() if self.since else None,
+            "estimate_seconds": self.estimate_seconds,
+            "ready": self.ready,
+        }
+
+
+@dataclass(frozen=True)
+class TerminalAccess:
+    """What a terminal ticket carries; only ever handed to tickets.mint_ticket, never to a page."""
+
+    lab_id: int
+    stack_name: str
+    protocol: str
+    host: str
+    port: int
+    username: str
+    private_key: str = field(repr=False, default="")
+    password: str = field(repr=False, default="")
+    host_key: str = ""
+
+
+DEFAULT_PORTS = {"ssh": 22, "rdp": 3389, "vnc": 5900}

@@ -1,0 +1,201 @@
+"""Celery tasks: thin wrappers that make one provider call each and let labs record it.
+
+No task sleeps or polls: a call returns once the cloud accepted it, and the
+reconcile tick (one ``list`` per provider) sees the cloud's progress. Tasks are
+idempotent and acknowledged late, so a worker killed mid-task costs a redelivery,
+never a lost lab; the reconciler's deadlines catch what a redelivery does not.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+
+from celery import shared_task
+from django.utils import timezone
+
+from labxblock import clouds
+from labxblock.conf import get_settings
+from labxblock.labs import engine, jobs, periodic
+from labxblock.labs.engine import Job, Observation
+from labxblock.lifecycle import Action, State
+from labxblock.providers.base import (
+    NotFound,
+    PermanentError,
+    ProviderError,
+    QuotaExceeded,
+    StackInfo,
+    StackSpec,
+    TemporaryError,
+)
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_SECONDS = 3.0
+MAX_CALL_RETRIES = 4  # then the lab is made due, and the lifecycle's backoff takes over
+MAX_RETRY_COUNTDOWN = 30  # short: with Redis a long countdown risks redelivery (visibility timeout)
+
+CALL_TASK_OPTIONS = {
+    "acks_late": True,
+    "reject_on_worker_lost": True,
+    "ignore_result": True,
+    "soft_time_limit": 120,
+    "time_limit": 150,
+}
+TICK_TASK_OPTIONS = {"ignore_result": True, "soft_time_limit": 240, "time_limit": 300}
+
+
+def probe(host: str, port: int, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
+    """Does the lab accept a connection on its port? (Its service is up, not just its VM.)"""
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def carry_out(job: Job) -> str:
+    """Make the job's one provider call (or probe) and record what came of it."""
+    claim = jobs.claim(job)
+    if claim is None:
+        return "stale"
+    provider = clouds.provider(claim.provider)
+    ref = provider.load_state(claim.stack_name, claim.provider_state)
+    action = job.action
+    if action is Action.CREATE:
+        spec = StackSpec(
+            name=claim.stack_name,
+            template=claim.template,
+            environment=claim.environment,
+            parameters=claim.parameters,
+            tags=(jobs.install_tag(),),
+        )
+        try:
+            created = provider.create(spec)
+        except (QuotaExceeded, PermanentError) as exc:
+            log.warning("labxblock: provider %s refused stack %s: %s", claim.provider, claim.stack_name, exc)
+            jobs.record_refused(claim, str(exc))
+            return "refused"
+        jobs.record_created(claim, provider.get_state(created))
+    elif action is Action.SUSPEND:
+        provider.suspend(ref)
+    elif action is Action.RESUME:
+        provider.resume(ref)
+    elif action is Action.DELETE:
+        provider.delete(ref)
+    elif action is Action.PROBE:
+        if not claim.host:  # first probe of this stack: read its outputs (one call)
+            info = provider.get(ref)
+            if not jobs.record_outputs(claim, dict(info.outputs), info.raw_status):
+                return "stale"
+            claim = jobs.claim(job)
+            if claim is None or not claim.host:
+                return "no address"
+        jobs.record_probe(claim, probe(claim.host, int(claim.port or 22)))
+    return "done"
+
+
+@shared_task(bind=True, name="labxblock.tasks.perform_job", max_retries=MAX_CALL_RETRIES, **CALL_TASK_OPTIONS)
+def perform_job(self, lab_id: int, action: str, state: str) -> str:
+    """One job decided by the reconciler (or a learner's request)."""
+    job = Job(lab_id, Action(action), State(state))
+    try:
+        return carry_out(job)
+    except TemporaryError as exc:
+        if self.request.retries < self.max_retries:
+            countdown = min(MAX_RETRY_COUNTDOWN, exc.delay * 2**self.request.retries)
+            raise self.retry(countdown=countdown, exc=exc) from None
+        return _give_up(job, exc)
+    except (PermanentError, NotFound) as exc:
+        return _give_up(job, exc)
+
+
+def _give_up(job: Job, exc: ProviderError) -> str:
+    log.warning("labxblock: %s of lab %s failed: %s", job.action, job.lab_id, exc)
+    claim = jobs.claim(job)
+    if claim is not None:
+        jobs.record_call_failed(claim, str(exc))
+    return "failed"
+
+
+@shared_task(name="labxblock.tasks.advance_lab", **CALL_TASK_OPTIONS)
+def advance_lab(lab_id: int) -> str:
+    """Request launch/resume/suspend/delete of one lab now, without waiting for the next tick."""
+    job = engine.step(lab_id, timezone.now(), "worker", send=False)
+    if job is None:
+        return "nothing to do"
+    try:
+        return carry_out(job)
+    except TemporaryError as exc:  # hand over to perform_job's retries
+        perform_job.apply_async(args=job.as_args(), countdown=min(MAX_RETRY_COUNTDOWN, exc.delay))
+        return "retrying"
+    except (PermanentError, NotFound) as exc:
+        return _give_up(job, exc)
+
+
+def _list(name: str) -> list[StackInfo] | None:
+    """The provider's one list of our stacks, or None if the cloud could not be read."""
+    try:
+        return clouds.provider(name).list(jobs.install_tag())
+    except ProviderError as exc:
+        log.warning("labxblock: cannot list stacks on provider %s, skipping it this tick: %s", name, exc)
+        return None
+
+
+def _observations(name: str, infos: list[StackInfo]) -> dict[str, Observation]:
+    provider = clouds.provider(name)
+    return {
+        info.ref.name: Observation(info.state, info.raw_status, info.reason, provider.get_state(info.ref))
+        for info in infos
+    }
+
+
+@shared_task(name="labxblock.tasks.reconcile", **TICK_TASK_OPTIONS)
+def reconcile() -> int:
+    """The reconcile tick: one list per provider; every unsettled lab moves at most one step."""
+    settings, now, started = get_settings(), timezone.now(), 0
+    for name, conf in settings.providers.items():
+        infos = _list(name)
+        if infos is not None:
+            budget = max(1, conf.actions_per_minute * settings.reconcile_interval_seconds // 60)
+            started += len(engine.reconcile_provider(name, _observations(name, infos), now, budget))
+    return started + len(engine.place_queued(now))
+
+
+@shared_task(name="labxblock.tasks.suspend_idle", **TICK_TASK_OPTIONS)
+def suspend_idle() -> int:
+    """Mark labs whose keepalives stopped for suspension; the reconcile tick suspends them."""
+    return periodic.mark_idle(timezone.now())
+
+
+@shared_task(name="labxblock.tasks.reap", **TICK_TASK_OPTIONS)
+def reap() -> int:
+    """Expire unused labs, repair settled labs the cloud changed, delete orphan stacks."""
+    now = timezone.now()
+    count = periodic.mark_expired(now)
+    for name in get_settings().providers:
+        infos = _list(name)
+        if infos is None:
+            continue
+        count += len(engine.audit(name, _observations(name, infos), now))
+        refs = {info.ref.name: info.ref for info in infos}
+        listed = [periodic.ListedStack(info.ref.name, info.created_at) for info in infos]
+        for stack_name in periodic.orphans(name, listed, now):
+            state = clouds.provider(name).get_state(refs[stack_name])
+            delete_orphan.delay(name, stack_name, state)
+            count += 1
+    return count
+
+
+@shared_task(
+    bind=True, name="labxblock.tasks.delete_orphan", max_retries=MAX_CALL_RETRIES, **CALL_TASK_OPTIONS
+)
+def delete_orphan(self, provider_name: str, stack_name: str, provider_state: dict) -> str:
+    """Delete a stack of ours that no lab owns (after the grace period)."""
+    provider = clouds.provider(provider_name)
+    try:
+        provider.delete(provider.load_state(stack_name, provider_state))
+    except TemporaryError as exc:
+        raise self.retry(countdown=min(MAX_RETRY_COUNTDOWN, exc.delay), exc=exc) from None
+    log.info("labxblock: deleted orphan stack %s on provider %s", stack_name, provider_name)
+    return "deleted"
