@@ -18,6 +18,7 @@ INSTALL_REQUIRES = [
     "paramiko>=3.4,<6",
     "cryptography>=42,<51",
     "PyYAML>=6.0,<7",
+    "nh3>=0.2.14,<1",  # sanitises the author's HTML instructions
 ]
 
 EXTRAS_REQUIRE = {
@@ -36,6 +37,7 @@ EXTRAS_REQUIRE = {
         "build>=1.0,<2",
         "ruff>=0.6,<1",
         "selenium>=4.20,<5",
+        "xblock-sdk>=0.14,<1",  # the workbench runtime for block tests
     ],
 }
 EXTRAS_REQUIRE["test"] += EXTRAS_REQUIRE["gateway"]

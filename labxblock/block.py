@@ -1,18 +1,305 @@
-"""LabBlock: what authors place and learners open. Thin: renders, delegates to labs.py."""
+"""LabBlock: what authors place and learners open. Thin: renders, and turns requests into labs.py calls.
 
+No queries, no tasks, no providers here: ``labs`` does the work, ``authoring``
+checks what authors set, ``olx`` reads and writes OLX, ``messages`` holds the
+learner's words, ``compat`` hides edx-platform.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import nh3
+from lxml import etree
 from web_fragments.fragment import Fragment
 from xblock.core import XBlock
-from xblock.fields import Scope, String
+from xblock.scorable import ScorableXBlockMixin, Score
+from xblock.utils.resources import ResourceLoader
+from xblock.utils.studio_editable import StudioEditableXBlockMixin
+from xblock.validation import ValidationMessage
+
+from labxblock import authoring, compat, messages, olx
+from labxblock.fields import LIST_FIELDS, SCALAR_FIELDS, LabFieldsMixin
+
+loader = ResourceLoader(__name__)
 
 
-class LabBlock(XBlock):
-    """A learner's own lab, shown inside the courseware."""
+class LabConfigError(Exception):
+    """The block's template cannot be read: the learner sees NOT_CONFIGURED."""
 
-    display_name = String(
-        display_name="Display name", default="Lab", scope=Scope.settings,
-        help="The name learners see for this component.",
-    )
 
-    def student_view(self, context=None) -> Fragment:
-        """The learner's view (filled in by the block issue)."""
-        return Fragment("<div class='labxblock'></div>")
+def _labs() -> Any:
+    # Imported when a handler runs: labs imports models, which need Django's apps ready,
+    # and the runtime imports this module while it loads block classes.
+    from labxblock import labs
+
+    return labs
+
+
+@XBlock.needs("i18n", "user")
+class LabBlock(LabFieldsMixin, StudioEditableXBlockMixin, ScorableXBlockMixin, XBlock):
+    """A learner's own lab (an OpenStack Heat stack), shown as a terminal or desktop in the page."""
+
+    has_children = True  # nested HTML components: instructions
+    has_author_view = True
+    has_score = True
+    i18n_js_namespace = "LabXBlockI18N"
+
+    # --- views ---
+
+    def student_view(self, context: dict | None = None) -> Fragment:
+        """The learner's view: instructions, launch status, terminal and controls."""
+        frag = Fragment()
+        children = [self.runtime.render_child(self.runtime.get_block(c), "student_view", context)
+                    for c in self.children]
+        for child in children:
+            frag.add_fragment_resources(child)
+        banner = None
+        viewer = compat.viewer(self)
+        if viewer is not None and viewer.masquerading:
+            banner = self.ugettext(messages.MASQUERADE).format(username=viewer.user.get_username())
+        ports = [p for p in self.ports if isinstance(p, dict)]
+        frag.add_content(loader.render_django_template("templates/student_view.html", {
+            "block": self, "dom_id": self._dom_id(), "children": [c.content for c in children],
+            "instructions": nh3.clean(self.instructions or ""), "has_checks": bool(self.checks),
+            "ports": ports, "selected_port": self._port(), "banner": banner,
+            "check_label": self.check_label or self.ugettext("Check progress"),
+            "signed_in": viewer is not None,
+        }, i18n_service=self.runtime.service(self, "i18n")))
+        frag.add_css(loader.load_unicode("static/css/labxblock.css"))
+        frag.add_javascript(loader.load_unicode("static/js/labxblock.js"))
+        frag.initialize_js("LabXBlock", {
+            "hidden": self.hidden, "fullscreen": self.fullscreen, "has_checks": bool(self.checks),
+            "keepalive_seconds": self._keepalive_seconds(), "idle_seconds": self._idle_seconds(),
+            "i18n": messages.js_catalogue(self.ugettext),
+        })
+        return frag
+
+    def author_view(self, context: dict | None = None) -> Fragment:
+        """Studio's preview: what the lab is made of and what needs fixing; never launches a lab."""
+        frag = Fragment(loader.render_django_template("templates/author_view.html", {
+            "block": self,
+            "sources": [{**vars(s), "inline": authoring.is_inline(s.template)}
+                        for s in authoring.sources(self._values())],
+            "problems": [p.text(self.ugettext) for p in self._problems()],
+            "check_count": len(self.checks), "port_count": len(self.ports),
+        }, i18n_service=self.runtime.service(self, "i18n")))
+        frag.add_css(loader.load_unicode("static/css/labxblock.css"))
+        return frag
+
+    # --- Studio ---
+
+    def _values(self, data: Any = None) -> dict[str, Any]:
+        data = self if data is None else data
+        return {name: getattr(data, name) for name in (*SCALAR_FIELDS, *LIST_FIELDS)}
+
+    def _problems(self, data: Any = None) -> list[authoring.Problem]:
+        return authoring.check(self._values(data), read=lambda path: compat.read_course_asset(self, path),
+                               known_providers=compat.known_provider_names())
+
+    def validate_field_data(self, validation: Any, data: Any) -> None:
+        """Only what cannot be stored blocks saving: each nested list must hold objects."""
+        for name in LIST_FIELDS:
+            if not all(isinstance(item, dict) for item in getattr(data, name) or []):
+                message = self.ugettext("{field} must be a JSON list of objects.").format(field=name)
+                validation.add(ValidationMessage(ValidationMessage.ERROR, message))
+
+    def validate(self) -> Any:
+        """Warnings Studio shows on the component; authors may save first and fix later."""
+        validation = super().validate()
+        for problem in self._problems():
+            validation.add(ValidationMessage(ValidationMessage.WARNING, problem.text(self.ugettext)))
+        return validation
+
+    # --- OLX ---
+
+    @classmethod
+    def parse_xml(cls, node: etree._Element, runtime: Any, keys: Any) -> LabBlock:
+        values, child_nodes = olx.parse(node)
+        block = runtime.construct_xblock_from_class(cls, keys)
+        for name, value in values.items():
+            setattr(block, name, value)
+        for child in child_nodes:
+            runtime.add_node_as_child(block, child)
+        return block
+
+    def add_xml_to_node(self, node: etree._Element) -> None:
+        node.tag = self.xml_element_name()
+        node.set("xblock-family", self.entry_point)
+        olx.export({name: getattr(self, name) for name in (*SCALAR_FIELDS, *LIST_FIELDS, "instructions")
+                    if self.fields[name].is_set_on(self)}, node)
+        self.add_children_to_node(node)
+
+    # --- handlers (JSON) ---
+
+    @XBlock.json_handler
+    def status(self, data: dict, suffix: str = "") -> dict:
+        """The lab's status; with ``{"launch": true}`` also asks for it to be up (idempotent)."""
+        return self._act("launch" if data.get("launch") else "status")
+
+    @XBlock.json_handler
+    def reset(self, data: dict, suffix: str = "") -> dict:
+        """Throw the lab away and start a fresh one (the page asked the learner first)."""
+        return self._act("reset")
+
+    @XBlock.json_handler
+    def retry(self, data: dict, suffix: str = "") -> dict:
+        """Try again after a failure."""
+        return self._act("retry")
+
+    @XBlock.json_handler
+    def keepalive(self, data: dict, suffix: str = "") -> dict:
+        """The learner is active: keep the lab from being suspended. One UPDATE."""
+        viewer = compat.viewer(self)
+        if viewer is None:
+            return messages.error_answer(messages.NOT_SIGNED_IN, self.ugettext)
+        return {"ok": bool(_labs().keepalive(viewer.user, compat.course_run(self), self._lab_key()))}
+
+    @XBlock.json_handler
+    def choose_port(self, data: dict, suffix: str = "") -> dict:
+        """Switch the terminal to another of the author's ports."""
+        numbers = [p.get("number") for p in self.ports if isinstance(p, dict)]
+        if data.get("port") not in numbers:
+            return messages.error_answer(messages.NO_SUCH_PORT, self.ugettext)
+        self.selected_port = data["port"]
+        return {"port": self.selected_port}
+
+    @XBlock.json_handler
+    def terminal(self, data: dict, suffix: str = "") -> dict:
+        """The iframe URL for a ready lab: a short-lived, single-use, encrypted ticket in its fragment."""
+        from labxblock import tickets
+        from labxblock.conf import get_settings
+
+        viewer = compat.viewer(self)
+        if viewer is None:
+            return messages.error_answer(messages.NOT_SIGNED_IN, self.ugettext)
+        settings = get_settings()
+        if settings.terminal_mode == "guacamole-json" or not settings.gateway_url:
+            return messages.error_answer(messages.TERMINAL_UNAVAILABLE, self.ugettext)
+        access = _labs().terminal_access(viewer.user, compat.course_run(self), self._lab_key())
+        if access is None:
+            return messages.error_answer(messages.NOT_READY, self.ugettext)
+        port = self._port() or access.port
+        ticket = tickets.mint_ticket(
+            settings.ticket_keys, learner_id=str(viewer.user.pk), stack_name=access.stack_name,
+            protocol=access.protocol, host=access.host, port=port, username=access.username,
+            private_key=access.private_key, password=access.password,
+            host_key=getattr(access, "host_key", None), read_only=self.read_only,
+        )
+        mode = "console" if settings.terminal_mode == "console" else "guac"
+        url = tickets.iframe_url(_http(settings.gateway_url), mode, ticket, stack_name=access.stack_name,
+                                 read_only=self.read_only)
+        return {"url": url}
+
+    @XBlock.json_handler
+    def check(self, data: dict, suffix: str = "") -> dict:
+        """Run the author's check scripts (arrives with checks.py)."""
+        return {"available": False, "message": self.ugettext(messages.CHECK_UNAVAILABLE)}
+
+    def _act(self, action: str) -> dict:
+        viewer = compat.viewer(self)
+        if viewer is None:
+            return messages.error_answer(messages.NOT_SIGNED_IN, self.ugettext)
+        labs = _labs()
+        run, key = compat.course_run(self), self._lab_key()
+        if action == "status":
+            result = labs.get_status(viewer.user, run, key)
+        else:
+            try:
+                spec = self._spec(labs, run, key)
+            except LabConfigError:
+                return messages.error_answer(messages.NOT_CONFIGURED, self.ugettext)
+            call = {"launch": labs.request_launch, "reset": labs.request_reset, "retry": labs.retry}[action]
+            result = call(viewer.user, spec, actor=viewer.actor)
+        return messages.status_answer(result, datetime.now(UTC), self.ugettext)
+
+    # --- helpers ---
+
+    def _lab_key(self) -> str:
+        return authoring.lab_key(compat.course_run(self), self._values())
+
+    def _port(self) -> int | None:
+        numbers = [p.get("number") for p in self.ports if isinstance(p, dict)]
+        if self.selected_port in numbers:
+            return self.selected_port
+        return numbers[0] if numbers else None
+
+    def _spec(self, labs: Any, run: str, key: str) -> Any:
+        def text(value: str) -> str | None:
+            if not value.strip():
+                return None
+            loaded = authoring.load_text(value, lambda path: compat.read_course_asset(self, path))
+            if loaded is None:
+                raise LabConfigError(value)
+            return loaded
+
+        providers = []
+        for source in authoring.sources(self._values()):
+            template = text(source.template)
+            if template is None:
+                raise LabConfigError(source.name)
+            providers.append(labs.ProviderChoice(name=source.name, capacity=source.capacity,
+                                                 template=template, environment=text(source.environment)))
+        return labs.LabSpec(
+            course_run=run, lab_key=key, providers=tuple(providers), stack_user=self.stack_user,
+            protocol=self.protocol, port=self._port(), key_type=self.key_type,
+            launch_timeout=self.launch_timeout, suspend_timeout=self.suspend_timeout,
+            delete_timeout=self.delete_timeout,
+        )
+
+    def _dom_id(self) -> str:
+        return "labxblock-" + "".join(c if c.isalnum() else "-" for c in str(self.scope_ids.usage_id))
+
+    def _keepalive_seconds(self) -> int:
+        from labxblock.conf import LabSettingsError, get_settings
+
+        try:
+            return get_settings().keepalive_interval_seconds
+        except LabSettingsError:
+            return 30
+
+    def _idle_seconds(self) -> int:
+        """Inactivity before "Are you still there?": a little less than the suspend timeout."""
+        from labxblock.conf import LabSettingsError, get_settings
+
+        try:
+            suspend = self.suspend_timeout or get_settings().suspend_timeout
+        except LabSettingsError:
+            suspend = 120
+        return max(30, int(suspend * 0.75))
+
+    # --- score (ScorableXBlockMixin); checks fill it in ---
+
+    def has_submitted_answer(self) -> bool:
+        return self.raw_earned is not None
+
+    def get_score(self) -> Score:
+        return Score(raw_earned=self.raw_earned or 0.0, raw_possible=1.0)
+
+    def set_score(self, score: Score) -> None:
+        self.raw_earned = score.raw_earned / score.raw_possible if score.raw_possible else 0.0
+
+    def calculate_score(self) -> Score:
+        return self.get_score()
+
+    def max_score(self) -> float:
+        return 1.0  # the platform scales by ``weight``
+
+    # --- workbench ---
+
+    @staticmethod
+    def workbench_scenarios() -> list[tuple[str, str]]:
+        """An SSH lab and an RDP lab, with inline templates."""
+        return [
+            ("labxblock: SSH lab", loader.load_unicode("templates/scenarios/ssh_lab.xml")),
+            ("labxblock: RDP lab", loader.load_unicode("templates/scenarios/rdp_lab.xml")),
+        ]
+
+
+def _http(url: str) -> str:
+    """The gateway's page URL: ws(s):// names the same host as http(s)://."""
+    parts = urlsplit(url)
+    scheme = {"ws": "http", "wss": "https"}.get(parts.scheme, parts.scheme)
+    return urlunsplit((scheme, *parts[1:]))

@@ -1,0 +1,239 @@
+"""What an author set, checked: pure functions over field values, testable without a runtime.
+
+Rule for templates and environments: a value containing a line break is the
+text itself (inline YAML); any other non-empty value names a course file
+(``/static/lab.yaml`` or ``lab.yaml``). The caller supplies ``read(path)``,
+which returns a course file's text or None when there is no such file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+from labxblock.fields import KEY_TYPES, PROTOCOLS, TIMEOUT_FIELDS
+
+REQUIRED_OUTPUTS = ("public_ip", "private_key")
+STATIC_PREFIX = "/static/"
+
+Reader = Callable[[str], str | None]
+
+
+def _(text: str) -> str:
+    """Mark ``text`` for extraction; the block translates problems when it shows them."""
+    return text
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing an author should fix: the field, a message id and its parameters."""
+
+    field: str
+    message: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+    def text(self, gettext: Callable[[str], str] = lambda s: s) -> str:
+        return gettext(self.message).format(**self.params)
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where one provider's template and environment come from (text or file name)."""
+
+    name: str
+    capacity: int | None
+    template: str
+    environment: str
+
+
+def is_inline(value: str) -> bool:
+    """Is this template/environment value the text itself (rather than a file name)?"""
+    return "\n" in value
+
+
+def asset_path(value: str) -> str:
+    """The course file name, without the ``/static/`` prefix authors often write."""
+    value = value.strip()
+    return value[len(STATIC_PREFIX):] if value.startswith(STATIC_PREFIX) else value.lstrip("/")
+
+
+def sources(values: Mapping[str, Any]) -> list[Source]:
+    """The providers a launch may use, in order; the block's own template fills gaps."""
+    default_template = values.get("template") or ""
+    default_env = values.get("environment") or ""
+    providers = values.get("providers") or []
+    if not providers:
+        return [Source("default", None, default_template, default_env)]
+    out = []
+    for p in providers:
+        p = p if isinstance(p, Mapping) else {}
+        capacity = p.get("capacity")
+        out.append(
+            Source(
+                name=str(p.get("name") or ""),
+                capacity=capacity if isinstance(capacity, int) and not isinstance(capacity, bool) else None,
+                template=str(p.get("template") or default_template),
+                environment=str(p.get("environment") or default_env),
+            )
+        )
+    return out
+
+
+def template_reference(values: Mapping[str, Any]) -> str:
+    """What identifies "the same template" for sharing a lab: the template values, in order."""
+    return "\n\0".join(s.template for s in sources(values))
+
+
+def lab_key(course_run: str, values: Mapping[str, Any]) -> str:
+    """The lab this block opens: its lab group, else a stable short hash of course run and template."""
+    group = (values.get("lab_group") or "").strip()
+    if group:
+        return group
+    digest = hashlib.sha256(f"{course_run}\n{template_reference(values)}".encode()).hexdigest()
+    return f"tpl-{digest[:16]}"
+
+
+def load_text(value: str, read: Reader) -> str | None:
+    """The template/environment text for ``value``; None if it names a file that is not there."""
+    return value if is_inline(value) else read(asset_path(value))
+
+
+def _where(value: str) -> str:
+    return "(inline)" if is_inline(value) else value.strip()
+
+
+def check_template(field_name: str, value: str, read: Reader) -> list[Problem]:
+    """YAML, the ``run`` parameter and the contract's outputs."""
+    where = _where(value)
+    text = load_text(value, read)
+    if text is None:
+        return [Problem(field_name, _("The template file {path} is not among the course's files."),
+                        {"path": where})]
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        return [Problem(field_name, _("The template {where} is not valid YAML: {error}"),
+                        {"where": where, "error": first})]
+    if not isinstance(doc, Mapping):
+        return [Problem(field_name, _("The template {where} is not a Heat template (no mapping at the top)."),
+                        {"where": where})]
+    problems = []
+    parameters = doc.get("parameters") if isinstance(doc.get("parameters"), Mapping) else {}
+    if "run" not in parameters:
+        problems.append(Problem(field_name, _("The template {where} has no \"run\" parameter."),
+                                {"where": where}))
+    outputs = doc.get("outputs") if isinstance(doc.get("outputs"), Mapping) else {}
+    missing = [name for name in REQUIRED_OUTPUTS if name not in outputs]
+    if missing:
+        problems.append(Problem(field_name, _("The template {where} lacks the outputs: {names}."),
+                                {"where": where, "names": ", ".join(missing)}))
+    return problems
+
+
+def check_environment(field_name: str, value: str, read: Reader) -> list[Problem]:
+    text = load_text(value, read)
+    if text is None:
+        return [Problem(field_name, _("The environment file {path} is not among the course's files."),
+                        {"path": _where(value)})]
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError:
+        doc = None
+    if not isinstance(doc, Mapping):
+        return [Problem(field_name, _("The environment {where} is not a YAML mapping."),
+                        {"where": _where(value)})]
+    return []
+
+
+def check_providers(values: Mapping[str, Any], known: Collection[str] | None) -> list[Problem]:
+    problems = []
+    for i, p in enumerate(values.get("providers") or []):
+        if not isinstance(p, Mapping) or not isinstance(p.get("name"), str) or not p["name"].strip():
+            problems.append(Problem("providers", _("Provider {n} needs a name."), {"n": i + 1}))
+            continue
+        if known is not None and p["name"] not in known:
+            problems.append(Problem("providers", _("Unknown provider {name}; this site has: {known}."),
+                                    {"name": p["name"], "known": ", ".join(sorted(known))}))
+        capacity = p.get("capacity")
+        if capacity is not None and (isinstance(capacity, bool) or not isinstance(capacity, int)
+                                     or capacity < 0):
+            problems.append(Problem("providers", _("Provider {name}: capacity must be a whole number ≥ 0."),
+                                    {"name": p["name"]}))
+    return problems
+
+
+def check_ports(values: Mapping[str, Any]) -> list[Problem]:
+    problems, seen = [], set()
+    for i, p in enumerate(values.get("ports") or []):
+        name = p.get("name") if isinstance(p, Mapping) else None
+        number = p.get("number") if isinstance(p, Mapping) else None
+        if not isinstance(name, str) or not name.strip():
+            problems.append(Problem("ports", _("Port {n} needs a name."), {"n": i + 1}))
+        if isinstance(number, bool) or not isinstance(number, int) or not 0 < number < 65536:
+            problems.append(Problem("ports", _("Port {n}: the number must be between 1 and 65535."),
+                                    {"n": i + 1}))
+        elif number in seen:
+            problems.append(Problem("ports", _("Port {number} is listed twice."), {"number": number}))
+        else:
+            seen.add(number)
+    return problems
+
+
+def check_checks(values: Mapping[str, Any]) -> list[Problem]:
+    problems = []
+    for i, c in enumerate(values.get("checks") or []):
+        script = c.get("script") if isinstance(c, Mapping) else None
+        if not isinstance(script, str) or not script.strip():
+            problems.append(Problem("checks", _("Check script {n} is empty."), {"n": i + 1}))
+    return problems
+
+
+def check_settings(values: Mapping[str, Any]) -> list[Problem]:
+    problems = []
+    if values.get("protocol") not in PROTOCOLS:
+        problems.append(Problem("protocol", _("The protocol must be one of: {choices}."),
+                                {"choices": ", ".join(PROTOCOLS)}))
+    if values.get("key_type") not in KEY_TYPES:
+        problems.append(Problem("key_type", _("The key type must be one of: {choices}."),
+                                {"choices": ", ".join(KEY_TYPES)}))
+    for name in TIMEOUT_FIELDS:
+        value = values.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            problems.append(Problem(name, _("{field} must be a whole number of seconds ≥ 1, or empty."),
+                                    {"field": name}))
+    return problems
+
+
+def check(
+    values: Mapping[str, Any], *, read: Reader, known_providers: Collection[str] | None
+) -> list[Problem]:
+    """Every problem with these field values; [] when the lab is ready to use.
+
+    ``known_providers`` None: the site's providers are unknown here, so names are not checked.
+    """
+    problems: list[Problem] = []
+    srcs = sources(values)
+    if not any(s.template.strip() for s in srcs):
+        problems.append(Problem("template", _("No template: set one, or give each provider a template.")))
+    else:
+        seen: set[str] = set()
+        for s in srcs:
+            if not s.template.strip():
+                problems.append(Problem("providers", _("Provider {name} has no template."), {"name": s.name}))
+            elif s.template not in seen:  # one report per template, however many providers share it
+                seen.add(s.template)
+                problems += check_template("template" if not values.get("providers") else "providers",
+                                           s.template, read)
+            if s.environment.strip() and s.environment not in seen:
+                seen.add(s.environment)
+                problems += check_environment("environment", s.environment, read)
+    problems += check_providers(values, known_providers)
+    problems += check_ports(values)
+    problems += check_checks(values)
+    problems += check_settings(values)
+    return problems

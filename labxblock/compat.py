@@ -1,0 +1,118 @@
+"""Everything that differs between edx-platform and the xblock-sdk workbench, in one place.
+
+edx-platform modules are imported only inside functions, so the block imports
+(and its tests run) without edx-platform installed.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+ATTR_USER_ID = "edx-platform.user_id"
+ATTR_USERNAME = "edx-platform.username"
+ATTR_IS_AUTHENTICATED = "edx-platform.is_authenticated"
+ATTR_USER_IS_STAFF = "edx-platform.user_is_staff"
+ATTR_WORKBENCH_USER_ID = "xblock-workbench.user_id"
+WORKBENCH_USER_PREFIX = "workbench-"
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is looking: the learner whose lab it is and, when staff masquerade, who really is."""
+
+    user: Any  # a Django user: the learner whose lab this is
+    real_user: Any  # the person at the keyboard (the same user unless masquerading)
+    is_staff: bool
+
+    @property
+    def masquerading(self) -> bool:
+        return self.real_user is not None and self.real_user.pk != self.user.pk
+
+    @property
+    def actor(self) -> str:
+        """Who acts, for the lab's event log: ``learner:<id>`` or ``staff:<id>``."""
+        if self.masquerading:
+            return f"staff:{self.real_user.pk}"
+        return f"learner:{self.user.pk}"
+
+
+def course_run(block: Any) -> str:
+    """The block's course run key as text (``course-v1:Org+Course+Run``)."""
+    usage_id = block.scope_ids.usage_id
+    context_key = getattr(usage_id, "context_key", None) or getattr(usage_id, "course_key", None)
+    if context_key is not None:
+        return str(context_key)
+    course_id = getattr(block, "course_id", None)  # the workbench patches this in while rendering
+    return str(course_id) if isinstance(course_id, str) and course_id else "workbench"
+
+
+def _real_request_user(learner: Any) -> Any:
+    """Who is really there: edx-platform puts ``real_user`` on the masqueraded user object."""
+    real = getattr(learner, "real_user", None)
+    if real is not None:
+        return real
+    try:
+        from crum import get_current_user  # edx-platform's request-local user (always the real one)
+    except ImportError:
+        return learner
+    current = get_current_user()
+    return current if getattr(current, "is_authenticated", False) else learner
+
+
+def viewer(block: Any) -> Viewer | None:
+    """The current learner, from the XBlock user service; None for an anonymous visitor."""
+    from django.contrib.auth import get_user_model
+
+    service = block.runtime.service(block, "user")
+    xuser = service.get_current_user()
+    attrs = xuser.opt_attrs
+    User = get_user_model()
+    if attrs.get(ATTR_USER_ID) is not None:  # edx-platform
+        if not attrs.get(ATTR_IS_AUTHENTICATED, True):
+            return None
+        # The service's own Django user (the masqueraded learner when staff masquerade) avoids a
+        # query; it is private, so fall back to one primary-key lookup.
+        learner = getattr(service, "_django_user", None)
+        if learner is None or learner.pk != attrs[ATTR_USER_ID]:
+            learner = User.objects.get(pk=attrs[ATTR_USER_ID])
+        return Viewer(learner, _real_request_user(learner), bool(attrs.get(ATTR_USER_IS_STAFF)))
+    student_id = attrs.get(ATTR_WORKBENCH_USER_ID)
+    if student_id:  # the workbench: one Django user per workbench student id
+        learner, _ = User.objects.get_or_create(username=f"{WORKBENCH_USER_PREFIX}{student_id}"[:150])
+        return Viewer(learner, learner, False)
+    return None
+
+
+def read_course_asset(block: Any, path: str) -> str | None:
+    """A course file's text from the contentstore; None if missing or there is no contentstore."""
+    try:
+        from xmodule.contentstore.content import StaticContent
+        from xmodule.contentstore.django import contentstore
+        from xmodule.exceptions import NotFoundError
+    except ImportError:  # the workbench and the tests have no contentstore
+        return None
+    usage_id = block.scope_ids.usage_id
+    course_key = getattr(usage_id, "context_key", None) or getattr(usage_id, "course_key", None)
+    if course_key is None:
+        return None
+    try:
+        content = contentstore().find(StaticContent.compute_location(course_key, path))
+    except NotFoundError:
+        return None
+    data = content.data
+    return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+
+
+def known_provider_names() -> frozenset[str] | None:
+    """The site's provider names; None when the settings cannot be read (shown elsewhere)."""
+    from labxblock.conf import LabSettingsError, get_settings
+
+    try:
+        return frozenset(get_settings().providers)
+    except LabSettingsError:
+        log.warning("labxblock settings are invalid; provider names not checked", exc_info=True)
+        return None

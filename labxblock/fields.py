@@ -1,0 +1,154 @@
+"""LabBlock's fields, as a mixin, plus the names the editor, OLX and validation share.
+
+Display names and help texts are marked with ``_`` (a no-op) so that string
+extraction finds them; the Studio editor translates them through the i18n service.
+"""
+
+from __future__ import annotations
+
+from xblock.core import XBlockMixin
+from xblock.fields import Boolean, Float, Integer, List, Scope, String
+
+
+def _(text: str) -> str:
+    """Mark ``text`` for extraction; translated later, at render time."""
+    return text
+
+
+PROTOCOLS = ("ssh", "rdp", "vnc")
+KEY_TYPES = ("ed25519", "rsa")
+FEEDBACK = ("full", "score", "none")
+
+# Fields stored as OLX attributes (simple values), in export order.
+SCALAR_FIELDS = (
+    "display_name",
+    "weight",
+    "template",
+    "environment",
+    "stack_user",
+    "protocol",
+    "key_type",
+    "lab_group",
+    "launch_timeout",
+    "suspend_timeout",
+    "delete_timeout",
+    "read_only",
+    "hidden",
+    "fullscreen",
+    "check_label",
+    "check_feedback",
+)
+# Fields stored as child elements.
+LIST_FIELDS = ("providers", "ports", "checks")
+TIMEOUT_FIELDS = ("launch_timeout", "suspend_timeout", "delete_timeout")
+
+
+class LabFieldsMixin(XBlockMixin):
+    """Everything an author sets on a lab, and the little a learner's view remembers."""
+
+    display_name = String(
+        display_name=_("Display name"), default="Lab", scope=Scope.settings,
+        help=_("The name learners see for this component."),
+    )
+    weight = Float(
+        display_name=_("Weight"), default=1.0, scope=Scope.settings, values={"min": 0},
+        help=_("How many points this lab's checks are worth in the gradebook."),
+    )
+    template = String(
+        display_name=_("Template"), default="", scope=Scope.settings, multiline_editor=True,
+        help=_(
+            "The Heat template: a course file (such as /static/lab.yaml) or the template text itself. "
+            "A value with a line break is template text; anything else is a file name."
+        ),
+    )
+    environment = String(
+        display_name=_("Environment"), default="", scope=Scope.settings, multiline_editor=True,
+        help=_("Optional Heat environment: a course file or the environment text itself."),
+    )
+    stack_user = String(
+        display_name=_("Lab user"), default="training", scope=Scope.settings,
+        help=_("The user name the terminal logs in as."),
+    )
+    protocol = String(
+        display_name=_("Protocol"), default="ssh", scope=Scope.settings,
+        values=[{"display_name": p.upper(), "value": p} for p in PROTOCOLS],
+        help=_("How the lab is shown: a terminal (SSH) or a desktop (RDP, VNC)."),
+    )
+    key_type = String(
+        display_name=_("Key type"), default="ed25519", scope=Scope.settings,
+        values=[{"display_name": k, "value": k} for k in KEY_TYPES],
+        help=_("Type of the SSH key the template outputs; ed25519 unless the lab needs RSA."),
+    )
+    lab_group = String(
+        display_name=_("Lab group"), default="", scope=Scope.settings,
+        help=_(
+            "Components with the same group share one lab. Empty: components of this course "
+            "that use the same template share one lab."
+        ),
+    )
+    providers = List(
+        display_name=_("Providers"), default=[], scope=Scope.settings,
+        help=_(
+            'Clouds to use, in order of preference, as a JSON list: [{"name": "default", '
+            '"capacity": 20, "template": "/static/lab.yaml", "environment": ""}]. '
+            "Empty: the default provider with the template above."
+        ),
+    )
+    ports = List(
+        display_name=_("Ports"), default=[], scope=Scope.settings,
+        help=_('Ports learners may choose between, as a JSON list: [{"name": "server", "number": 22}].'),
+    )
+    checks = List(
+        display_name=_("Check scripts"), default=[], scope=Scope.settings,
+        help=_(
+            'Scripts run inside the lab to check progress, as a JSON list: '
+            '[{"name": "file created", "script": "test -f ~/done"}].'
+        ),
+    )
+    launch_timeout = Integer(
+        display_name=_("Launch timeout"), default=None, scope=Scope.settings,
+        help=_("Seconds a launch may take before it fails. Empty: the site's setting."),
+    )
+    suspend_timeout = Integer(
+        display_name=_("Suspend timeout"), default=None, scope=Scope.settings,
+        help=_("Idle seconds before the lab is suspended. Empty: the site's setting."),
+    )
+    delete_timeout = Integer(
+        display_name=_("Delete timeout"), default=None, scope=Scope.settings,
+        help=_("Seconds of disuse before the lab is deleted. Empty: the site's setting."),
+    )
+    read_only = Boolean(
+        display_name=_("Read only"), default=False, scope=Scope.settings,
+        help=_("Learners watch the lab but cannot type into it."),
+    )
+    hidden = Boolean(
+        display_name=_("Hidden"), default=False, scope=Scope.settings,
+        help=_(
+            "Launch the lab in the background without showing it, so it is ready when the "
+            "learner reaches the unit that shows it."
+        ),
+    )
+    fullscreen = Boolean(
+        display_name=_("Allow full screen"), default=True, scope=Scope.settings,
+        help=_("Show a link that opens the lab in a window of its own."),
+    )
+    check_label = String(
+        display_name=_("Check button label"), default="", scope=Scope.settings,
+        help=_('The label of the check button. Empty: "Check progress".'),
+    )
+    check_feedback = String(
+        display_name=_("Check feedback"), default="full", scope=Scope.settings,
+        values=[{"display_name": f, "value": f} for f in FEEDBACK],
+        help=_("What a check shows: full (score and hints), score (score only), none."),
+    )
+    instructions = String(
+        display_name=_("Instructions"), default="", scope=Scope.content, multiline_editor="html",
+        help=_("Shown above the lab. Nested HTML components are shown too."),
+    )
+
+    # The learner's own choice of port; None: the first port, or the protocol's default.
+    selected_port = Integer(default=None, scope=Scope.user_state)
+    # The learner's best check result in [0, 1]; None until a check has run.
+    raw_earned = Float(default=None, scope=Scope.user_state)
+
+    editable_fields = (*SCALAR_FIELDS, *LIST_FIELDS, "instructions")

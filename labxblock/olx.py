@@ -1,0 +1,205 @@
+"""OLX for LabBlock: simple fields as attributes, nested lists and long texts as child elements.
+
+```xml
+<labxblock display_name="Linux basics" template="/static/lab.yaml" protocol="ssh" weight="2">
+  <instructions><![CDATA[<p>Log in and look around.</p>]]></instructions>
+  <provider name="default" capacity="20" environment="/static/env.yaml"/>
+  <provider name="backup"><template><![CDATA[heat_template_version: ...]]></template></provider>
+  <port name="web" number="8080"/>
+  <check name="file created"><![CDATA[test -f ~/done]]></check>
+  <html>…</html>   <!-- any other element: a child block shown with the instructions -->
+</labxblock>
+```
+
+Inline template or environment text (anything with a line break) is a child
+element, never an attribute, and scripts and texts are kept verbatim in CDATA.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from lxml import etree
+
+from labxblock.fields import SCALAR_FIELDS, TIMEOUT_FIELDS
+
+INT_FIELDS = frozenset(TIMEOUT_FIELDS)
+FLOAT_FIELDS = frozenset({"weight"})
+BOOL_FIELDS = frozenset({"read_only", "hidden", "fullscreen"})
+TEXT_FIELDS = ("template", "environment")  # attribute when a file name, child element when inline
+OWN_ELEMENTS = frozenset({"instructions", "template", "environment", "provider", "port", "check"})
+# Attributes any runtime may put on a block's element; not ours to judge.
+FOREIGN_ATTRIBUTES = frozenset(
+    {"url_name", "xblock-family", "filename", "parent_url", "parent_sequential_url"}
+)
+
+
+class OlxError(ValueError):
+    """Malformed OLX; the message names the element (and line) and the problem."""
+
+    def __init__(self, node: etree._Element, problem: str) -> None:
+        line = getattr(node, "sourceline", None)
+        where = f"<{etree.QName(node).localname}>" + (f" (line {line})" if line else "")
+        super().__init__(f"{where}: {problem}")
+
+
+# --- import ---
+
+
+def _int(node: etree._Element, name: str, value: str, *, minimum: int, maximum: int | None = None) -> int:
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise OlxError(node, f"{name}={value!r} is not a whole number") from None
+    if number < minimum or (maximum is not None and number > maximum):
+        bound = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
+        raise OlxError(node, f"{name}={value!r} must be {bound}")
+    return number
+
+
+def _scalar(node: etree._Element, name: str, value: str) -> Any:
+    if name in INT_FIELDS:
+        return None if value.strip() in ("", "none", "null") else _int(node, name, value, minimum=1)
+    if name in FLOAT_FIELDS:
+        try:
+            return float(value)
+        except ValueError:
+            raise OlxError(node, f"{name}={value!r} is not a number") from None
+    if name in BOOL_FIELDS:
+        if value.strip().lower() not in ("true", "false"):
+            raise OlxError(node, f"{name}={value!r} must be true or false")
+        return value.strip().lower() == "true"
+    return value
+
+
+def _only(node: etree._Element, allowed: set[str]) -> None:
+    unknown = sorted(set(node.attrib) - allowed)
+    if unknown:
+        raise OlxError(node, f"unknown attribute {unknown[0]!r} (allowed: {', '.join(sorted(allowed))})")
+
+
+def _text_children(node: etree._Element, allowed: set[str]) -> dict[str, str]:
+    out = {}
+    for child in node:
+        if child.tag is etree.Comment:
+            continue
+        tag = etree.QName(child).localname
+        if tag not in allowed:
+            raise OlxError(child, f"unexpected element inside <{etree.QName(node).localname}>")
+        out[tag] = child.text or ""
+    return out
+
+
+def _provider(node: etree._Element) -> dict[str, Any]:
+    _only(node, {"name", "capacity", "template", "environment"})
+    name = node.get("name", "").strip()
+    if not name:
+        raise OlxError(node, "the name attribute is missing")
+    provider: dict[str, Any] = {"name": name}
+    if node.get("capacity") is not None:
+        provider["capacity"] = _int(node, "capacity", node.get("capacity"), minimum=0)
+    texts = _text_children(node, {"template", "environment"})
+    for key in ("template", "environment"):
+        if key in texts and node.get(key) is not None:
+            raise OlxError(node, f"{key} is given both as attribute and as element")
+        value = texts.get(key, node.get(key))
+        if value is not None:
+            provider[key] = value
+    return provider
+
+
+def _port(node: etree._Element) -> dict[str, Any]:
+    _only(node, {"name", "number"})
+    if node.get("number") is None:
+        raise OlxError(node, "the number attribute is missing")
+    return {"name": node.get("name", ""), "number": _int(node, "number", node.get("number"), minimum=1,
+                                                         maximum=65535)}
+
+
+def _check(node: etree._Element) -> dict[str, Any]:
+    _only(node, {"name"})
+    if len(node):
+        raise OlxError(node[0], "a check holds its script as text (CDATA), not elements")
+    return {"name": node.get("name", ""), "script": node.text or ""}
+
+
+def parse(node: etree._Element) -> tuple[dict[str, Any], list[etree._Element]]:
+    """Field values from a ``<labxblock>`` element, and the child elements that are child blocks."""
+    values: dict[str, Any] = {}
+    unknown = sorted(set(node.attrib) - set(SCALAR_FIELDS) - FOREIGN_ATTRIBUTES)
+    if unknown:
+        raise OlxError(node, f"unknown attribute {unknown[0]!r}")
+    for name in SCALAR_FIELDS:
+        if node.get(name) is not None:
+            values[name] = _scalar(node, name, node.get(name))
+    lists: dict[str, list[dict[str, Any]]] = {"providers": [], "ports": [], "checks": []}
+    blocks = []
+    for child in node:
+        if child.tag is etree.Comment or child.tag is etree.ProcessingInstruction:
+            continue
+        tag = etree.QName(child).localname
+        if tag not in OWN_ELEMENTS:
+            blocks.append(child)
+        elif tag in ("instructions", *TEXT_FIELDS):
+            _only(child, set())
+            if len(child):
+                raise OlxError(child[0], f"<{tag}> holds text (CDATA), not elements")
+            field = tag
+            if field in values:
+                raise OlxError(child, f"{field} is given twice")
+            values[field] = child.text or ""
+        else:
+            parser = {"provider": _provider, "port": _port, "check": _check}[tag]
+            lists[{"provider": "providers", "port": "ports", "check": "checks"}[tag]].append(parser(child))
+    values.update({name: items for name, items in lists.items() if items})
+    return values, blocks
+
+
+# --- export ---
+
+
+def _cdata(text: str) -> etree.CDATA | str:
+    # CDATA cannot hold "]]>"; such a text is escaped instead, which parses back the same.
+    return text if "]]>" in text else etree.CDATA(text)
+
+
+def _text_element(parent: etree._Element, tag: str, text: str, **attrs: str) -> etree._Element:
+    child = etree.SubElement(parent, tag, attrs)
+    child.text = _cdata(text)
+    return child
+
+
+def _attribute(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def export(values: Mapping[str, Any], node: etree._Element) -> None:
+    """Write field ``values`` (those set on the block) onto ``node``."""
+    for name in SCALAR_FIELDS:
+        value = values.get(name)
+        if value is None or name not in values:
+            continue
+        if name in TEXT_FIELDS and "\n" in value:
+            _text_element(node, name, value)
+        else:
+            node.set(name, _attribute(value))
+    if values.get("instructions"):
+        _text_element(node, "instructions", values["instructions"])
+    for p in values.get("providers") or []:
+        el = etree.SubElement(node, "provider", {"name": str(p.get("name", ""))})
+        if p.get("capacity") is not None:
+            el.set("capacity", str(p["capacity"]))
+        for key in ("template", "environment"):
+            if p.get(key) is None:
+                continue
+            if "\n" in p[key]:
+                _text_element(el, key, p[key])
+            else:
+                el.set(key, p[key])
+    for p in values.get("ports") or []:
+        etree.SubElement(node, "port", {"name": str(p.get("name", "")), "number": str(p.get("number"))})
+    for c in values.get("checks") or []:
+        _text_element(node, "check", str(c.get("script", "")), name=str(c.get("name", "")))
