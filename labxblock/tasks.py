@@ -84,7 +84,9 @@ def carry_out(job: Job) -> str:
     elif action is Action.DELETE:
         provider.delete(ref)
     elif action is Action.PROBE:
-        if not claim.host:  # first probe of this stack: read its outputs (one call)
+        if not claim.host:  # first probe since the stack came up: read its outputs
+            if claim.reboot_on_resume:
+                provider.after_resume(ref)
             info = provider.get(ref)
             if not jobs.record_outputs(claim, dict(info.outputs), info.raw_status):
                 return "stale"

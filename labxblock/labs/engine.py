@@ -110,6 +110,8 @@ def _fields_for_move(lab: Lab, decision: Decision, obs: Observation, now: dateti
         # The stack is gone: forget it entirely, and let placement choose a provider afresh.
         fields.update(provider="", provider_state={}, outputs={}, ip="", port=None, tried_providers=[])
         fields.update(private_key="", password="", raw_status="")
+    elif new is State.STARTING and lab.state == State.RESUMING:
+        fields["ip"] = ""  # read the outputs again: a resumed server may have a new address
     elif new is State.READY:
         fields["launched_at"] = lab.launched_at or now
         if lab.launch_requested_at:

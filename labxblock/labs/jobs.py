@@ -35,6 +35,7 @@ class Claim:
     parameters: dict[str, str] = field(default_factory=dict)
     host: str = ""  # for PROBE: empty until the outputs were read
     port: int | None = None
+    reboot_on_resume: bool = False  # the template asked for it, and these are a resume's outputs
 
 
 def claim(job: engine.Job) -> Claim | None:
@@ -57,6 +58,8 @@ def claim(job: engine.Job) -> Claim | None:
         parameters=dict(spec.get("parameters", {})),
         host=lab.ip,
         port=port,
+        # Outputs are already stored only when this stack ran before: this probe follows a resume.
+        reboot_on_resume=str(lab.outputs.get("reboot_on_resume", "")).lower() in ("true", "1", "yes"),
     )
 
 

@@ -15,6 +15,7 @@ import contextlib
 import math
 import threading
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import requests
@@ -99,7 +100,19 @@ def stack_info(stack: Mapping[str, Any]) -> StackInfo:
         reason=stack.get("stack_status_reason") or "",
         outputs=outputs,
         tags=_tags(stack.get("tags")),
+        created_at=heat_time(stack.get("creation_time")),
     )
+
+
+def heat_time(value: Any) -> datetime | None:
+    """Heat's timestamps (ISO 8601, UTC, with or without a zone) as aware datetimes."""
+    if not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def truthy(value: Any) -> bool:
