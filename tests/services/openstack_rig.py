@@ -325,26 +325,13 @@ class _Rig:
         heat_sync = self._popen(
             [self._bin("heat-manage"), "--config-file", str(heat_conf), "db_sync"], setup_log
         )
-        manage = [self._bin("keystone-manage"), "--config-file", str(ks_conf)]
-        self._run([*manage, "db_sync"], setup_log)
-        # keystone-manage insists on --keystone-user/--keystone-group only when run as root.
-        owner = ["--keystone-user", "0", "--keystone-group", "0"] if os.getuid() == 0 else []
-        for repo in ("fernet_setup", "credential_setup"):
-            self._run([*manage, repo, *owner], setup_log)
         self._run(
             [
-                *manage,
-                "bootstrap",
-                "--bootstrap-password",
+                self._bin("python"),
+                str(HERE / "keystone_setup.py"),
+                str(ks_conf),
                 admin_password,
-                "--bootstrap-admin-url",
-                f"{keystone_url}/v3/",
-                "--bootstrap-public-url",
-                f"{keystone_url}/v3/",
-                "--bootstrap-internal-url",
-                f"{keystone_url}/v3/",
-                "--bootstrap-region-id",
-                "RegionOne",
+                keystone_url,
             ],
             setup_log,
         )
@@ -357,6 +344,14 @@ class _Rig:
             OS_KEYSTONE_CONFIG_FILES=str(ks_conf),
         )
         self.procs.append(keystone)
+        if heat_sync.wait(timeout=120):
+            raise RigError(f"heat-manage db_sync failed (rc={heat_sync.returncode})\n{self.log_tails()}")
+        # Heat needs Keystone only when a request comes in: let it start while Keystone is bootstrapped.
+        t_heat = time.monotonic()
+        heat = self._popen(
+            [self._bin("python"), str(HERE / "heat_launcher.py"), str(heat_conf), str(heat_port)], heat_log
+        )
+        self.procs.append(heat)
         self._wait_http(f"{keystone_url}/v3", keystone, "Keystone")
         self.timings["keystone_start"] = time.monotonic() - t0
 
@@ -386,15 +381,8 @@ class _Rig:
         created = json.loads(boot.stdout)
         self.timings["keystone_bootstrap"] = time.monotonic() - t0
 
-        t0 = time.monotonic()
-        if heat_sync.wait(timeout=120):
-            raise RigError(f"heat-manage db_sync failed (rc={heat_sync.returncode})\n{self.log_tails()}")
-        heat = self._popen(
-            [self._bin("python"), str(HERE / "heat_launcher.py"), str(heat_conf), str(heat_port)], heat_log
-        )
-        self.procs.append(heat)
         self._wait_http(f"{heat_url}/", heat, "Heat")
-        self.timings["heat_start"] = time.monotonic() - t0
+        self.timings["heat_start"] = time.monotonic() - t_heat
 
         return OpenStackRig(
             auth_url=f"{keystone_url}/v3",

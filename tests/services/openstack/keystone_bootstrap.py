@@ -36,23 +36,25 @@ def main() -> None:
         if name not in roles:
             roles[name] = ks.roles.create(name)
 
-    service_project = ks.projects.create("service", domain="default")
+    # Ids, not objects, everywhere: keystoneclient's getid() probes ``.uuid``, which lazy-loads
+    # each object with an extra GET.
+    service_project = ks.projects.create("service", domain="default").id
     heat = ks.users.create(
         "heat", domain="default", password=p["heat_password"], default_project=service_project
     )
-    ks.roles.grant(roles["admin"], user=heat, project=service_project)
+    ks.roles.grant(roles["admin"].id, user=heat.id, project=service_project)
 
-    orchestration = ks.services.create("heat", type="orchestration", description="Heat (test rig)")
+    orchestration = ks.services.create("heat", type="orchestration", description="Heat (test rig)").id
     for interface in ("public", "internal", "admin"):
         ks.endpoints.create(
             orchestration, f"{p['heat_url']}/v1/%(tenant_id)s", interface=interface, region="RegionOne"
         )
 
     # The learner-facing account the provider acts as: no admin anywhere.
-    labs = ks.projects.create(p["project"], domain="default")
+    labs = ks.projects.create(p["project"], domain="default").id
     user = ks.users.create(p["user"], domain="default", password=p["user_password"], default_project=labs)
     for role in ("member", "heat_stack_owner"):
-        ks.roles.grant(roles[role], user=user, project=labs)
+        ks.roles.grant(roles[role].id, user=user.id, project=labs)
 
     # An application credential must be created by its own user, with a token scoped to the project.
     own = client.Client(session=_session(url, p["user"], p["user_password"], p["project"]))
@@ -64,7 +66,7 @@ def main() -> None:
             "application_credential_id": cred.id,
             "application_credential_secret": cred.secret,
             "user_id": user.id,
-            "project_id": labs.id,
+            "project_id": labs,
         },
         sys.stdout,
     )
