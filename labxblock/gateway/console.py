@@ -31,6 +31,7 @@ log = logging.getLogger("labxblock.gateway.console")
 
 SUBPROTOCOL = "labxblock-console"
 HIGH_WATER = 256 * 1024  # unacked bytes before the SSH channel is paused
+# The page acks every ACK_EVERY bytes drawn (console.js), far below HIGH_WATER.
 LOW_WATER = 64 * 1024
 CHUNK = 32 * 1024  # largest websocket frame of output
 SSH_WINDOW = 128 * 1024  # what asyncssh may buffer per channel while paused

@@ -13,6 +13,8 @@ fit.fit();
 const scheme = location.protocol === "https:" ? "wss://" : "ws://";
 const ws = new WebSocket(scheme + location.host + location.pathname + "ws", "labxblock-console");
 ws.binaryType = "arraybuffer";
+const ACK_EVERY = 16 * 1024;
+let drawn = 0;
 const send = (msg) => { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg)); };
 
 ws.onopen = () => send({ type: "ticket", ticket, cols: term.cols, rows: term.rows });
@@ -29,8 +31,12 @@ ws.onmessage = (event) => {
         return;
     }
     const data = new Uint8Array(event.data);
-    // Ack once drawn: the gateway sends more only when the terminal keeps up.
-    term.write(data, () => send({ type: "ack", bytes: data.length }));
+    // Ack once drawn, in batches far below the gateway's 256 KiB window: the
+    // gateway sends more only while the terminal keeps up.
+    term.write(data, () => {
+        drawn += data.length;
+        if (drawn >= ACK_EVERY) { send({ type: "ack", bytes: drawn }); drawn = 0; }
+    });
 };
 ws.onclose = (event) => {
     const code = event.reason ? parseInt(event.reason, 10) : 512;
