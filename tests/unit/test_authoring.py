@@ -1,0 +1,127 @@
+"""validate()'s rules as pure functions: one test per warning an author can get, plus the rules they rest on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from labxblock import authoring
+
+GOOD = (Path(__file__).parents[1] / "services/openstack/templates/lab_good.yaml").read_text()
+KNOWN = frozenset({"default", "os2"})
+
+
+def values(**overrides):
+    base = {
+        "template": GOOD, "environment": "", "providers": [], "ports": [], "checks": [],
+        "protocol": "ssh", "key_type": "ed25519", "lab_group": "",
+        "launch_timeout": None, "suspend_timeout": None, "delete_timeout": None,
+    }
+    return {**base, **overrides}
+
+
+def problems(files=None, **overrides):
+    files = files or {}
+    found = authoring.check(values(**overrides), read=files.get, known_providers=KNOWN)
+    return [(p.field, p.text()) for p in found]
+
+
+def test_a_good_lab_has_no_problems() -> None:
+    assert problems() == []
+
+
+def test_no_template() -> None:
+    assert problems(template="") == [("template", "No template: set one, or give each provider a template.")]
+
+
+def test_template_is_not_yaml() -> None:
+    [(field, text)] = problems(template="heat_template_version: [2021\nparameters: {run: x")
+    assert field == "template"
+    assert text.startswith("The template (inline) is not valid YAML:")
+
+
+def test_template_file_missing_from_course() -> None:
+    assert problems(template="/static/lab.yaml") == [
+        ("template", "The template file /static/lab.yaml is not among the course's files.")
+    ]
+
+
+def test_template_file_is_read_from_course_files() -> None:
+    assert problems({"lab.yaml": GOOD}, template="/static/lab.yaml") == []
+    assert problems({"lab.yaml": GOOD}, template="lab.yaml") == []
+
+
+def test_template_without_run_parameter() -> None:
+    text = GOOD.replace("  run:\n", "  not_run:\n")
+    assert problems(template=text) == [("template", 'The template (inline) has no "run" parameter.')]
+
+
+def test_template_without_contract_outputs() -> None:
+    text = GOOD.replace("  public_ip:\n", "  address:\n").replace("  private_key:\n", "  key:\n")
+    assert problems(template=text) == [
+        ("template", "The template (inline) lacks the outputs: public_ip, private_key.")
+    ]
+
+
+def test_unknown_provider_name() -> None:
+    found = problems(providers=[{"name": "default"}, {"name": "aws"}])
+    assert found == [("providers", "Unknown provider aws; this site has: default, os2.")]
+
+
+def test_provider_names_not_checked_when_site_settings_are_unknown() -> None:
+    found = authoring.check(values(providers=[{"name": "aws"}]), read={}.get, known_providers=None)
+    assert found == []
+
+
+@pytest.mark.parametrize(
+    ("port", "message"),
+    [
+        ({"name": "web", "number": 0}, "Port 1: the number must be between 1 and 65535."),
+        ({"name": "web", "number": 70000}, "Port 1: the number must be between 1 and 65535."),
+        ({"name": "web", "number": "22"}, "Port 1: the number must be between 1 and 65535."),
+        ({"name": "", "number": 22}, "Port 1 needs a name."),
+    ],
+)
+def test_bad_port(port, message) -> None:
+    assert problems(ports=[port]) == [("ports", message)]
+
+
+def test_duplicate_port() -> None:
+    ports = [{"name": "a", "number": 22}, {"name": "b", "number": 22}]
+    assert problems(ports=ports) == [("ports", "Port 22 is listed twice.")]
+
+
+@pytest.mark.parametrize("script", ["", "   \n\t", None])
+def test_empty_check_script(script) -> None:
+    checks = [{"name": "ok", "script": "true"}, {"name": "empty", "script": script}]
+    assert problems(checks=checks) == [("checks", "Check script 2 is empty.")]
+
+
+def test_provider_without_template_falls_back_to_the_blocks_template() -> None:
+    assert problems(providers=[{"name": "default"}, {"name": "os2", "template": "/static/other.yaml"}],
+                    files={"other.yaml": GOOD}) == []
+    assert problems(template="", providers=[{"name": "default", "template": GOOD}, {"name": "os2"}]) == [
+        ("providers", "Provider os2 has no template.")
+    ]
+
+
+def test_bad_protocol_key_type_and_timeout() -> None:
+    found = problems(protocol="telnet", key_type="dsa", launch_timeout=0)
+    assert [f for f, _ in found] == ["protocol", "key_type", "launch_timeout"]
+
+
+def test_inline_rule_is_a_line_break() -> None:
+    assert authoring.is_inline("a: 1\n")
+    assert not authoring.is_inline("/static/lab.yaml")
+    assert authoring.asset_path("/static/labs/lab.yaml") == "labs/lab.yaml"
+
+
+def test_same_template_shares_a_lab_and_groups_override() -> None:
+    run = "course-v1:Org+C+R"
+    a = authoring.lab_key(run, values(template="/static/a.yaml"))
+    assert a == authoring.lab_key(run, values(template="/static/a.yaml", display_name="other"))
+    assert a != authoring.lab_key(run, values(template="/static/b.yaml"))
+    assert a != authoring.lab_key("course-v1:Org+C+R2", values(template="/static/a.yaml"))
+    assert authoring.lab_key(run, values(lab_group="week1")) == "week1"
+    assert len(a) <= 64 and a.startswith("tpl-")
