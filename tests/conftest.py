@@ -3,6 +3,7 @@
 pytest_plugins = [
     "tests.services.mariadb",
     "tests.services.redis",
+    "tests.services.celery_procs",
     "tests.services.openstack_rig",
     "tests.cloudfake.fixtures",
     "tests.services.sshd",

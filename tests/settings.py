@@ -9,7 +9,9 @@ same database as the test process.
 
 from __future__ import annotations
 
+import json
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -112,6 +114,13 @@ XBLOCK_SETTINGS = {
     },
 }
 
+# Tests that start Celery workers hand them their lab settings (the cloud fake's
+# address, short deadlines) through this variable; the test process itself uses
+# override_settings with the same values.
+_overrides = os.environ.get("LABXBLOCK_TEST_LAB_SETTINGS")
+if _overrides:
+    XBLOCK_SETTINGS["labxblock"] = {**XBLOCK_SETTINGS["labxblock"], **json.loads(_overrides)}
+
 # Celery as edx-platform configures it: old setting names, read by
 # ``config_from_object("django.conf:settings")`` in tests/celery_app.py.
 BROKER_URL = os.environ.get("LABXBLOCK_TEST_BROKER_URL", "memory://")
@@ -121,3 +130,13 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERYD_PREFETCH_MULTIPLIER = 1
 CELERYBEAT_SCHEDULE: dict = {}
+# Redelivery of a task whose worker died: longer than any task's time limit (150 s) in
+# production; short here so the fault tests see it happen.
+BROKER_TRANSPORT_OPTIONS = {
+    "visibility_timeout": int(os.environ.get("LABXBLOCK_TEST_VISIBILITY_TIMEOUT", "3600")),
+}
+
+# The beat schedule comes from labxblock's plugin settings, as edx-platform applies them.
+from labxblock.settings.common import plugin_settings  # noqa: E402
+
+plugin_settings(sys.modules[__name__])

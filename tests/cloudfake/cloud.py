@@ -24,6 +24,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # seconds each stack action stays IN_PROGRESS before COMPLETE (or FAILED)
     "delays": {"create": 0.3, "suspend": 0.2, "resume": 0.2, "delete": 0.2},
     "latency_seconds": 0.0,  # added to every Heat/Nova call
+    "answer_delay_seconds": 0.0,  # sleep after doing the work, before answering (a call "in flight")
     "error_rate": 0.0,  # probability a Heat/Nova call answers error_status
     "error_status": 503,
     "retry_after": None,  # seconds, sent as Retry-After with injected errors

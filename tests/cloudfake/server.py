@@ -109,7 +109,12 @@ class _Handler(BaseHTTPRequestHandler):
             time.sleep(sleep)
         if error is not None:
             raise error
-        return handler()
+        answer = handler()
+        # The work is done but the caller does not know yet: a worker killed now leaves it unrecorded.
+        delay = float(cloud.config.get("answer_delay_seconds") or 0)
+        if delay:
+            time.sleep(delay)
+        return answer
 
     def _heat(self, method: str, rest: str, query: dict[str, list[str]], body: Any) -> Answer:
         cloud, base = self.server.cloud, f"{self.base}/heat/v1/{PROJECT['id']}"

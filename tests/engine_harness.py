@@ -1,0 +1,127 @@
+"""What engine tests and benchmarks share: a stand-in lab port, templates, settings, waiting.
+
+Workers are real Celery processes on the private Redis; the cloud is the HTTP
+cloud fake; the database is the test run's (SQLite or MariaDB). Settings reach the
+workers through ``LABXBLOCK_TEST_LAB_SETTINGS`` (read by tests/settings.py) and
+this process through ``override_settings``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from django.test import override_settings
+
+from labxblock.conf import reset_settings_cache
+from labxblock.labs import LabSpec, ProviderChoice
+
+TEST_SECRET_KEYS = ["sUKLjyest-zChe4V4e_wNt5HkYZYutVrDajwRCTDQGg="]
+TEST_TICKET_KEYS = ["5EIJxo4ocC-Og6iqMy7YGgl3HaK7pvOjzhcL4GO_KdE="]
+
+
+class LabPort:
+    """A listening TCP port on 127.0.0.1 that accepts and drops connections: the lab's service."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(512)
+        self.port = self.sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.close()
+
+    def close(self) -> None:
+        with contextlib.suppress(OSError):
+            self.sock.shutdown(socket.SHUT_RDWR)
+        self.sock.close()
+
+
+def lab_template(port: int) -> str:
+    """A HOT template honouring the contract, whose lab answers on ``port`` of 127.0.0.1."""
+    return f"""heat_template_version: 2018-08-31
+parameters:
+  run:
+    type: string
+resources:
+  password:
+    type: OS::Heat::RandomString
+outputs:
+  public_ip:
+    value: 127.0.0.1
+  port:
+    value: {port}
+  private_key:
+    value: {{get_attr: [password, value]}}
+  password:
+    value: {{get_attr: [password, value]}}
+"""
+
+
+def lab_spec(port: int, *, lab_key: str = "lab", providers: tuple[str, ...] = ("default",),
+             capacities: dict[str, int] | None = None, suspend_timeout: int | None = None) -> LabSpec:
+    template = lab_template(port)
+    choices = tuple(ProviderChoice(name, (capacities or {}).get(name), template) for name in providers)
+    return LabSpec(course_run="course-v1:Org+Lab+Run", lab_key=lab_key, providers=choices,
+                   suspend_timeout=suspend_timeout)
+
+
+def lab_settings(providers: dict[str, dict[str, Any]], **overrides: Any) -> dict[str, Any]:
+    """A complete XBLOCK_SETTINGS["labxblock"] with quick ticks and short deadlines."""
+    settings = {
+        "install_id": "test",
+        "providers": providers,
+        "secret_keys": TEST_SECRET_KEYS,
+        "ticket_keys": TEST_TICKET_KEYS,
+        "terminal_mode": "console",
+        "gateway_url": "ws://127.0.0.1:8765/",
+        "reconcile_interval_seconds": 1,
+        "suspend_idle_interval_seconds": 1,
+        "reap_interval_seconds": 5,
+        "retry_backoff_seconds": 2,
+        "retry_backoff_max_seconds": 8,
+        "state_deadline_seconds": {"requested": 20, "creating": 60, "starting": 20, "suspending": 20,
+                                   "resuming": 20, "deleting": 30},
+    }
+    settings.update(overrides)
+    return settings
+
+
+@contextlib.contextmanager
+def active_lab_settings(settings: dict[str, Any]) -> Iterator[None]:
+    """Use ``settings`` here and in every worker started inside the block."""
+    os.environ["LABXBLOCK_TEST_LAB_SETTINGS"] = json.dumps(settings)
+    reset_settings_cache()
+    try:
+        with override_settings(XBLOCK_SETTINGS={"labxblock": settings}):
+            yield
+    finally:
+        os.environ.pop("LABXBLOCK_TEST_LAB_SETTINGS", None)
+        reset_settings_cache()
+
+
+def wait_for(what: str, predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
+    """Poll ``predicate`` until it is truthy; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {value!r})")
+        time.sleep(interval)
