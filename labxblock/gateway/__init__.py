@@ -1,0 +1,4 @@
+"""Terminal gateway (ASGI): Guacamole relay to guacd and a built-in SSH console.
+
+Imports only labxblock.tickets and its own modules: no Django, no database, no cloud.
+"""
