@@ -38,6 +38,7 @@ EXTRAS_REQUIRE = {
         "ruff>=0.6,<1",
         "selenium>=4.20,<5",
         "xblock-sdk>=0.14,<1",  # the workbench runtime for block tests
+        "cssselect>=1.2,<2",  # CSS selectors over rendered views in block tests
     ],
 }
 EXTRAS_REQUIRE["test"] += EXTRAS_REQUIRE["gateway"]

@@ -1,4 +1,4 @@
-"""validate()'s rules as pure functions: one test per warning an author can get, plus the rules they rest on."""
+"""validate()'s rules as pure functions: a test per warning an author can get, and the rules behind them."""
 
 from __future__ import annotations
 
