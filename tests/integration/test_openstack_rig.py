@@ -110,11 +110,13 @@ def test_stack_lifecycle_as_non_admin(heat: Any, openstack_rig: OpenStackRig) ->
     while list(heat.stacks.list(tags=tag)) and time.monotonic() - t0 < TIMEOUT:
         time.sleep(0.25)
     assert list(heat.stacks.list(tags=tag)) == []
+    gone = time.monotonic() - t0
 
     print(f"\nrig start-up {dict(openstack_rig.timings)}; memory MiB {openstack_rig.memory_mb()}")
     print(
         f"create accepted {accepted:.1f}s, CREATE_COMPLETE +{created:.1f}s (create_secs=3), "
-        f"suspend {suspended:.1f}s, resume {resumed:.1f}s (1s each asked), delete {deleted:.1f}s (1s asked)"
+        f"suspend {suspended:.1f}s, resume {resumed:.1f}s (1s each asked), delete {deleted:.1f}s (1s asked), "
+        f"then gone from list +{gone:.1f}s"
     )
 
 

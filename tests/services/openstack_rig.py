@@ -12,7 +12,11 @@ yields an :class:`OpenStackRig`, a frozen dataclass:
 - ``application_credential_id`` / ``application_credential_secret``: an
   application credential of the same user on the same project;
   ``rig.app_credential_config()`` returns ``auth_url``, those two,
-  ``region_name`` and ``interface``;
+  ``region_name`` and ``interface``. Heat creates a Keystone trust for every
+  stack and Keystone >= 2026.1 refuses trusts to application-credential tokens
+  (HTTP 403 on stack create) unless ``[security_compliance]
+  allow_insecure_application_credential_trust_escalation``; the fixture's
+  Keystone enables it, ``running_rig(app_credential_trusts=False)`` does not;
 - for diagnostics: ``heat_url`` (API root; the catalog has
   ``{heat_url}/v1/%(tenant_id)s``), ``keystone_url``, ``keystone_log``,
   ``heat_log``, ``keystone_pid``, ``heat_pid``, ``timings`` (seconds per
@@ -249,8 +253,9 @@ class RigError(RuntimeError):
 class _Rig:
     """Starts and stops the two service processes; all state lives in ``workdir``."""
 
-    def __init__(self, venv: Path, workdir: Path) -> None:
+    def __init__(self, venv: Path, workdir: Path, *, app_credential_trusts: bool = True) -> None:
         self.venv = venv
+        self.app_credential_trusts = app_credential_trusts
         self.workdir = workdir
         self.state = workdir / "state"
         self.state.mkdir(parents=True, exist_ok=True)
@@ -309,7 +314,9 @@ class _Rig:
         heat_etc = self.venv / "etc" / "heat"
         ks_log, heat_log, setup_log = (self.workdir / n for n in ("keystone.log", "heat.log", "setup.log"))
 
-        ks_conf = self._render("keystone.conf.in", state=str(self.state), app_cred_trusts="true")
+        ks_conf = self._render(
+            "keystone.conf.in", state=str(self.state), app_cred_trusts=str(self.app_credential_trusts).lower()
+        )
         heat_conf = self._render(
             "heat.conf.in",
             state=str(self.state),
@@ -325,6 +332,7 @@ class _Rig:
         heat_sync = self._popen(
             [self._bin("heat-manage"), "--config-file", str(heat_conf), "db_sync"], setup_log
         )
+        self.procs.append(heat_sync)  # so that stop() reaps it if Keystone's setup fails
         self._run(
             [
                 self._bin("python"),
@@ -419,13 +427,17 @@ class _Rig:
 
 
 @contextlib.contextmanager
-def running_rig(workdir: Path | None = None) -> Iterator[OpenStackRig]:
-    """Install if needed, start Keystone + Heat, yield the rig, stop them. Raises RigError on failure."""
+def running_rig(workdir: Path | None = None, *, app_credential_trusts: bool = True) -> Iterator[OpenStackRig]:
+    """Install if needed, start Keystone + Heat, yield the rig, stop them. Raises RigError on failure.
+
+    ``app_credential_trusts=False`` leaves Keystone's default: Heat then answers a stack create
+    authenticated by an application credential with HTTP 403 (it cannot create the stack's trust).
+    """
     venv = ensure_venv()
     with contextlib.ExitStack() as stack:
         if workdir is None:
             workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="labxblock-openstack-")))
-        rig = _Rig(venv, workdir)
+        rig = _Rig(venv, workdir, app_credential_trusts=app_credential_trusts)
         try:
             yield rig.start()
         finally:
