@@ -155,7 +155,11 @@ class LabBlock(LabFieldsMixin, StudioEditableXBlockMixin, ScorableXBlockMixin, X
         viewer = compat.viewer(self)
         if viewer is None:
             return messages.error_answer(messages.NOT_SIGNED_IN, self.ugettext)
-        return {"ok": bool(_labs().keepalive(viewer.user, compat.course_run(self), self._lab_key()))}
+        alive = _labs().keepalive(
+            viewer.user, compat.course_run(self), self._lab_key(),
+            suspend_timeout=self.suspend_timeout, delete_timeout=self.delete_timeout,
+        )
+        return {"ok": alive}
 
     @XBlock.json_handler
     def choose_port(self, data: dict, suffix: str = "") -> dict:

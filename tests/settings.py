@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+import django
+
 SECRET_KEY = "labxblock-tests-not-secret"
 DEBUG = False
 USE_TZ = True
@@ -70,6 +72,7 @@ if TEST_DB == "mariadb":
         }
     }
 else:
+    _IMMEDIATE = {"transaction_mode": "IMMEDIATE"} if django.VERSION >= (5, 1) else {}
     # A file, not :memory:, so several processes can share it; exported so that
     # child processes pick the same file.
     _path = os.environ.setdefault(
@@ -80,7 +83,9 @@ else:
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": _path,
-            "OPTIONS": {"timeout": 30},
+            # IMMEDIATE: a transaction takes the write lock up front, so two that read
+            # and then write wait for each other instead of failing "database is locked".
+            "OPTIONS": {"timeout": 30, **_IMMEDIATE},
             "TEST": {"NAME": _path},
         }
     }

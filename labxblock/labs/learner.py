@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import random
 import statistics
+import time
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from celery import current_app
 from django.core.cache import cache
-from django.db import transaction
+from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from labxblock import lifecycle
@@ -19,6 +22,8 @@ from labxblock.lifecycle import Action, Desired, State
 from labxblock.models import Blueprint, Lab, LabEvent
 
 ADVANCE_TASK = "labxblock.tasks.advance_lab"
+DEADLOCK = 1213  # MariaDB/MySQL: "Deadlock found when trying to get lock; try restarting transaction"
+T = TypeVar("T")
 ESTIMATE_SAMPLE = 20  # recent launches of the same lab that make an estimate
 ESTIMATE_CACHE_SECONDS = 60
 
@@ -34,11 +39,11 @@ def _blueprint(spec: LabSpec) -> Blueprint:
     return blueprint
 
 
-def _usage_fields(spec: LabSpec, now: Any) -> dict[str, Any]:
+def _usage_fields(suspend_timeout: int | None, delete_timeout: int | None, now: Any) -> dict[str, Any]:
     """A lab in use is neither idle nor due for deletion: push both moments forward."""
     settings = get_settings()
-    suspend = spec.suspend_timeout or settings.suspend_timeout
-    delete = spec.delete_timeout or settings.delete_timeout
+    suspend = suspend_timeout or settings.suspend_timeout
+    delete = delete_timeout or settings.delete_timeout
     return {
         "last_seen_at": now,
         "idle_at": now + timedelta(seconds=suspend),
@@ -53,6 +58,8 @@ def request_launch(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
     """
     now = timezone.now()
     blueprint = _blueprint(spec)
+    # The row is created in a transaction of its own: an INSERT racing others on the unique key
+    # and a row lock in one transaction is how MariaDB deadlocks.
     with transaction.atomic():
         Lab.objects.get_or_create(
             learner=user,
@@ -67,10 +74,15 @@ def request_launch(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
                 "port": spec.port,
             },
         )
+    return retrying_deadlocks(lambda: _want_up(user, spec, blueprint, actor, now))
+
+
+def _want_up(user: Any, spec: LabSpec, blueprint: Blueprint, actor: str, now: Any) -> LabStatus:
+    with transaction.atomic():
         lab = Lab.objects.select_for_update().get(
             learner=user, course_run=spec.course_run, lab_key=spec.lab_key
         )
-        fields = _usage_fields(spec, now)
+        fields = _usage_fields(spec.suspend_timeout, spec.delete_timeout, now)
         # A changed template reaches the learner at the next create, never by destroying work.
         fields.update(blueprint=blueprint, stack_user=spec.stack_user, protocol=spec.protocol)
         wake = lab.desired != Desired.UP or lab.state in (State.REQUESTED, State.DELETED)
@@ -85,6 +97,18 @@ def request_launch(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
         if wake:
             _advance_after_commit(lab.pk)
     return status_of(lab)
+
+
+def retrying_deadlocks(operation: Callable[[], T], attempts: int = 4) -> T:
+    """Run a transaction again if the database chose it as a deadlock victim (MariaDB 1213)."""
+    for attempt in range(attempts):
+        try:
+            return operation()
+        except OperationalError as exc:
+            if not exc.args or exc.args[0] != DEADLOCK or attempt == attempts - 1:
+                raise
+            time.sleep(0.01 * (attempt + 1) * random.random())  # noqa: S311 - spreading retries only
+    raise AssertionError("unreachable")
 
 
 def get_status(user: Any, course_run: str, lab_key: str) -> LabStatus | None:
@@ -103,7 +127,8 @@ def status_of(lab: Lab) -> LabStatus:
     if state is State.FAILED:
         # status_reason is "<Reason>: <detail for operators>"; the learner gets the Reason only.
         word = lab.status_reason.split(":", 1)[0].strip()
-        reason = lifecycle.Reason(word) if word in lifecycle.Reason else lifecycle.Reason.CREATE_FAILED
+        known = {r.value for r in lifecycle.Reason}
+        reason = lifecycle.Reason(word) if word in known else lifecycle.Reason.CREATE_FAILED
     return LabStatus(
         lab_id=lab.pk,
         phase=lifecycle.phase(state, desired),
@@ -132,12 +157,20 @@ def estimate_seconds(course_run: str, lab_key: str) -> float | None:
     return value or None
 
 
-def keepalive(user: Any, spec: LabSpec) -> bool:
-    """The learner is active in their lab: one indexed UPDATE. False if there is no such lab."""
-    fields = _usage_fields(spec, timezone.now())
-    return bool(
-        Lab.objects.filter(learner=user, course_run=spec.course_run, lab_key=spec.lab_key).update(**fields)
-    )
+def keepalive(
+    user: Any,
+    course_run: str,
+    lab_key: str,
+    *,
+    suspend_timeout: int | None = None,
+    delete_timeout: int | None = None,
+) -> bool:
+    """The learner is active in their lab: one indexed UPDATE. False if there is no such lab.
+
+    The timeouts are the lab's own (None: the site's), as in its LabSpec.
+    """
+    fields = _usage_fields(suspend_timeout, delete_timeout, timezone.now())
+    return bool(Lab.objects.filter(learner=user, course_run=course_run, lab_key=lab_key).update(**fields))
 
 
 def request_reset(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:

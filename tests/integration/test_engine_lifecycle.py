@@ -50,7 +50,7 @@ def test_idle_lab_is_suspended_and_resumes_on_return(engine_factory):
 
     # Keepalives hold it up past its suspend timeout…
     for _ in range(5):
-        assert labs.keepalive(learner, spec)
+        assert labs.keepalive(learner, spec.course_run, spec.lab_key, suspend_timeout=3)
         assert lab_state(lab_id) == State.READY
         time.sleep(1)
     # …and silence lets the beat suspend it.
@@ -72,7 +72,7 @@ def test_unused_lab_is_deleted_by_the_reaper_but_a_used_one_is_not(engine_factor
     wait_for("both ready", lambda: {lab_state(unused), lab_state(used)} == {State.READY}, timeout=30)
 
     Lab.objects.filter(pk__in=[unused, used]).update(delete_by=timezone.now() - timedelta(seconds=1))
-    labs.keepalive(used_learner, spec)  # use moves delete_by forward
+    labs.keepalive(used_learner, spec.course_run, spec.lab_key)  # use moves delete_by forward
     wait_for("the unused lab deleted", lambda: lab_state(unused) == State.DELETED, timeout=30)
     assert lab_state(used) == State.READY
     assert engine.stacks() == {Lab.objects.get(pk=used).stack_name}
