@@ -95,11 +95,21 @@ def believed(lab: Lab) -> Observation:
     return Observation(_BELIEVED[State(lab.state)])
 
 
+def send_after_commit(task_name: str, args_list: list[list[Any]]) -> None:
+    """Send tasks once the surrounding transaction has committed.
+
+    Robust: if the broker is down, the error is logged and the caller's request still
+    succeeds; what was stored is done by the next reconcile pass instead.
+    """
+    if args_list:
+        transaction.on_commit(
+            lambda: [current_app.send_task(task_name, args=args) for args in args_list], robust=True
+        )
+
+
 def dispatch(jobs: Iterable[Job]) -> None:
     """Send jobs to the workers once the surrounding transaction has committed."""
-    jobs = list(jobs)
-    if jobs:
-        transaction.on_commit(lambda: [current_app.send_task(PERFORM_TASK, args=j.as_args()) for j in jobs])
+    send_after_commit(PERFORM_TASK, [job.as_args() for job in jobs])
 
 
 def _fields_for_move(lab: Lab, decision: Decision, obs: Observation, now: datetime) -> dict[str, Any]:

@@ -9,14 +9,13 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from celery import current_app
 from django.core.cache import cache
 from django.db import OperationalError, transaction
 from django.utils import timezone
 
 from labxblock import lifecycle
 from labxblock.conf import get_settings
-from labxblock.labs.engine import Job, dispatch, view_of
+from labxblock.labs.engine import Job, dispatch, send_after_commit, view_of
 from labxblock.labs.specs import DEFAULT_PORTS, LabSpec, LabStatus, TerminalAccess, blueprint_digest
 from labxblock.lifecycle import Action, Desired, State
 from labxblock.models import Blueprint, Lab, LabEvent
@@ -29,7 +28,7 @@ ESTIMATE_CACHE_SECONDS = 60
 
 
 def _advance_after_commit(lab_id: int) -> None:
-    transaction.on_commit(lambda: current_app.send_task(ADVANCE_TASK, args=[lab_id]))
+    send_after_commit(ADVANCE_TASK, [[lab_id]])
 
 
 def _blueprint(spec: LabSpec) -> Blueprint:

@@ -1,0 +1,84 @@
+"""Self-healing: whatever crashes or fails, every lab converges and no stack leaks.
+
+Real Celery workers and beat on a real Redis, against the HTTP cloud fake. After
+each campaign every lab must reach what it should be, none may be stuck in a
+transitional state, and the cloud's stacks must be exactly the live rows' stacks.
+"""
+
+from __future__ import annotations
+
+import signal
+
+import pytest
+from django import db
+
+from labxblock import labs
+from labxblock.lifecycle import Desired, State
+from labxblock.models import Lab
+from tests.engine_harness import lab_spec, wait_for
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+def launch(engine, count: int, prefix: str = "learner") -> list[int]:
+    spec = lab_spec(engine.lab_port.port)
+    users = [engine.user(f"{prefix}{i}") for i in range(count)]
+    ids = [labs.request_launch(user, spec, actor="learner").lab_id for user in users]
+    db.connections.close_all()
+    return ids
+
+
+def all_in(ids: list[int], state: State) -> bool:
+    return Lab.objects.filter(pk__in=ids, state=state).count() == len(ids)
+
+
+def assert_no_leak(engine) -> None:
+    live = set(Lab.objects.exclude(state=State.DELETED).values_list("stack_name", flat=True))
+    assert engine.stacks() == live
+
+
+def test_worker_killed_between_the_cloud_call_and_the_database_update(engine_factory, celery_processes):
+    celery_processes.extra_env["LABXBLOCK_TEST_VISIBILITY_TIMEOUT"] = "10"  # redelivery, as in production
+    engine = engine_factory(workers=1)
+    engine.cloud.configure(answer_delay_seconds=5)  # creates are done at the cloud, answers still in flight
+    ids = launch(engine, 3)
+    wait_for("three creates in flight", lambda: engine.cloud.counters().get("stack_create", 0) >= 3, 20)
+
+    celery_processes.workers[0].signal(signal.SIGKILL)  # the whole worker, children and all
+    celery_processes.workers[0].stop()
+    assert Lab.objects.filter(pk__in=ids, provider_state={}).count() == 3  # nothing was recorded
+    engine.cloud.configure(answer_delay_seconds=0)
+    celery_processes.start_worker(concurrency=4)
+
+    wait_for("every lab ready", lambda: all_in(ids, State.READY), 60)
+    assert len(engine.stacks()) == 3  # adopted, never created twice
+    assert_no_leak(engine)
+
+
+def test_broker_restarted_in_the_middle_of_launches(engine_factory, redis_server):
+    engine = engine_factory(workers=1)
+    engine.cloud.configure(delays={"create": 2})
+    ids = launch(engine, 5)
+    redis_server.restart()  # queued tasks are lost: the server keeps nothing on disk
+    more = launch(engine, 3, prefix="late")  # while workers and beat reconnect
+    wait_for("every lab ready", lambda: all_in(ids + more, State.READY), 90)
+    assert_no_leak(engine)
+
+
+def test_a_cloud_failing_one_call_in_five_still_converges_without_leaks(engine_factory, cloud_fake):
+    provider = {"type": "openstack", **cloud_fake.provider_config, "read_timeout": 1.5, "connect_timeout": 1}
+    engine = engine_factory(providers={"default": provider}, workers=1)
+    engine.cloud.configure(error_rate=0.1, error_status=503, timeout_rate=0.1, timeout_seconds=3)
+    ids = launch(engine, 6)
+    wait_for("every lab ready", lambda: all_in(ids, State.READY), 150)
+
+    Lab.objects.filter(pk__in=ids).update(desired=Desired.SUSPENDED)
+    wait_for("every lab suspended", lambda: all_in(ids, State.SUSPENDED), 150)
+    Lab.objects.filter(pk__in=ids).update(desired=Desired.DELETED)
+    wait_for("every lab deleted", lambda: all_in(ids, State.DELETED), 150)
+
+    counters = engine.cloud.counters()
+    assert counters.get("injected_503", 0) + counters.get("injected_timeout", 0) > 0  # faults happened
+    engine.cloud.configure(error_rate=0, timeout_rate=0)
+    assert_no_leak(engine)
+    assert not engine.stacks()

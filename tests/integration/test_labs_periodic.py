@@ -1,0 +1,128 @@
+"""Keepalive, the idle and reaping sweeps, orphans, usage, and how the ticks are scheduled."""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from labxblock import labs
+from labxblock.labs import periodic, usage
+from labxblock.lifecycle import Desired, State
+from labxblock.models import Lab, LabEvent
+from labxblock.settings.common import beat_schedule, plugin_settings
+
+pytestmark = [pytest.mark.django_db, pytest.mark.mariadb]
+
+
+def make_lab(name: str, **fields) -> Lab:
+    user = get_user_model().objects.create_user(username=name)
+    fields.setdefault("state", State.READY)
+    return Lab.objects.create(
+        learner=user, course_run="course-v1:O+C+R", lab_key="k", provider="default", **fields
+    )
+
+
+def test_keepalive_is_one_indexed_update_that_moves_idle_and_delete_times():
+    lab = make_lab("keen", idle_at=timezone.now(), delete_by=timezone.now())
+    with CaptureQueriesContext(connection) as queries:
+        assert labs.keepalive(
+            lab.learner, lab.course_run, lab.lab_key, suspend_timeout=600, delete_timeout=3600
+        )
+    assert len(queries) == 1 and queries[0]["sql"].upper().startswith("UPDATE")
+    lab.refresh_from_db()
+    assert timedelta(seconds=590) < lab.idle_at - timezone.now() <= timedelta(seconds=600)
+    assert timedelta(seconds=3590) < lab.delete_by - timezone.now() <= timedelta(seconds=3600)
+    assert not labs.keepalive(lab.learner, lab.course_run, "another-lab")
+
+
+def test_suspend_idle_marks_only_silent_labs_and_says_why():
+    now = timezone.now()
+    silent = make_lab("silent", idle_at=now - timedelta(seconds=1))
+    active = make_lab("active", idle_at=now + timedelta(seconds=60))
+    assert periodic.mark_idle(now) == 1
+    assert Lab.objects.get(pk=silent.pk).desired == Desired.SUSPENDED
+    assert Lab.objects.get(pk=active.pk).desired == Desired.UP
+    event = LabEvent.objects.get(lab=silent)
+    assert (event.reason, event.actor, event.desired) == ("idle", "suspend-idle", Desired.SUSPENDED)
+    assert periodic.mark_idle(now) == 0  # a second tick changes nothing
+
+
+def test_reaper_expires_unused_labs_only():
+    now = timezone.now()
+    unused = make_lab("unused", delete_by=now - timedelta(seconds=1))
+    used = make_lab("used", delete_by=now - timedelta(seconds=1))
+    labs.keepalive(used.learner, used.course_run, used.lab_key)  # use moves delete_by forward
+    assert periodic.mark_expired(now) == 1
+    assert Lab.objects.get(pk=unused.pk).desired == Desired.DELETED
+    assert Lab.objects.get(pk=used.pk).desired == Desired.UP
+
+
+def test_orphans_are_ours_unowned_and_older_than_the_grace_period():
+    now = timezone.now()
+    owned = make_lab("owner")
+    gone = make_lab("gone", state=State.DELETED)
+    old, young = now - timedelta(hours=2), now - timedelta(seconds=10)
+    listed = [
+        periodic.ListedStack(owned.stack_name, old),  # a live row owns it
+        periodic.ListedStack(gone.stack_name, old),  # its row believes it deleted: an orphan
+        periodic.ListedStack("lab-test-stray", old),
+        periodic.ListedStack("lab-test-just-born", young),  # within the grace period
+        periodic.ListedStack("lab-test-ageless", None),  # age unknown: never taken for an orphan
+    ]
+    assert periodic.orphans("default", listed, now) == sorted([gone.stack_name, "lab-test-stray"])
+
+
+def test_usage_counts_the_time_a_lab_was_up_from_its_events():
+    lab = make_lab("user-of-time")
+    t0 = datetime(2026, 11, 1, 8, 0, tzinfo=UTC)
+    for minutes, to_state in [
+        (0, State.CREATING),
+        (5, State.STARTING),
+        (6, State.READY),
+        (66, State.SUSPENDING),
+        (67, State.SUSPENDED),
+        (600, State.RESUMING),
+        (602, State.STARTING),
+        (603, State.READY),
+    ]:
+        LabEvent.record(
+            lab, actor="test", from_state="", to_state=to_state, at=t0 + timedelta(minutes=minutes)
+        )
+    totals = usage.lab_usage(since=t0, until=t0 + timedelta(minutes=633))
+    key = (lab.learner_id, lab.course_run, lab.lab_key)
+    # Up from 0 to 67 (creating through suspending) and from 600 to 633.
+    assert totals == {key: timedelta(minutes=67 + 33)}
+    assert usage.lab_usage(since=t0 + timedelta(minutes=620), until=t0 + timedelta(minutes=630)) == {
+        key: timedelta(minutes=10)
+    }
+
+
+def test_plugin_settings_add_the_ticks_to_the_hosts_beat_schedule():
+    class HostSettings:
+        XBLOCK_SETTINGS = {"labxblock": {"reconcile_interval_seconds": 3, "reap_interval_seconds": "often"}}
+        CELERYBEAT_SCHEDULE = {"host-task": {"task": "host.tasks.x", "schedule": 60}}
+
+    plugin_settings(HostSettings)
+    schedule = HostSettings.CELERYBEAT_SCHEDULE
+    assert schedule["host-task"]["task"] == "host.tasks.x"  # the host's own entries are kept
+    assert schedule["labxblock-reconcile"]["task"] == "labxblock.tasks.reconcile"
+    assert schedule["labxblock-reconcile"]["schedule"] == timedelta(seconds=3)
+    assert schedule["labxblock-reconcile"]["options"]["expires"] == 3  # a late tick is dropped, not piled up
+    # A bad value falls back to the default here; the settings check reports it at startup.
+    assert schedule["labxblock-reap"]["schedule"] == beat_schedule({})["labxblock-reap"]["schedule"]
+    assert schedule["labxblock-suspend-idle"]["task"] == "labxblock.tasks.suspend_idle"
+
+
+def test_cron_sites_run_a_tick_with_the_management_command():
+    lab = make_lab("cron", idle_at=timezone.now() - timedelta(seconds=5))
+    out = io.StringIO()
+    call_command("labxblock_tick", "suspend-idle", stdout=out)
+    assert "1 lab(s)" in out.getvalue()
+    assert Lab.objects.get(pk=lab.pk).desired == Desired.SUSPENDED
