@@ -61,6 +61,11 @@ def print_table(title: str, rows: Iterable[tuple[str, str]], *, goal: str | None
     sys.stdout.flush()
 
 
+def make_parser(doc: str | None) -> argparse.ArgumentParser:
+    """An argument parser showing the script's docstring as it is written."""
+    return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
 def add_common_arguments(parser: argparse.ArgumentParser, *, workers: int, concurrency: int,
                          reconcile: int, suspend_idle: int, apm: int) -> None:
     """Options every engine benchmark takes (defaults chosen by each script)."""
@@ -293,11 +298,14 @@ def state_counts(ids: Iterable[int]) -> dict[str, int]:
 
 
 @contextlib.contextmanager
-def db_timer() -> Iterator[dict[str, Any]]:
-    """Sum the duration and count of every query on the default connection inside the block."""
+def db_timer(slow_sql_chars: int = 160) -> Iterator[dict[str, Any]]:
+    """Sum the duration and count of every query on the default connection inside the block.
+
+    Also counts queries by their first word and keeps (at least) the ten slowest.
+    """
     from django.db import connection
 
-    stats: dict[str, Any] = {"seconds": 0.0, "queries": 0, "by_kind": {}}
+    stats: dict[str, Any] = {"seconds": 0.0, "queries": 0, "by_kind": {}, "slowest": []}
 
     def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool,
                 context: dict[str, Any]) -> Any:
@@ -311,6 +319,11 @@ def db_timer() -> Iterator[dict[str, Any]]:
             kind = sql.split(None, 1)[0].upper() if sql.strip() else "?"
             seconds, count = stats["by_kind"].get(kind, (0.0, 0))
             stats["by_kind"][kind] = (seconds + spent, count + 1)
+            slowest = stats["slowest"]
+            slowest.append((spent, " ".join(sql.split())[:slow_sql_chars]))
+            if len(slowest) > 40:
+                slowest.sort(reverse=True)
+                del slowest[10:]
 
     with connection.execute_wrapper(wrapper):
         yield stats

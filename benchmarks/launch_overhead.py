@@ -22,6 +22,7 @@ from common import (
     Rig,
     add_common_arguments,
     engine_rows,
+    make_parser,
     percentile,
     print_table,
     run,
@@ -32,7 +33,7 @@ GOAL_SECONDS = 2.0
 
 
 def parse() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = make_parser(__doc__)
     parser.add_argument("--launches", type=int, default=20, help="measured launches, one at a time")
     parser.add_argument("--warmup", type=int, default=1, help="launches first, not measured")
     parser.add_argument("--create-delay", type=float, default=5.0, help="cloud create time, seconds")
