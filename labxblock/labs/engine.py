@@ -160,6 +160,8 @@ def apply(
         view = view.after(decision)
         if decision.action is not Action.NONE or decision.state is None:
             break
+        if fields.get("provider") == "":
+            break  # the stack is gone and the lab unplaced: placement chooses where it goes next
         decision = lifecycle.decide(view, obs.state, now, policy)
     if decision.action is Action.CREATE and not can_create:
         return None

@@ -76,3 +76,26 @@ def test_unused_lab_is_deleted_by_the_reaper_but_a_used_one_is_not(engine_factor
     wait_for("the unused lab deleted", lambda: lab_state(unused) == State.DELETED, timeout=30)
     assert lab_state(used) == State.READY
     assert engine.stacks() == {Lab.objects.get(pk=used).stack_name}
+
+
+def test_reset_deletes_the_stack_and_builds_a_fresh_one(engine_factory):
+    engine = engine_factory()
+    learner = engine.user("resetter")
+    spec = lab_spec(engine.lab_port.port)
+    lab_id = labs.request_launch(learner, spec, actor="learner").lab_id
+    wait_for("ready", lambda: lab_state(lab_id) == State.READY, timeout=30)
+    first_stack = Lab.objects.get(pk=lab_id).provider_state["id"]
+
+    status = labs.request_reset(learner, spec, actor="learner")
+    assert status.phase in ("deleting", "queued", "creating")
+
+    def rebuilt():
+        lab = Lab.objects.get(pk=lab_id)
+        return lab.state == State.READY and lab.provider_state.get("id") not in (None, first_stack)
+
+    wait_for("a fresh stack, ready", rebuilt, timeout=45)
+    counters = engine.cloud.counters()
+    assert (counters.get("stack_delete"), counters.get("stack_create")) == (1, 2)
+    assert engine.stacks() == {Lab.objects.get(pk=lab_id).stack_name}  # the old one is gone
+    reasons = list(LabEvent.objects.filter(lab_id=lab_id).values_list("reason", flat=True))
+    assert "reset" in reasons
