@@ -1,4 +1,4 @@
-"""The provider contract, run against the HTTP cloud fake and against real Keystone + Heat.
+"""The provider contract, run against the HTTP cloud fake, real Keystone + Heat and the local provider.
 
 What any caller of a provider relies on: create is accepted and then observed
 CREATING → READY with the template's outputs; suspend/resume; list by tag;
@@ -22,6 +22,7 @@ import pytest
 from labxblock.lifecycle import State
 from labxblock.providers.base import (
     PermanentError,
+    Provider,
     ProviderError,
     QuotaExceeded,
     StackInfo,
@@ -29,6 +30,7 @@ from labxblock.providers.base import (
     StackSpec,
     TemporaryError,
 )
+from labxblock.providers.local import LocalProvider
 from labxblock.providers.openstack import OpenStackProvider
 
 RIG_KEYS = ("auth_url", "username", "password", "project_name", "user_domain_name",
@@ -72,6 +74,39 @@ resources:
 """
 
 
+# The same stacks for the local provider: its SSH resource instead of TestResource.
+LOCAL_GOOD_TEMPLATE = """
+heat_template_version: 2018-08-31
+parameters:
+  run:
+    type: string
+resources:
+  password:
+    type: OS::Heat::RandomString
+    properties: {length: 16}
+  lab:
+    type: LabXBlock::Local::SSH
+    properties: {boot_seconds: %(wait)s}
+outputs:
+  public_ip: {value: {get_attr: [lab, public_ip]}}
+  port: {value: {get_attr: [lab, port]}}
+  private_key: {value: {get_attr: [lab, private_key]}}
+  password: {value: {get_attr: [password, value]}}
+  run: {value: {get_param: run}}
+"""
+
+# A real failure: sshd refuses to start on an unknown option.
+LOCAL_FAILING_TEMPLATE = """
+heat_template_version: 2018-08-31
+parameters:
+  run: {type: string}
+resources:
+  broken:
+    type: LabXBlock::Local::SSH
+    properties: {sshd_options: {NoSuchOption: "yes"}}
+"""
+
+
 @dataclass
 class Backend:
     """One cloud to run the contract against, and how patient to be with it."""
@@ -82,11 +117,18 @@ class Backend:
     timeout: float  # seconds a transition may take
     interval: float  # seconds between polls
     created: list[StackRef] = field(default_factory=list)
+    kind: str = "openstack"  # or "local"
+    good_template: str = GOOD_TEMPLATE
+    failing_template: str = FAILING_TEMPLATE
+    ready_status: str = "CREATE_COMPLETE"  # the raw status words of a ready and a failed create
+    failed_status: str = "CREATE_FAILED"
 
     def __post_init__(self) -> None:
-        self.provider = OpenStackProvider(self.name, self.config)
+        cls = LocalProvider if self.kind == "local" else OpenStackProvider
+        self.provider: Provider = cls(self.name, self.config)
 
-    def spec(self, template: str = GOOD_TEMPLATE, tag: str = "", **params: str) -> StackSpec:
+    def spec(self, template: str = "", tag: str = "", **params: str) -> StackSpec:
+        template = template or self.good_template
         name = f"lxb-contract-{uuid.uuid4().hex[:12]}"
         return StackSpec(name=name, template=template % {"wait": 3} if "%(" in template else template,
                          parameters={"run": "run-1", **params}, tags=(tag or "lxb-test",))
@@ -123,9 +165,27 @@ def _rig_config(rig: Any, keys: tuple[str, ...]) -> dict[str, Any]:
     return {key: getattr(rig, key) for key in keys if hasattr(rig, key)}
 
 
-@pytest.fixture(params=["fake", pytest.param("heat", marks=[pytest.mark.heat, pytest.mark.slow])])
+CLOUDS = ["fake", pytest.param("heat", marks=[pytest.mark.heat, pytest.mark.slow])]
+
+
+@pytest.fixture(params=[*CLOUDS, "local"])
 def backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
-    if request.param == "fake":
+    yield from _backend(request)
+
+
+@pytest.fixture(params=CLOUDS)
+def cloud_backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    """Only backends with credentials (the local provider has none)."""
+    yield from _backend(request)
+
+
+def _backend(request: pytest.FixtureRequest) -> Iterator[Backend]:
+    if request.param == "local":
+        root = request.getfixturevalue("tmp_path") / "labs"
+        backend = Backend("local", {"root": str(root)}, {}, timeout=10, interval=0.05, kind="local",
+                          good_template=LOCAL_GOOD_TEMPLATE, failing_template=LOCAL_FAILING_TEMPLATE,
+                          ready_status="running", failed_status="exited")
+    elif request.param == "fake":
         fake = request.getfixturevalue("cloud_fake")
         # Long enough that a get() right after an action sees it in progress.
         fake.configure(delays={"create": 0.5, "suspend": 0.3, "resume": 0.3, "delete": 0.3})
@@ -155,7 +215,7 @@ def test_lab_lifecycle(backend: Backend) -> None:
     assert "PRIVATE KEY" in info.outputs["private_key"]
     assert isinstance(info.outputs["password"], str) and len(info.outputs["password"]) >= 8
     assert info.outputs["run"] == "run-42"
-    assert info.raw_status == "CREATE_COMPLETE"
+    assert info.raw_status == backend.ready_status
     assert tag in info.tags
 
     provider.suspend(ref)
@@ -192,10 +252,10 @@ def test_list_is_filtered_by_tag(backend: Backend) -> None:
 
 
 def test_failing_create_is_reported_failed_with_a_reason(backend: Backend) -> None:
-    ref = backend.create(backend.spec(FAILING_TEMPLATE))
+    ref = backend.create(backend.spec(backend.failing_template))
     info, _ = backend.wait(ref, {State.READY, State.FAILED})
     assert info.state == State.FAILED
-    assert info.raw_status == "CREATE_FAILED"
+    assert info.raw_status == backend.failed_status
     assert "broken" in info.reason  # names the resource that failed, for the operator
     assert info.outputs == {}
     backend.provider.delete(ref)
@@ -209,7 +269,8 @@ def test_create_retried_with_the_same_name_returns_the_same_stack(backend: Backe
     assert backend.provider.get(StackRef(spec.name)).ref == first  # a name-only ref learns the id
 
 
-def test_application_credential_auth(backend: Backend) -> None:
+def test_application_credential_auth(cloud_backend: Backend) -> None:
+    backend = cloud_backend
     tag = f"lxb-{uuid.uuid4().hex[:10]}"
     assert OpenStackProvider("app", backend.app_config).list(tag) == []
     wrong = OpenStackProvider("app", {**backend.app_config, "application_credential_secret": "nope"})
@@ -218,7 +279,8 @@ def test_application_credential_auth(backend: Backend) -> None:
     assert "nope" not in str(caught.value)
 
 
-def test_wrong_password_is_permanent_and_says_check_credentials(backend: Backend) -> None:
+def test_wrong_password_is_permanent_and_says_check_credentials(cloud_backend: Backend) -> None:
+    backend = cloud_backend
     provider = OpenStackProvider("pw", {**backend.config, "password": "not-the-password"})
     with pytest.raises(PermanentError, match="credentials") as caught:
         provider.create(backend.spec())
