@@ -1,0 +1,78 @@
+"""The lab state machine: our own provider-neutral states, transitions, deadlines.
+
+Pure Python: imports nothing of the project outside this package and reads no
+clock (``now`` is an argument).
+
+A lab row holds what should be (``Desired``) and what is (``State``: our memory of what we last saw
+or asked for). Each reconcile pass, the provider's one ``list`` says what the cloud has (``observed``:
+a provider ``State``, or None when the stack is not listed). ``decide`` compares the three and returns
+one ``Decision``: at most one ``Action`` (one cloud call, or a probe of the lab's port), the state to
+record, and the bookkeeping to store. It is level-triggered: only what the row and the cloud say *now*
+matters, so a lost task, a crashed worker or a missed tick is repaired by the next pass.
+
+- The cloud is believed. An operation it reports done advances the row; a stack it is already working
+  on is adopted; a stack that vanished is recreated (through REQUESTED); a status no operation of ours
+  explains sends the row back to REQUESTED, which adopts whatever the cloud has.
+- Every transitional state has a deadline. Past it, or when the cloud reports FAILED during one of our
+  operations, the pass counts a failure and reissues the operation; after ``max_attempts`` failures the
+  lab is FAILED with a ``Reason``. Every call sets ``next_attempt_at`` (exponential backoff): no failure
+  is judged and no retry made before it, so a call that has not landed yet is not taken for a failure.
+- A failed create deletes its stack before creating again, so nothing leaks. A stack the cloud reports
+  FAILED outside our operations is kept (it may hold the learner's work) and the lab turns FAILED.
+- FAILED is sticky: ``retry`` (the learner's Retry button) is the only way back up. Desired DELETED is
+  still carried out from FAILED, retried at the capped backoff for as long as it takes.
+
+``states`` holds the vocabulary, transitions, deadlines and policy; ``rules`` the decisions.
+"""
+
+from labxblock.lifecycle.rules import decide
+from labxblock.lifecycle.states import (
+    ALLOWED,
+    CALLS,
+    DEFAULT_DEADLINES,
+    DEFAULT_POLICY,
+    OBSERVABLE,
+    STABLE,
+    TRANSITIONAL,
+    Action,
+    Decision,
+    Desired,
+    IllegalTransition,
+    LabView,
+    Phase,
+    Policy,
+    Reason,
+    State,
+    backoff_seconds,
+    check_transition,
+    deadline_for,
+    phase,
+    retry,
+    settled,
+)
+
+__all__ = [
+    "ALLOWED",
+    "CALLS",
+    "DEFAULT_DEADLINES",
+    "DEFAULT_POLICY",
+    "OBSERVABLE",
+    "STABLE",
+    "TRANSITIONAL",
+    "Action",
+    "Decision",
+    "Desired",
+    "IllegalTransition",
+    "LabView",
+    "Phase",
+    "Policy",
+    "Reason",
+    "State",
+    "backoff_seconds",
+    "check_transition",
+    "deadline_for",
+    "decide",
+    "phase",
+    "retry",
+    "settled",
+]
