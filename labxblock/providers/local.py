@@ -75,9 +75,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def sshd_config(lab: Path, port: int, user: str, extra: Mapping[str, str]) -> str:
+def sshd_config(lab: Path, lab_id: str, port: int, user: str, extra: Mapping[str, str]) -> str:
     """The lab's private sshd_config. Ours come first: sshd keeps the first value it reads."""
     lines = [
+        # Before the login shell starts: it must not read the worker's own dotfiles.
+        f"SetEnv HOME={lab}/home {procs.MARKER}={lab_id}",
         f"Port {port}",
         "ListenAddress 127.0.0.1",
         f"HostKey {lab}/host_ed25519",
@@ -231,7 +233,7 @@ class LocalProvider(Provider):
         for name, text, mode in (
             ("host_ed25519", host_private, 0o600),  # sshd refuses a readable host key
             ("authorized_keys", user_public + "\n", 0o600),
-            ("sshd_config", sshd_config(lab, port, user, plan.sshd_options), 0o600),
+            ("sshd_config", sshd_config(lab, lab_id, port, user, plan.sshd_options), 0o600),
             ("login.sh", login_script(lab, lab_id), 0o700),
             ("tmux.conf", TMUX_CONF, 0o600),
         ):
