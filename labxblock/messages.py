@@ -73,10 +73,12 @@ JS_STRINGS = (
     _("{seconds} s"),
 )
 
-# How soon the page should ask again, by phase (ms): fast while something is happening,
-# so "ready" shows within about a second of the lab becoming ready.
+# How soon the page should ask again, by phase (ms): fast while something is happening.
+# "Ready" must show within 2 s of the stack becoming ready; the reconciler notices within its
+# 1 s tick, so the page asks every 0.5 s once the cloud is working on the lab (a status answer
+# is two indexed queries).
 POLL_MS: dict[Phase, int] = {
-    Phase.QUEUED: 1000, Phase.CREATING: 1000, Phase.STARTING: 1000, Phase.RESUMING: 1000,
+    Phase.QUEUED: 1000, Phase.CREATING: 500, Phase.STARTING: 500, Phase.RESUMING: 500,
     Phase.SUSPENDING: 2000, Phase.DELETING: 2000,
 }
 

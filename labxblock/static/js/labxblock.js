@@ -172,7 +172,9 @@ function LabXBlock(runtime, element, args) {
     idleShown = false;
     show(el.idle, false);
     activity();
-    post("keepalive", {}).then(function (answer) { if (answer.ok === false) { launch(); } });
+    // A launch, not a keepalive: the lab may have been paused while nobody answered, and the
+    // page stopped polling once it was ready. Launching marks it used, wakes it, and shows the phase.
+    launch();
   });
   on("retry", function () {
     setText(el.error, "");

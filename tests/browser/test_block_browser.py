@@ -1,0 +1,238 @@
+"""The learner's page in headless Chromium: phases → ready → keepalives → leave → suspended → back → ready.
+
+Real parts end to end: the xblock-sdk workbench served by pytest-django's live server
+(in this process, on the test database file that the workers share), a real Celery
+worker and beat on a private Redis, and the HTTP cloud fake. The lab's template points
+at a LabPort, so the readiness probe passes without a VM. The terminal gateway is not
+started: the flow is about phases, and the iframe may show an error page.
+
+Screenshots go to ``test-artifacts/browser/block/`` (printed).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.conf import settings
+
+if "workbench" not in settings.INSTALLED_APPS:
+    pytest.skip("needs --ds tests.workbench_settings (the xblock-sdk workbench app)", allow_module_level=True)
+
+from workbench import scenarios
+
+from labxblock.lifecycle import State
+from labxblock.models import Lab
+from tests.engine_harness import lab_template, wait_for
+from tests.integration import conftest as engine_fixtures
+from tests.services import ARTIFACTS_DIR
+
+# The integration tests' engine (worker, beat, Redis, cloud fake), shared as fixtures of this module.
+engine_factory = engine_fixtures.engine_factory
+lab_port = engine_fixtures.lab_port
+
+pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.slow]
+
+SHOTS = ARTIFACTS_DIR / "browser" / "block"
+SCENARIO = "labxblock-browser-flow"
+STUDENT = "ada"
+CREATE_SECONDS = 3.0  # the fake's create and resume take this long, so each phase is on screen a while
+RESUME_SECONDS = 2.0
+KEEPALIVE_SECONDS = 5  # the page's floor for the keepalive interval
+SUSPEND_TIMEOUT = 10  # two keepalive intervals: held up while there, suspended soon after leaving
+# "Ready within 2 s of the stack becoming ready": the cloud says COMPLETE, the next reconcile
+# pass (every 1 s here) sees it and the probe job checks the port; the page asks every ≤ 1 s
+# while something is happening. Worst case about 1 s + probe + 1 s + a request's time.
+READY_WITHIN_SECONDS = 2.0
+
+# Installed before any page script: records every change of the block's data-phase / data-ready,
+# with the browser's wall clock, so a phase shown for a moment is not missed between polls.
+RECORDER = """
+window.__labPhases = [];
+new MutationObserver(function (records) {
+  records.forEach(function (r) {
+    var box = r.target;
+    window.__labPhases.push({phase: box.getAttribute('data-phase'),
+                             ready: box.getAttribute('data-ready'), at: Date.now()});
+  });
+}).observe(document, {subtree: true, attributes: true, attributeFilter: ['data-phase', 'data-ready']});
+"""
+
+
+def lab_xml(port: int) -> str:
+    return (f'<labxblock display_name="Browser lab" suspend_timeout="{SUSPEND_TIMEOUT}">'
+            "<instructions><![CDATA[<p>Watch your lab start.</p>]]></instructions>"
+            f"<template><![CDATA[{lab_template(port)}]]></template></labxblock>")
+
+
+@pytest.fixture
+def scenario(engine_factory, cloud_fake) -> Iterator[Any]:
+    """The engine, and a workbench scenario whose lab answers on the engine's LabPort."""
+    cloud_fake.configure(delays={"create": CREATE_SECONDS, "resume": RESUME_SECONDS})
+    engine = engine_factory(keepalive_interval_seconds=KEEPALIVE_SECONDS)
+    # Registered before the workbench first lists its scenarios, so only this one is loaded.
+    scenarios.add_xml_scenario(SCENARIO, "labxblock browser flow", lab_xml(engine.lab_port.port))
+    try:
+        yield engine
+    finally:
+        scenarios.remove_scenario(SCENARIO)
+
+
+def shot(driver: Any, name: str) -> Path:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    path = SHOTS / f"{name}.png"
+    driver.save_screenshot(str(path))
+    print(f"screenshot: {path}")
+    return path
+
+
+def wall_clock(monotonic_at: float) -> float:
+    """A time.monotonic() moment (the in-process cloud fake's clock) as Unix time in ms."""
+    return (time.time() - (time.monotonic() - monotonic_at)) * 1000
+
+
+def completed_at(engine: Any) -> float:
+    """When the fake's one stack finished its current action (create or resume), Unix ms."""
+    (stack,) = engine.cloud.cloud.stacks.values()
+    return wall_clock(stack.started + stack.delay)
+
+
+def phases(driver: Any) -> list[dict[str, Any]]:
+    return driver.execute_script("return window.__labPhases || [];")
+
+
+def phase_names(records: list[dict[str, Any]]) -> list[str]:
+    names: list[str] = []
+    for r in records:
+        if r["phase"] and (not names or names[-1] != r["phase"]):
+            names.append(r["phase"])
+    return names
+
+
+def ready_at(records: list[dict[str, Any]]) -> float:
+    return next(r["at"] for r in records if r["ready"] == "true")
+
+
+def wait_ready(driver: Any, timeout: float = 40) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    WebDriverWait(driver, timeout, poll_frequency=0.1).until(
+        lambda d: d.find_element(By.CSS_SELECTOR, ".labxblock").get_attribute("data-ready") == "true")
+
+
+def be_active(driver: Any, seconds: float) -> None:
+    """A learner moving the mouse now and then: the page counts it as activity."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.by import By
+
+    title = driver.find_element(By.CSS_SELECTOR, ".labxblock-title")
+    end = time.monotonic() + seconds
+    step = 0
+    while time.monotonic() < end:
+        step += 1
+        ActionChains(driver).move_to_element_with_offset(title, step % 7, 1).perform()
+        time.sleep(0.5)
+
+
+def test_learner_page_launches_keeps_alive_suspends_when_left_and_resumes(
+        chromium, live_server, scenario) -> None:
+    from selenium.webdriver.common.by import By
+
+    engine = scenario
+    print(f"screenshots folder: {SHOTS}")
+    chromium.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORDER})
+    url = f"{live_server.url}/scenario/{SCENARIO}/?student={STUDENT}"
+
+    # 1. Open the unit: the page launches the lab and names each phase on the way to ready.
+    chromium.get(url)
+    box = chromium.find_element(By.CSS_SELECTOR, ".labxblock")
+    wait_for("a phase on the page", lambda: box.get_attribute("data-phase"), timeout=10, interval=0.05)
+    shot(chromium, "01-launching")
+    wait_for("creating", lambda: box.get_attribute("data-phase") == "creating", timeout=15, interval=0.05)
+    time.sleep(1.2)  # the elapsed time ticks on screen
+    elapsed = chromium.find_element(By.CSS_SELECTOR, "[data-role=elapsed]").text
+    assert elapsed.startswith("Elapsed: "), elapsed
+    shot(chromium, "02-creating")
+    wait_ready(chromium)
+    shot(chromium, "03-ready")
+    records = phases(chromium)
+    seen = phase_names(records)
+    assert seen[:1] == ["queued"] and "creating" in seen and seen[-1] == "ready", seen
+    assert [p for p in ("queued", "creating", "starting", "ready") if p in seen] == seen, seen
+    assert chromium.find_element(By.CSS_SELECTOR, "[data-role=phase]").text == "Your lab is ready"
+    launch_lag = (ready_at(records) - completed_at(engine)) / 1000
+    print(f"stack CREATE_COMPLETE → page data-ready: {launch_lag:.2f} s")
+    assert 0 < launch_lag <= READY_WITHIN_SECONDS, launch_lag
+
+    # 2. While the learner is there and active, keepalives move last_seen_at forward.
+    lab = Lab.objects.get(learner__username=f"workbench-{STUDENT}")
+    assert lab.state == State.READY
+    first_seen = lab.last_seen_at
+    be_active(chromium, KEEPALIVE_SECONDS * 2 + 1.5)
+    lab.refresh_from_db()
+    assert lab.last_seen_at > first_seen, "no keepalive reached the database"
+    assert lab.state == State.READY
+    assert (lab.idle_at - lab.last_seen_at).total_seconds() == SUSPEND_TIMEOUT
+    print(f"last_seen_at moved by {(lab.last_seen_at - first_seen).total_seconds():.1f} s of keepalives")
+    shot(chromium, "04-kept-alive")
+
+    # 3. Leave the page: no more keepalives, and the beat's idle tick has the reconciler suspend it.
+    chromium.get("about:blank")
+    left_at = time.monotonic()
+    wait_for("the lab suspended", lambda: Lab.objects.filter(pk=lab.pk, state=State.SUSPENDED).exists(),
+             timeout=SUSPEND_TIMEOUT + 20)
+    print(f"suspended {time.monotonic() - left_at:.1f} s after the learner left "
+          f"(suspend timeout {SUSPEND_TIMEOUT} s)")
+    assert engine.cloud.counters().get("stack_suspend") == 1
+
+    # 4. Come back: the page says the lab is being woken up, then it is ready again.
+    chromium.get(url)
+    box = chromium.find_element(By.CSS_SELECTOR, ".labxblock")
+    wait_for("resuming", lambda: box.get_attribute("data-phase") == "resuming", timeout=10, interval=0.05)
+    assert chromium.find_element(By.CSS_SELECTOR, "[data-role=phase]").text == "Waking your lab up"
+    shot(chromium, "05-resuming")
+    wait_ready(chromium)
+    shot(chromium, "06-ready-again")
+    records = phases(chromium)
+    seen = phase_names(records)
+    assert seen[0] == "resuming" and seen[-1] == "ready" and "creating" not in seen, seen
+    resume_lag = (ready_at(records) - completed_at(engine)) / 1000
+    print(f"stack RESUME_COMPLETE → page data-ready: {resume_lag:.2f} s")
+    assert 0 < resume_lag <= READY_WITHIN_SECONDS, resume_lag
+    assert engine.cloud.counters().get("stack_resume") == 1
+    assert engine.cloud.counters().get("stack_create") == 1  # the same lab, woken up, not rebuilt
+
+
+def test_still_here_after_the_lab_was_paused_wakes_it_up(chromium, live_server, scenario) -> None:
+    """Idle with the page open: keepalives stop, the lab is paused, the dialog asks; answering wakes it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    engine = scenario
+    chromium.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": RECORDER})
+    chromium.get(f"{live_server.url}/scenario/{SCENARIO}/?student={STUDENT}")
+    wait_ready(chromium)
+    lab = Lab.objects.get(learner__username=f"workbench-{STUDENT}")
+
+    # Nobody touches the page: keepalives stop after two quiet intervals and the beat pauses the lab.
+    wait_for("the lab suspended", lambda: Lab.objects.filter(pk=lab.pk, state=State.SUSPENDED).exists(),
+             timeout=KEEPALIVE_SECONDS * 2 + SUSPEND_TIMEOUT + 20)
+    dialog = chromium.find_element(By.CSS_SELECTOR, "[data-role=idle]")
+    WebDriverWait(chromium, 40, poll_frequency=0.2).until(lambda d: dialog.is_displayed())
+    assert "Are you still there?" in dialog.text
+    shot(chromium, "07-still-there")
+    seen_before = Lab.objects.get(pk=lab.pk).last_seen_at
+
+    chromium.find_element(By.CSS_SELECTOR, "[data-action=still-here]").click()
+    box = chromium.find_element(By.CSS_SELECTOR, ".labxblock")
+    wait_for("resuming", lambda: box.get_attribute("data-phase") in ("resuming", "starting"), timeout=10,
+             interval=0.05)
+    wait_ready(chromium)
+    shot(chromium, "08-awake-again")
+    assert not dialog.is_displayed()
+    assert Lab.objects.get(pk=lab.pk).last_seen_at > seen_before
+    assert engine.cloud.counters().get("stack_resume") == 1
