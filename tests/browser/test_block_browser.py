@@ -236,3 +236,40 @@ def test_still_here_after_the_lab_was_paused_wakes_it_up(chromium, live_server, 
     assert not dialog.is_displayed()
     assert Lab.objects.get(pk=lab.pk).last_seen_at > seen_before
     assert engine.cloud.counters().get("stack_resume") == 1
+
+
+def test_a_failure_is_told_in_words_with_retry_and_reset_asks_first(chromium, live_server, scenario) -> None:
+    """The cloud refuses: the learner reads why and retries; later a confirmed reset builds a fresh lab."""
+    from selenium.webdriver.common.by import By
+
+    engine = scenario
+    engine.cloud.configure(quota_exceeded=True, delays={"create": 0.3})
+    chromium.get(f"{live_server.url}/scenario/{SCENARIO}/?student={STUDENT}")
+    box = chromium.find_element(By.CSS_SELECTOR, ".labxblock")
+    wait_for("failed", lambda: box.get_attribute("data-phase") == "failed", timeout=30, interval=0.1)
+    error = chromium.find_element(By.CSS_SELECTOR, "[data-role=error]").text
+    assert error == "The cloud could not build your lab. Please try again."
+    retry = chromium.find_element(By.CSS_SELECTOR, "[data-action=retry]")
+    assert retry.is_displayed() and retry.text == "Retry"
+    shot(chromium, "09-failed")
+
+    engine.cloud.configure(quota_exceeded=False)
+    retry.click()
+    wait_ready(chromium)
+    assert not retry.is_displayed() and not chromium.find_element(By.CSS_SELECTOR, "[data-role=error]").text
+    first_stack = set(engine.cloud.cloud.stacks)  # the fake's stack ids (the name is the lab's, kept)
+
+    reset = chromium.find_element(By.CSS_SELECTOR, "[data-action=reset]")
+    reset.click()
+    confirm = chromium.find_element(By.CSS_SELECTOR, "[data-role=confirm-reset]")
+    assert confirm.is_displayed()
+    shot(chromium, "10-reset-confirm")
+    chromium.find_element(By.CSS_SELECTOR, "[data-action=reset-no]").click()
+    assert not confirm.is_displayed() and box.get_attribute("data-ready") == "true"  # nothing happened
+    reset.click()
+    chromium.find_element(By.CSS_SELECTOR, "[data-action=reset-yes]").click()
+    wait_for("deleting", lambda: box.get_attribute("data-phase") == "deleting", timeout=10, interval=0.05)
+    wait_ready(chromium)
+    shot(chromium, "11-reset-ready")
+    assert len(engine.cloud.cloud.stacks) == 1 and set(engine.cloud.cloud.stacks) != first_stack
+    assert engine.stacks() == {Lab.objects.get().stack_name}
