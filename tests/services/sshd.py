@@ -69,7 +69,11 @@ UseDNS no
 PrintMotd no
 PrintLastLog no
 X11Forwarding no
-AllowTcpForwarding no
+# Local forwarding: progress checks reach a target host through the lab (a jump host).
+AllowTcpForwarding local
+# A private HOME: sessions never run this machine's own shell start-up files, which
+# may be slow or broken (a stale pyenv rehash lock made every login wait 60 s).
+SetEnv HOME={workdir}/home
 AllowAgentForwarding no
 # Many sessions from one address (the benchmark opens hundreds at once).
 MaxStartups {max_sessions}:100:{max_sessions * 2}
@@ -89,6 +93,7 @@ def run_sshd(workdir: Path, *, max_sessions: int = 64) -> Iterator[SshdServer]:
     host_key_file.write_text(host_private)
     host_key_file.chmod(0o600)  # sshd refuses readable host keys
     (workdir / "authorized_keys").write_text(user_public + "\n")
+    (workdir / "home").mkdir(exist_ok=True)
     port = _free_port()
     config = workdir / "sshd_config"
     config.write_text(_config(workdir, port, max_sessions))
