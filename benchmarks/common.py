@@ -135,9 +135,10 @@ def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 class Rig:
-    """MariaDB + Django (migrated) [+ Redis + cloud fake + workers + beat]; a context manager.
+    """MariaDB + Django (migrated) + Redis [+ cloud fake + workers + beat]; a context manager.
 
-    ``engine=False`` sets up the database only (the tick benchmark needs no services).
+    ``engine=False`` sets up the database and the broker only (the tick benchmark sends
+    tasks but runs the ticks itself).
     """
 
     def __init__(self, *, engine: bool = True, workers: int = 2, concurrency: int = 1,
@@ -193,14 +194,13 @@ class Rig:
         os.environ.update(db_env)
         os.environ["DJANGO_SETTINGS_MODULE"] = "tests.settings"
 
-        redis = None
-        if self.engine:
-            from tests.services.redis import RedisServer
+        from tests.services.redis import RedisServer
 
-            (self.workdir / "redis").mkdir()
-            redis = self._timed("redis", RedisServer(self.workdir / "redis").start)
-            self._stack.callback(redis.stop)
-            os.environ["LABXBLOCK_TEST_BROKER_URL"] = redis.url
+        (self.workdir / "redis").mkdir()
+        redis = self._timed("redis", RedisServer(self.workdir / "redis").start)
+        self._stack.callback(redis.stop)
+        os.environ["LABXBLOCK_TEST_BROKER_URL"] = redis.url
+        if self.engine:
             self.cloud = self._timed("cloud", lambda: CloudProcess(self.workdir, self.cloud_config))
             self._stack.callback(self.cloud.stop)
 
@@ -210,17 +210,18 @@ class Rig:
         from django.core.management import call_command
         from django.db import connections
 
+        from tests.celery_app import app as celery_app
+
+        celery_app.conf.broker_url = redis.url  # this process sends tasks too (after commit)
         self._stack.callback(connections.close_all)
         self._timed("migrate", lambda: call_command("migrate", verbosity=0))
         if not self.engine:
             return
 
-        from tests.celery_app import app as celery_app
         from tests.engine_harness import LabPort, active_lab_settings, lab_settings
         from tests.services.celery_procs import CeleryProcesses
 
-        assert redis is not None and self.cloud is not None
-        celery_app.conf.broker_url = redis.url  # this process sends tasks too (after commit)
+        assert self.cloud is not None
         provider = {"type": "openstack", **self.cloud.provider_config, **self.provider_overrides}
         self.lab_settings = lab_settings({"default": provider}, **self.setting_overrides)
         self._stack.enter_context(active_lab_settings(self.lab_settings))
@@ -301,7 +302,8 @@ def state_counts(ids: Iterable[int]) -> dict[str, int]:
 def db_timer(slow_sql_chars: int = 160) -> Iterator[dict[str, Any]]:
     """Sum the duration and count of every query on the default connection inside the block.
 
-    Also counts queries by their first word and keeps (at least) the ten slowest.
+    Also sums them by their first word and keeps (at least) the ten slowest as
+    (seconds, shortened SQL, SQL, params).
     """
     from django.db import connection
 
@@ -320,7 +322,7 @@ def db_timer(slow_sql_chars: int = 160) -> Iterator[dict[str, Any]]:
             seconds, count = stats["by_kind"].get(kind, (0.0, 0))
             stats["by_kind"][kind] = (seconds + spent, count + 1)
             slowest = stats["slowest"]
-            slowest.append((spent, " ".join(sql.split())[:slow_sql_chars]))
+            slowest.append((spent, " ".join(sql.split())[:slow_sql_chars], sql, params))
             if len(slowest) > 40:
                 slowest.sort(reverse=True)
                 del slowest[10:]

@@ -41,6 +41,10 @@ FEW: list[tuple[str, str, int]] = [
     ("suspended", "up", 20),  # a learner came back: to be resumed
 ]
 SHARES = {"ready": 0.08, "suspended": 0.45}  # the rest: deleted
+# The cloud's word a row holds from the last pass (so a pass rewrites it only when it changes).
+RAW_STATUS = {"ready": "CREATE_COMPLETE", "suspended": "SUSPEND_COMPLETE", "creating": "CREATE_IN_PROGRESS",
+              "starting": "CREATE_COMPLETE", "suspending": "SUSPEND_IN_PROGRESS",
+              "resuming": "RESUME_IN_PROGRESS", "deleting": "DELETE_IN_PROGRESS", "failed": "CREATE_FAILED"}
 
 
 def parse() -> argparse.Namespace:
@@ -51,6 +55,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--budget", type=int, default=10,
                         help="rate-limited calls allowed this pass (120 a minute x 5 s ticks)")
     parser.add_argument("--top", type=int, default=5, help="slowest queries shown per round")
+    parser.add_argument("--explain", action="store_true", help="print the plan of each round's slowest query")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     return parser.parse_args()
 
@@ -98,7 +103,8 @@ def fill(rows: int, idle: int, now: datetime) -> dict[str, int]:
             lab_key=f"lab{i % per_user}", stack_name=f"lab-test-{i:016x}", blueprint=blueprint,
             provider="default" if placed else "", desired=desired, state=state,
             provider_state={"id": str(uuid.UUID(int=i))} if placed else {},
-            raw_status="", stack_user="learner", port=22, ip="192.0.2.1" if state != "deleted" else "",
+            raw_status=RAW_STATUS.get(state, ""), stack_user="learner", port=22,
+            ip="192.0.2.1" if state != "deleted" else "",
             outputs={"public_ip": "192.0.2.1"} if state in ("ready", "suspended") else {},
             last_seen_at=now - timedelta(hours=1), idle_at=idle_at,
             delete_by=now + timedelta(days=random.uniform(1, 14)),
@@ -156,6 +162,19 @@ def measure(what: str, fn: Callable[[], Any]) -> dict[str, Any]:
     return stats
 
 
+def explain(sql: str, params: Any) -> None:
+    """Print MariaDB's plan for one query."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("EXPLAIN " + sql, params)
+        names = [c[0] for c in cursor.description]
+        print("  EXPLAIN of the slowest query:")
+        for row in cursor.fetchall():
+            plan = dict(zip(names, row, strict=True))
+            print("   ", {k: plan[k] for k in ("table", "type", "possible_keys", "key", "rows", "Extra")})
+
+
 def main() -> None:
     args = parse()
     with Rig(engine=False, keep=args.keep):
@@ -179,17 +198,19 @@ def main() -> None:
             worst = max(worst, total_db)
             rows = [("cores (nproc)", str(cores())), ("rows", f"{args.rows} ({len(cloud)} listed)")]
             for p in parts:
-                kinds = ", ".join(f"{k} {n}" for k, (_, n) in sorted(p["by_kind"].items()))
+                kinds = ", ".join(f"{k} {n}: {t * 1000:.0f} ms" for k, (t, n) in sorted(p["by_kind"].items()))
                 rows.append((p["what"], f"{p['seconds'] * 1000:7.1f} ms db, {p['wall'] * 1000:7.1f} ms wall, "
                                         f"{p['queries']:4d} queries ({kinds}); result {p['result']}"))
             wall = sum(p["wall"] for p in parts) * 1000
             rows.append(("both ticks", f"{total_db:7.1f} ms db, {wall:7.1f} ms wall, "
                                        f"{sum(p['queries'] for p in parts)} queries"))
             slow = sorted((q for p in parts for q in p["slowest"]), reverse=True)[: args.top]
-            for i, (seconds, sql) in enumerate(slow, 1):
-                rows.append((f"slowest #{i}", f"{seconds * 1000:6.1f} ms  {sql}"))
+            for i, (seconds, short, _, _) in enumerate(slow, 1):
+                rows.append((f"slowest #{i}", f"{seconds * 1000:6.1f} ms  {short}"))
             print_table(f"tick round {round_}", rows, goal=f"db time <= {GOAL_MS:.0f} ms",
                         met=total_db <= GOAL_MS)
+            if args.explain and slow:
+                explain(slow[0][2], slow[0][3])
         print(f"\nworst round: {worst:.1f} ms of database time (goal <= {GOAL_MS:.0f} ms): "
               f"{'MET' if worst <= GOAL_MS else 'MISSED'}")
 
