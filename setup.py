@@ -41,6 +41,8 @@ EXTRAS_REQUIRE = {
         "cssselect>=1.2,<2",  # CSS selectors over rendered views in block tests
     ],
 }
+# `labxblock demo`: the workbench and the gateway (Redis if one runs, else kombu's filesystem broker).
+EXTRAS_REQUIRE["demo"] = [*EXTRAS_REQUIRE["gateway"], "xblock-sdk>=0.14,<1", "redis>=5,<9"]
 EXTRAS_REQUIRE["test"] += EXTRAS_REQUIRE["gateway"]
 
 setup(
@@ -57,19 +59,22 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={
-        "console_scripts": ["labxblock-gateway = labxblock.gateway.cli:main"],
+        "console_scripts": [
+            "labxblock-gateway = labxblock.gateway.cli:main",
+            "labxblock = labxblock.cli:main",
+        ],
         "xblock.v1": ["labxblock = labxblock.block:LabBlock"],
         "lms.djangoapp": ["labxblock = labxblock.apps:LabXBlockConfig"],
         "cms.djangoapp": ["labxblock = labxblock.apps:LabXBlockConfig"],
         "labxblock.providers": [
             "openstack = labxblock.providers.openstack:OpenStackProvider",
+            "local = labxblock.providers.local:LocalProvider",
         ],
     },
     classifiers=[
         "Framework :: Django",
         "Framework :: Django :: 4.2",
         "Framework :: Django :: 5.2",
-        "License :: OSI Approved :: GNU Affero General Public License v3 or later (AGPLv3+)",
         "Programming Language :: Python :: 3.11",
         "Programming Language :: Python :: 3.12",
     ],
