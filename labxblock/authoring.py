@@ -15,7 +15,14 @@ from typing import Any
 
 import yaml
 
-from labxblock.fields import KEY_TYPES, PROTOCOLS, TIMEOUT_FIELDS
+from labxblock.fields import (
+    CHECK_KEYS,
+    CHECK_TIMEOUT_DEFAULT,
+    CHECK_TIMEOUT_MAX,
+    KEY_TYPES,
+    PROTOCOLS,
+    TIMEOUT_FIELDS,
+)
 
 REQUIRED_OUTPUTS = ("public_ip", "private_key")
 STATIC_PREFIX = "/static/"
@@ -184,13 +191,76 @@ def check_ports(values: Mapping[str, Any]) -> list[Problem]:
     return problems
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def check_checks(values: Mapping[str, Any]) -> list[Problem]:
     problems = []
     for i, c in enumerate(values.get("checks") or []):
-        script = c.get("script") if isinstance(c, Mapping) else None
+        c = c if isinstance(c, Mapping) else {}
+        n = i + 1
+        script = c.get("script")
         if not isinstance(script, str) or not script.strip():
-            problems.append(Problem("checks", _("Check script {n} is empty."), {"n": i + 1}))
+            problems.append(Problem("checks", _("Check script {n} is empty."), {"n": n}))
+        unknown = sorted(set(c) - set(CHECK_KEYS))
+        if unknown:
+            problems.append(Problem("checks", _("Check {n} has unknown settings: {names}."),
+                                    {"n": n, "names": ", ".join(map(str, unknown))}))
+        weight = c.get("weight")
+        if weight is not None and (not _number(weight) or weight <= 0):
+            problems.append(Problem("checks", _("Check {n}: the weight must be a number greater than 0."),
+                                    {"n": n}))
+        timeout = c.get("timeout")
+        if timeout is not None and (not _number(timeout) or not 1 <= timeout <= CHECK_TIMEOUT_MAX):
+            problems.append(Problem(
+                "checks", _("Check {n}: the timeout must be between 1 and {max} seconds."),
+                {"n": n, "max": CHECK_TIMEOUT_MAX},
+            ))
+        for key in ("name", "hint", "host"):
+            if c.get(key) is not None and not isinstance(c[key], str):
+                problems.append(Problem("checks", _("Check {n}: {key} must be text."), {"n": n, "key": key}))
+        if isinstance(c.get("host"), str) and not _host_ok(c["host"]):
+            problems.append(Problem("checks", _("Check {n}: the host must look like user@host:port."),
+                                    {"n": n}))
     return problems
+
+
+def _host_ok(host: str) -> bool:
+    """Empty, or ``[user@]host[:port]`` (``[v6]:port`` too) with no spaces and a valid port."""
+    host = host.strip()
+    if any(ch.isspace() for ch in host):
+        return False
+    rest = host.rpartition("@")[2]
+    if rest.startswith("["):
+        port = rest.partition("]")[2].removeprefix(":")
+    else:
+        port = rest.partition(":")[2] if rest.count(":") == 1 else ""
+    return not port or (port.isdigit() and 0 < int(port) < 65536)
+
+
+def check_specs(values: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The checks to run, complete and safe to run: runnable ones only, defaults for bad values.
+
+    Studio warns about what is dropped or replaced here (``check_checks``); learners are
+    never stopped by an author's typo in an optional setting.
+    """
+    specs = []
+    for i, c in enumerate(values.get("checks") or []):
+        if not isinstance(c, Mapping) or not isinstance(c.get("script"), str) or not c["script"].strip():
+            continue
+        weight, timeout = c.get("weight"), c.get("timeout")
+        host = c.get("host") if isinstance(c.get("host"), str) else ""
+        specs.append({
+            "name": c["name"] if isinstance(c.get("name"), str) and c["name"].strip() else f"Check {i + 1}",
+            "script": c["script"],
+            "weight": float(weight) if _number(weight) and weight > 0 else 1.0,
+            "hint": c["hint"] if isinstance(c.get("hint"), str) else "",
+            "host": host.strip(),  # a malformed host fails its check when run, never runs elsewhere
+            "timeout": timeout if _number(timeout) and 1 <= timeout <= CHECK_TIMEOUT_MAX
+            else CHECK_TIMEOUT_DEFAULT,
+        })
+    return specs
 
 
 def check_settings(values: Mapping[str, Any]) -> list[Problem]:

@@ -41,6 +41,10 @@ SCALAR_FIELDS = (
 # Fields stored as child elements.
 LIST_FIELDS = ("providers", "ports", "checks")
 TIMEOUT_FIELDS = ("launch_timeout", "suspend_timeout", "delete_timeout")
+# What one entry of ``checks`` may hold, and its limits.
+CHECK_KEYS = ("name", "script", "weight", "hint", "host", "timeout")
+CHECK_TIMEOUT_DEFAULT = 30
+CHECK_TIMEOUT_MAX = 600
 
 
 class LabFieldsMixin(XBlockMixin):
@@ -101,8 +105,11 @@ class LabFieldsMixin(XBlockMixin):
     checks = List(
         display_name=_("Check scripts"), default=[], scope=Scope.settings,
         help=_(
-            'Scripts run inside the lab to check progress, as a JSON list: '
-            '[{"name": "file created", "script": "test -f ~/done"}].'
+            'Scripts run inside the lab to check progress, as a JSON list: [{"name": "file created", '
+            '"script": "test -f ~/done", "weight": 1, "hint": "Create the file done in your home.", '
+            '"host": "", "timeout": 30}]. Exit status 0 passes. Only name and script are required; '
+            "weight (> 0) sets the check's share of the score; the hint is shown when it fails "
+            "(else its error output); host runs it on a server behind the lab; timeout is in seconds."
         ),
     )
     launch_timeout = Integer(
@@ -148,7 +155,9 @@ class LabFieldsMixin(XBlockMixin):
 
     # The learner's own choice of port; None: the first port, or the protocol's default.
     selected_port = Integer(default=None, scope=Scope.user_state)
-    # The learner's best check result in [0, 1]; None until a check has run.
+    # The learner's last check score in [0, 1]; None until a check has been scored.
     raw_earned = Float(default=None, scope=Scope.user_state)
+    # The check run whose score was last published, so each run is published once.
+    graded_run = Integer(default=None, scope=Scope.user_state)
 
     editable_fields = (*SCALAR_FIELDS, *LIST_FIELDS, "instructions")

@@ -274,3 +274,40 @@ __all__ = [
     "reencrypt_secrets",
     "scrub",
 ]
+
+
+class CheckRun(models.Model):
+    """One press of a block's check button: what ran, which checks passed, the score. No secrets.
+
+    At most one run per learner and block is ``running``: ``labs.checking`` starts runs
+    while holding the lab's row lock. A running run past ``deadline_at`` was lost (broker
+    down, worker killed) and is closed as failed the next time anyone looks.
+    """
+
+    class State(models.TextChoices):
+        RUNNING = "running", "running"
+        DONE = "done", "done"  # the checks ran; ``score`` is set
+        FAILED = "failed", "failed"  # nothing was scored; ``reason`` says why
+
+    lab = models.ForeignKey(Lab, on_delete=models.SET_NULL, null=True, blank=True, related_name="check_runs")
+    learner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+")
+    course_run = models.CharField(max_length=255)
+    usage_id = models.CharField(max_length=255, help_text="The block whose checks ran (and is graded).")
+    lab_key = models.CharField(max_length=255)
+    state = models.CharField(max_length=16, choices=State.choices, default=State.RUNNING)
+    reason = models.CharField(max_length=32, blank=True, help_text="Why a failed run was not scored.")
+    checks = models.JSONField(default=list, help_text="The checks as they ran (author content).")
+    results = models.JSONField(default=list, blank=True, help_text="Per check: passed, hint, output tails.")
+    score = models.FloatField(null=True, blank=True, help_text="Weighted share of passed checks, 0..1.")
+    actor = models.CharField(max_length=64)
+    started_at = models.DateTimeField()
+    deadline_at = models.DateTimeField(help_text="A run still running after this was lost.")
+    finished_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["learner", "usage_id", "started_at"], name="labxblock_checkrun_block"),
+        ]
+
+    def __str__(self) -> str:
+        return f"check run {self.pk} of {self.usage_id} ({self.state})"

@@ -7,6 +7,7 @@
   <provider name="backup"><template><![CDATA[heat_template_version: ...]]></template></provider>
   <port name="web" number="8080"/>
   <check name="file created"><![CDATA[test -f ~/done]]></check>
+  <check name="web" weight="2" timeout="20" host="web" hint="Start nginx."><![CDATA[curl -fs web]]></check>
   <html>…</html>   <!-- any other element: a child block shown with the instructions -->
 </labxblock>
 ```
@@ -30,6 +31,7 @@ BOOL_FIELDS = frozenset({"read_only", "hidden", "fullscreen"})
 TEXT_FIELDS = ("template", "environment")  # attribute when a file name, child element when inline
 OWN_ELEMENTS = frozenset({"instructions", "template", "environment", "provider", "port", "check"})
 # Attributes any runtime may put on a block's element; not ours to judge.
+CHECK_ATTRIBUTES = ("name", "weight", "hint", "host", "timeout")  # the script is the element's text
 FOREIGN_ATTRIBUTES = frozenset(
     {"url_name", "xblock-family", "filename", "parent_url", "parent_sequential_url"}
 )
@@ -118,10 +120,21 @@ def _port(node: etree._Element) -> dict[str, Any]:
 
 
 def _check(node: etree._Element) -> dict[str, Any]:
-    _only(node, {"name"})
+    _only(node, set(CHECK_ATTRIBUTES))
     if len(node):
         raise OlxError(node[0], "a check holds its script as text (CDATA), not elements")
-    return {"name": node.get("name", ""), "script": node.text or ""}
+    check: dict[str, Any] = {"name": node.get("name", ""), "script": node.text or ""}
+    if node.get("weight") is not None:
+        try:
+            check["weight"] = float(node.get("weight"))
+        except ValueError:
+            raise OlxError(node, f"weight={node.get('weight')!r} is not a number") from None
+    if node.get("timeout") is not None:
+        check["timeout"] = _int(node, "timeout", node.get("timeout"), minimum=1)
+    for key in ("hint", "host"):
+        if node.get(key) is not None:
+            check[key] = node.get(key)
+    return check
 
 
 def parse(node: etree._Element) -> tuple[dict[str, Any], list[etree._Element]]:
@@ -202,4 +215,6 @@ def export(values: Mapping[str, Any], node: etree._Element) -> None:
     for p in values.get("ports") or []:
         etree.SubElement(node, "port", {"name": str(p.get("name", "")), "number": str(p.get("number"))})
     for c in values.get("checks") or []:
-        _text_element(node, "check", str(c.get("script", "")), name=str(c.get("name", "")))
+        # Optional settings only when the author gave them: an old block exports as before.
+        attrs = {key: _attribute(c[key]) for key in CHECK_ATTRIBUTES if c.get(key) is not None}
+        _text_element(node, "check", str(c.get("script", "")), **{"name": "", **attrs})

@@ -98,6 +98,49 @@ def test_empty_check_script(script) -> None:
     assert problems(checks=checks) == [("checks", "Check script 2 is empty.")]
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"weight": 0}, "Check 1: the weight must be a number greater than 0."),
+        ({"weight": -2}, "Check 1: the weight must be a number greater than 0."),
+        ({"weight": "3"}, "Check 1: the weight must be a number greater than 0."),
+        ({"timeout": 0}, "Check 1: the timeout must be between 1 and 600 seconds."),
+        ({"timeout": 601}, "Check 1: the timeout must be between 1 and 600 seconds."),
+        ({"timeout": True}, "Check 1: the timeout must be between 1 and 600 seconds."),
+        ({"hint": ["a"]}, "Check 1: hint must be text."),
+        ({"host": "db server"}, "Check 1: the host must look like user@host:port."),
+        ({"host": "db:70000"}, "Check 1: the host must look like user@host:port."),
+        ({"host": "db:ssh"}, "Check 1: the host must look like user@host:port."),
+        ({"retries": 3}, "Check 1 has unknown settings: retries."),
+    ],
+)
+def test_bad_check_setting(extra, message) -> None:
+    assert problems(checks=[{"name": "a", "script": "true", **extra}]) == [("checks", message)]
+
+
+@pytest.mark.parametrize("host", ["", "db", "admin@db:2222", "[fd00::5]:22", "10.0.0.5"])
+def test_good_check_hosts(host) -> None:
+    check = {"name": "a", "script": "true", "weight": 2.5, "timeout": 600, "hint": "Do it.", "host": host}
+    assert problems(checks=[check]) == []
+
+
+def test_check_specs_fill_defaults_and_skip_what_cannot_run() -> None:
+    checks = [
+        {"script": "true"},
+        {"name": "empty", "script": "  "},
+        "not an object",
+        {"name": "full", "script": "false", "weight": 3, "hint": "Start nginx.", "host": " db:2222 ",
+         "timeout": 5},
+        {"name": "typos", "script": "true", "weight": 0, "timeout": 10_000, "hint": 7, "host": None},
+    ]
+    assert authoring.check_specs(values(checks=checks)) == [
+        {"name": "Check 1", "script": "true", "weight": 1.0, "hint": "", "host": "", "timeout": 30},
+        {"name": "full", "script": "false", "weight": 3.0, "hint": "Start nginx.", "host": "db:2222",
+         "timeout": 5},
+        {"name": "typos", "script": "true", "weight": 1.0, "hint": "", "host": "", "timeout": 30},
+    ]
+
+
 def test_provider_without_template_falls_back_to_the_blocks_template() -> None:
     assert problems(providers=[{"name": "default"}, {"name": "os2", "template": "/static/other.yaml"}],
                     files={"other.yaml": GOOD}) == []

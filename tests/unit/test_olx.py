@@ -82,6 +82,40 @@ def test_inline_block_template_round_trips() -> None:
     assert again.template == inline
 
 
+CHECKS_XML = """<labxblock>
+  <check name="plain"><![CDATA[test -f ~/done]]></check>
+  <check name="web" weight="2.5" timeout="20" host="admin@web:2222"
+         hint="Start it: &quot;systemctl start nginx&quot; &lt;then&gt; reload.&#10;Then check again."
+    ><![CDATA[#!/bin/sh
+curl -fs http://web/]]></check>
+</labxblock>"""
+
+
+def test_check_settings_import_and_round_trip() -> None:
+    runtime, block = load(CHECKS_XML)
+    assert block.checks == [
+        {"name": "plain", "script": "test -f ~/done"},  # only what the author gave
+        {"name": "web", "script": "#!/bin/sh\ncurl -fs http://web/", "weight": 2.5, "timeout": 20,
+         "host": "admin@web:2222",
+         "hint": 'Start it: "systemctl start nginx" <then> reload.\nThen check again.'},
+    ]
+    exported = export(runtime, block)
+    runtime2, again = load(exported)
+    assert again.checks == block.checks
+    assert export(runtime2, again) == exported
+    checks = etree.fromstring(exported).findall("check")
+    assert dict(checks[0].attrib) == {"name": "plain"}  # an old block's checks export as before
+    assert checks[1].get("weight") == "2.5" and checks[1].get("timeout") == "20"
+
+
+def test_checks_set_in_studio_export_their_settings() -> None:
+    runtime, block = load("<labxblock/>")
+    block.checks = [{"name": "n", "script": "true", "weight": 3, "hint": "", "host": "db", "timeout": 45}]
+    _, again = load(export(runtime, block))
+    assert again.checks == [{"name": "n", "script": "true", "weight": 3.0, "hint": "", "host": "db",
+                             "timeout": 45}]
+
+
 def test_defaults_are_not_exported() -> None:
     runtime, block = load("<labxblock/>")
     root = etree.fromstring(export(runtime, block))
@@ -110,6 +144,12 @@ def test_defaults_are_not_exported() -> None:
          "<flavor> (line 2): unexpected element inside <provider>"),
         ('<labxblock>\n<check name="a"><b>x</b></check></labxblock>',
          "<b> (line 2): a check holds its script as text (CDATA), not elements"),
+        ('<labxblock>\n<check name="a" weight="much">true</check></labxblock>',
+         "<check> (line 2): weight='much' is not a number"),
+        ('<labxblock>\n<check name="a" timeout="0">true</check></labxblock>',
+         "<check> (line 2): timeout='0' must be at least 1"),
+        ('<labxblock>\n<check name="a" retries="3">true</check></labxblock>',
+         "<check> (line 2): unknown attribute 'retries' (allowed: hint, host, name, timeout, weight)"),
         ('<labxblock template="/static/a.yaml">\n<template>a:\n 1</template></labxblock>',
          "<template> (line 2): template is given twice"),
     ],
