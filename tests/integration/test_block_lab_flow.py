@@ -205,7 +205,7 @@ def test_reset_deletes_the_stack_and_comes_back_ready_with_a_new_one(flow, cloud
 
     answer, sql = f.counted("reset")
     assert answer["phase"] == "deleting" and answer["ready"] is False and answer["poll_ms"]
-    assert len(sql) <= 12, sql
+    assert len(sql) <= 10, sql
     seen = f.wait_phase("ready")
     assert seen[0] in ("deleting", "queued", "creating"), seen
     assert cloud_fake.counters()["stack_create"] == 2 and cloud_fake.counters()["stack_delete"] == 1
@@ -228,7 +228,7 @@ def test_a_refused_create_fails_in_learners_words_and_retry_brings_it_up(flow, c
     cloud_fake.configure(quota_exceeded=False)
     answer, sql = f.counted("retry")
     assert answer["phase"] == "queued" and answer["error"] is None
-    assert len(sql) <= 12, sql
+    assert len(sql) <= 10, sql
     f.wait_phase("ready")
     assert f.engine.stacks() == {f.lab().stack_name}
 
