@@ -54,11 +54,14 @@ class RunningDemo:
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[RunningDemo]:
+    yield from run_demo(tmp_path / "demo", "--suspend-timeout", str(SUSPEND_TIMEOUT))
+
+
+def run_demo(directory: Path, *options: str) -> Iterator[RunningDemo]:
+    """Run the quickstart's command until the test is done, then Ctrl-C it and check it cleaned up."""
     if not Path("/usr/sbin/sshd").exists():
         missing_service("the demo's local provider needs /usr/sbin/sshd (openssh-server)")
-    directory = tmp_path / "demo"
-    argv = [*quickstart_command(), "--dir", str(directory), "--port", "0",
-            "--suspend-timeout", str(SUSPEND_TIMEOUT)]
+    argv = [*quickstart_command(), "--dir", str(directory), "--port", "0", *options]
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             start_new_session=True)
     output: list[str] = []
@@ -76,6 +79,7 @@ def demo(tmp_path: Path) -> Iterator[RunningDemo]:
         assert found.wait(120) or proc.poll() is not None, "".join(output)
         match = re.search(r"Open (http://\S+)", "".join(output))
         assert match, "".join(output)
+        assert len(_processes_of(directory)) >= 5, "the check below would see nothing"  # web, worker…
         yield RunningDemo(match.group(1), directory, output)
     finally:
         proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
@@ -90,6 +94,21 @@ def demo(tmp_path: Path) -> Iterator[RunningDemo]:
     assert "stopped." in "".join(output)
     labs = directory / "labs"
     assert not labs.exists() or [p for p in labs.iterdir()] == [], "Ctrl-C left labs behind"
+    assert _processes_of(directory) == [], "Ctrl-C left processes behind"
+
+
+def _processes_of(directory: Path) -> list[int]:
+    """Pids of live processes started by the demo in ``directory`` (labs inherit its environment)."""
+    marker = f"LABXBLOCK_DEMO_DIR={directory}".encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if (entry.name.isdigit() and marker in (entry / "environ").read_bytes().split(b"\0")
+                    and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"):  # zombies are dead
+                pids.append(int(entry.name))
+        except OSError:
+            continue
+    return pids
 
 
 def _terminal(driver, timeout: float = 90):
@@ -167,3 +186,25 @@ def _frozen_states(labs: Path) -> list[str]:
     (lab,) = provider.list("labxblock-demo")
     state = provider._read(labs / lab.ref.name)
     return [p.state for p in lab_processes(state["id"], state["sshd_pid"], state["sshd_start"])]
+
+
+def test_without_redis_the_serverless_broker_carries_beats_ticks_to_the_worker(tmp_path: Path) -> None:
+    directory = tmp_path / "demo"
+    running = run_demo(directory, "--broker", "filesystem")
+    demo = next(running)
+    assert "(broker filesystem)" in "".join(demo.output)
+    worker_log, started = directory / "logs" / "worker.log", time.monotonic()
+    while not re.search(r"labxblock\.tasks\.reconcile\[\S+\] succeeded", worker_log.read_text()):
+        assert time.monotonic() - started < 30, worker_log.read_text()[-2000:]
+        time.sleep(0.5)
+    with pytest.raises(StopIteration):
+        next(running)  # Ctrl-C, and the checks that everything stopped
+
+
+def test_a_redis_answering_ping_is_found_and_a_silent_port_is_not(redis_server) -> None:
+    from labxblock.demo.runner import broker_url, free_port, redis_answers
+
+    assert redis_answers(("127.0.0.1", redis_server.port))
+    assert not redis_answers(("127.0.0.1", free_port()))
+    assert broker_url("filesystem") == "filesystem://"
+    assert broker_url("redis").startswith("redis://127.0.0.1:6379/")
