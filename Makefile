@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 COMPAT_VENV ?= .venv-compat
 PYTEST_ARGS ?=
 
-.PHONY: test venv compat-venv lint test-sqlite test-mariadb test-compat services clean
+.PHONY: test venv compat-venv lint test-sqlite test-mariadb test-compat services clean demo
 
 test: lint test-sqlite test-mariadb test-compat
 
@@ -50,3 +50,9 @@ test-compat: compat-venv
 
 clean:
 	rm -rf $(VENV) $(COMPAT_VENV) build dist *.egg-info test-artifacts
+
+# The one-command demo (docs/quickstart.md): workbench, worker, beat, gateway and a local lab.
+demo:
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet -e ".[demo]"
+	$(VENV)/bin/labxblock demo
