@@ -30,6 +30,12 @@ class LabConfigError(Exception):
     """The block's template cannot be read: the learner sees NOT_CONFIGURED."""
 
 
+def _checking() -> Any:
+    from labxblock.labs import checking  # as _labs(): models need Django's apps ready
+
+    return checking
+
+
 def _labs() -> Any:
     # Imported when a handler runs: labs imports models, which need Django's apps ready,
     # and the runtime imports this module while it loads block classes.
@@ -199,8 +205,35 @@ class LabBlock(LabFieldsMixin, StudioEditableXBlockMixin, ScorableXBlockMixin, X
 
     @XBlock.json_handler
     def check(self, data: dict, suffix: str = "") -> dict:
-        """Run the author's check scripts (arrives with checks.py)."""
-        return {"available": False, "message": self.ugettext(messages.CHECK_UNAVAILABLE)}
+        """Start a run of the author's checks in the lab (one at a time); the page polls ``check_result``."""
+        viewer = compat.viewer(self)
+        if viewer is None:
+            return messages.error_answer(messages.NOT_SIGNED_IN, self.ugettext)
+        specs = authoring.check_specs(self._values())
+        if not specs:
+            return messages.error_answer(messages.NO_CHECKS, self.ugettext)
+        _checking().request_check(viewer.user, compat.course_run(self), self._lab_key(), self._usage_key(),
+                                  specs, actor=viewer.actor)
+        return self._check_result(viewer)
+
+    @XBlock.json_handler
+    def check_result(self, data: dict, suffix: str = "") -> dict:
+        """The latest runs; a newly finished run's score is published now (grades need the runtime)."""
+        viewer = compat.viewer(self)
+        if viewer is None:
+            return messages.error_answer(messages.NOT_SIGNED_IN, self.ugettext)
+        return self._check_result(viewer)
+
+    def _check_result(self, viewer: compat.Viewer) -> dict:
+        runs = _checking().latest_runs(viewer.user, compat.course_run(self), self._usage_key())
+        latest = runs[0] if runs else None
+        # Staff viewing as a learner see the result but do not change the learner's grade.
+        if latest is not None and latest.state == "done" and latest.id != self.graded_run \
+                and not viewer.masquerading:
+            self.raw_earned = latest.score
+            self.graded_run = latest.id
+            self._publish_grade(self.get_score())
+        return messages.check_answer(runs, self.check_feedback, self.ugettext)
 
     def _act(self, action: str) -> dict:
         viewer = compat.viewer(self)
@@ -220,6 +253,9 @@ class LabBlock(LabFieldsMixin, StudioEditableXBlockMixin, ScorableXBlockMixin, X
         return messages.status_answer(result, datetime.now(UTC), self.ugettext)
 
     # --- helpers ---
+
+    def _usage_key(self) -> str:
+        return str(self.scope_ids.usage_id)
 
     def _lab_key(self) -> str:
         return authoring.lab_key(compat.course_run(self), self._values())
@@ -274,7 +310,7 @@ class LabBlock(LabFieldsMixin, StudioEditableXBlockMixin, ScorableXBlockMixin, X
             suspend = 120
         return max(30, int(suspend * 0.75))
 
-    # --- score (ScorableXBlockMixin); checks fill it in ---
+    # --- score (ScorableXBlockMixin): the last scored check run, in [0, 1]; the platform applies weight ---
 
     def has_submitted_answer(self) -> bool:
         return self.raw_earned is not None
@@ -286,6 +322,12 @@ class LabBlock(LabFieldsMixin, StudioEditableXBlockMixin, ScorableXBlockMixin, X
         self.raw_earned = score.raw_earned / score.raw_possible if score.raw_possible else 0.0
 
     def calculate_score(self) -> Score:
+        """Rescoring: the learner's last scored check run, as recorded (scripts are not run again)."""
+        viewer = compat.viewer(self)
+        if viewer is not None:
+            score = _checking().latest_score(viewer.user, compat.course_run(self), self._usage_key())
+            if score is not None:
+                return Score(raw_earned=score, raw_possible=1.0)
         return self.get_score()
 
     def max_score(self) -> float:

@@ -48,10 +48,33 @@ GENERIC_FAILURE = _("Something went wrong with your lab. Please try again.")
 NOT_CONFIGURED = _("This lab is not set up correctly yet. Please tell the course team.")
 NOT_SIGNED_IN = _("Please sign in to use this lab.")
 NO_SUCH_PORT = _("This lab has no such port.")
-CHECK_UNAVAILABLE = _("Progress checks are not available yet.")
+NO_CHECKS = _("This lab has no progress checks.")
 TERMINAL_UNAVAILABLE = _("The lab cannot be shown on this site yet. Please tell the course team.")
 NOT_READY = _("Your lab is not ready yet.")
 MASQUERADE = _("You are viewing the lab of {username}. What you do here happens in their lab.")
+
+# Progress checks: how a run went, in the learner's words. A run that was not scored says so.
+CHECK_RUNNING = _("Checking your lab…")
+CHECK_FAILED: dict[str, str] = {
+    "not_ready": _("Your lab is paused or not ready, so it was not checked. Resume your lab, then check "
+                   "again. This did not affect your score."),
+    "unreachable": _("Your lab did not answer, so it was not checked. Make sure it is running, then check "
+                     "again. This did not affect your score."),
+    "auth": _("Your lab could not be logged in to, so it was not checked. This did not affect your score. "
+              "If it happens again, reset your lab or tell the course team."),
+    "host_key": _("Your lab could not be verified, so it was not checked. This did not affect your score. "
+                  "Please tell the course team."),
+    "lost": _("The check did not finish. Please try again; this did not affect your score."),
+}
+CHECK_DONE = _("{passed} of {total} checks passed. Score: {percent}%.")
+CHECK_DONE_SCORE = _("Score: {percent}%.")
+CHECK_RECORDED = _("Your progress was checked and recorded.")
+CHECK_PASSED = _("Passed")
+CHECK_NOT_PASSED = _("Not yet")
+CHECK_TIMED_OUT = _("This check took longer than {seconds} seconds and was stopped.")
+CHECK_NOT_RUN = _("This check could not run: {error}.")
+CHECK_EXIT = _("This check failed (exit status {status}).")
+HINT_CHARS = 500  # of stderr, when the author gave no hint
 
 # Strings the page's JavaScript shows; keep in step with gettext("…") calls in labxblock.js.
 JS_STRINGS = (
@@ -71,6 +94,9 @@ JS_STRINGS = (
     _("Cancel"),
     _("{minutes} min {seconds} s"),
     _("{seconds} s"),
+    _("Your last checks"),
+    _("{score}% on {when}"),
+    _("not scored on {when}"),
 )
 
 # How soon the page should ask again, by phase (ms): fast while something is happening.
@@ -113,3 +139,57 @@ def status_answer(status: Any, now: datetime, gettext: Gettext) -> dict[str, Any
 def error_answer(message: str, gettext: Gettext, **params: Any) -> dict[str, Any]:
     """A learner-visible error with no lab status."""
     return {"error": gettext(message).format(**params)}
+
+
+def _percent(score: float | None) -> int:
+    return round((score or 0.0) * 100)
+
+
+def _check_line(result: dict[str, Any], gettext: Gettext) -> dict[str, Any]:
+    """One check as the page lists it; a failure explained by the hint, else by what went wrong."""
+    explanation = ""
+    if not result.get("passed"):
+        if result.get("hint"):
+            explanation = result["hint"]
+        elif result.get("error"):
+            explanation = gettext(CHECK_NOT_RUN).format(error=result["error"])
+        elif result.get("timed_out"):
+            explanation = gettext(CHECK_TIMED_OUT).format(seconds=round(result.get("seconds") or 0))
+        elif (result.get("stderr") or "").strip():
+            explanation = result["stderr"].strip()[-HINT_CHARS:]  # shown as text, never as markup
+        else:
+            explanation = gettext(CHECK_EXIT).format(status=result.get("exit_status"))
+    return {"name": result.get("name", ""), "passed": bool(result.get("passed")),
+            "label": gettext(CHECK_PASSED if result.get("passed") else CHECK_NOT_PASSED), "hint": explanation}
+
+
+def check_answer(runs: list[Any], feedback: str, gettext: Gettext) -> dict[str, Any]:
+    """The JSON the page gets about checks: the latest run (``labs.checking.CheckRunView``) and history.
+
+    ``feedback`` is the author's choice: ``full`` (score, each check and hints), ``score``, ``none``.
+    """
+    latest = runs[0] if runs else None
+    answer: dict[str, Any] = {"state": None, "running": False, "poll_ms": None, "message": "",
+                              "score": None, "results": [], "history": []}
+    if latest is None:
+        return answer
+    answer.update(state=latest.state, running=latest.running)
+    if latest.running:
+        answer.update(message=gettext(CHECK_RUNNING), poll_ms=1000)
+    elif latest.state == "failed":
+        answer["message"] = gettext(CHECK_FAILED.get(latest.reason, CHECK_FAILED["lost"]))
+    elif feedback == "none":
+        answer["message"] = gettext(CHECK_RECORDED)
+    else:
+        passed = sum(1 for r in latest.results if r.get("passed"))
+        template = CHECK_DONE if feedback == "full" else CHECK_DONE_SCORE
+        answer["message"] = gettext(template).format(passed=passed, total=len(latest.results),
+                                                     percent=_percent(latest.score))
+        answer["score"] = latest.score
+        if feedback == "full":
+            answer["results"] = [_check_line(r, gettext) for r in latest.results]
+    if feedback != "none":
+        answer["history"] = [{"at": run.started_at.isoformat(), "state": run.state,
+                              "score": run.score if run.state == "done" else None}
+                             for run in runs if not run.running]
+    return answer

@@ -8,15 +8,17 @@ never a lost lab; the reconciler's deadlines catch what a redelivery does not.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import socket
 
 from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 
-from labxblock import clouds
+from labxblock import checks, clouds
 from labxblock.conf import get_settings
-from labxblock.labs import engine, jobs, periodic
+from labxblock.labs import checking, engine, jobs, periodic
 from labxblock.labs.engine import Job, Observation
 from labxblock.lifecycle import Action, State
 from labxblock.providers.base import (
@@ -201,3 +203,38 @@ def delete_orphan(self, provider_name: str, stack_name: str, provider_state: dic
         raise self.retry(countdown=min(MAX_RETRY_COUNTDOWN, exc.delay), exc=exc) from None
     log.info("labxblock: deleted orphan stack %s on provider %s", stack_name, provider_name)
     return "deleted"
+
+
+# --- progress checks ---
+
+
+@shared_task(name="labxblock.tasks.run_checks", acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True)
+def run_checks(run_id: int) -> str:
+    """Run one CheckRun's scripts in its lab and store the results.
+
+    Holds a worker for the scripts' own timeouts at most: ``labs.checking`` sends it with a
+    time limit of the run's budget plus a margin. A redelivered run that already finished
+    or outlived its deadline is dropped by ``claim``.
+    """
+    job = checking.claim(run_id)
+    if job is None:
+        return "stale"
+    target = checks.CheckTarget(host=job.host, port=job.port, username=job.username,
+                                private_key=job.private_key, password=job.password,
+                                host_key=job.host_key, label=job.label)
+    specs = [checks.CheckSpec(name=c["name"], script=c["script"], weight=float(c["weight"]),
+                              hint=c.get("hint") or "", host=c.get("host") or "", timeout=float(c["timeout"]))
+             for c in job.checks]
+    try:
+        results = checks.run_checks(target, specs, connect_timeout=job.connect_timeout)
+    except checks.LabUnreachable as exc:
+        log.info("labxblock: check run %s: lab %s not checked (%s): %s", run_id, job.label, exc.reason, exc)
+        checking.record_failure(run_id, exc.reason)
+        return exc.reason
+    except SoftTimeLimitExceeded:
+        log.warning("labxblock: check run %s on lab %s ran out of time", run_id, job.label)
+        checking.record_failure(run_id, checking.LOST)
+        return checking.LOST
+    checking.record_results(run_id, [dataclasses.asdict(r) for r in results])
+    return "done"

@@ -207,17 +207,66 @@ function LabXBlock(runtime, element, args) {
     win.opener = null;
     terminalUrl().then(function (url) { win.location.href = url; }, function () { win.close(); });
   });
+  // --- progress checks: start a run, poll its result, show each check, the score and the last runs ---
+  var checkTimer = null;
+  var checkList = find("[data-role=check-results]");
+  var history = find("[data-role=check-history]");
+  var historyList = find("[data-role=check-history-list]");
+
+  function renderChecks(answer) {
+    clearTimeout(checkTimer);
+    setText(el.feedback, answer.message || answer.error || "");
+    if (el.check) { el.check.disabled = !!answer.running || !state.ready; }
+    if (answer.running) {
+      checkTimer = setTimeout(function () { collectChecks(); }, answer.poll_ms || 1000);
+      return;
+    }
+    if (answer.state === "failed" && !state.ready) { launch(); }  // "resume first": wake the lab now
+    if (checkList) {
+      checkList.textContent = "";
+      (answer.results || []).forEach(function (result) {
+        var item = document.createElement("li");
+        item.className = result.passed ? "labxblock-check-passed" : "labxblock-check-failed";
+        var head = document.createElement("strong");
+        head.textContent = result.label + ": " + result.name;
+        item.appendChild(head);
+        if (result.hint) {
+          var hint = document.createElement("pre");
+          hint.className = "labxblock-check-hint";
+          hint.textContent = result.hint;
+          item.appendChild(hint);
+        }
+        checkList.appendChild(item);
+      });
+      show(checkList, !!(answer.results && answer.results.length));
+    }
+    if (historyList) {
+      historyList.textContent = "";
+      (answer.history || []).forEach(function (run) {
+        var item = document.createElement("li");
+        var when = new Date(run.at).toLocaleString();
+        item.textContent = run.score === null ? format(gettext("not scored on {when}"), {when: when}) :
+          format(gettext("{score}% on {when}"), {score: Math.round(run.score * 100), when: when});
+        historyList.appendChild(item);
+      });
+      show(history, !!(answer.history && answer.history.length));
+    }
+  }
+  function collectChecks() {
+    post("check_result", {}).then(renderChecks, function () {
+      setText(el.feedback, gettext("Cannot reach the server. Retrying…"));
+      checkTimer = setTimeout(collectChecks, 3000);
+    });
+  }
   on("check", function () {
     setText(el.feedback, gettext("Checking…"));
     el.check.disabled = true;
-    post("check", {}).then(function (answer) {
-      setText(el.feedback, answer.message || answer.error || "");
-      el.check.disabled = !state.ready;
-    }, function () {
+    post("check", {}).then(renderChecks, function () {
       setText(el.feedback, gettext("Cannot reach the server. Retrying…"));
       el.check.disabled = !state.ready;
     });
   });
+  if (args.has_checks) { collectChecks(); }  // the last runs; publishes a result nobody collected yet
 
   launch();
 }

@@ -1,0 +1,212 @@
+"""Progress checks on the labs side: start a run, hand the task its job, record what came of it.
+
+One run at a time per learner and block: ``request_check`` holds the lab's row
+lock while it looks for a running run, so a double click or two tabs start one
+run. A lab that is not ready is not checked and not scored: the run is recorded
+as failed with reason ``not_ready`` and the learner is asked to resume it first.
+A run that outlives its deadline (broker down, worker killed) is closed as
+``lost`` the next time anyone looks, so nothing stays "running" for ever.
+
+What is stored per check is what the learner may see (name, passed, the author's
+hint, a tail of stderr) plus a head of stdout for staff, all scrubbed of the
+lab's secrets: a script that prints the lab's key must not put it in the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from celery import current_app
+from django.db import transaction
+from django.utils import timezone
+
+from labxblock.labs.specs import DEFAULT_PORTS
+from labxblock.lifecycle import Desired, State
+from labxblock.models import CheckRun, Lab, scrub
+
+RUN_TASK = "labxblock.tasks.run_checks"
+CONNECT_TIMEOUT_SECONDS = 10
+QUEUE_SECONDS = 60  # a run may wait this long for a free worker before it counts as lost
+TASK_MARGIN_SECONDS = 30  # the task's hard limit beyond the run's own budget (DB writes, start-up)
+STORED_CHARS = 2000  # per stream and check: what the history keeps of the output
+HISTORY = 5
+
+# Why a run was not scored (CheckRun.reason).
+NOT_READY = "not_ready"  # the lab was not up: resume it first
+UNREACHABLE = "unreachable"  # the lab did not answer over SSH
+AUTH = "auth"  # the lab refused its own key
+HOST_KEY = "host_key"  # the lab's host key was not the template's: nothing was sent
+LOST = "lost"  # the run did not finish in time (worker or broker trouble)
+REASONS = (NOT_READY, UNREACHABLE, AUTH, HOST_KEY, LOST)
+
+
+@dataclass(frozen=True)
+class CheckRunView:
+    """A run as the block shows it: no script, no secret."""
+
+    id: int
+    state: str
+    reason: str
+    started_at: datetime
+    finished_at: datetime | None
+    score: float | None
+    results: tuple[Mapping[str, Any], ...]
+
+    @property
+    def running(self) -> bool:
+        return self.state == CheckRun.State.RUNNING
+
+
+@dataclass(frozen=True)
+class CheckJob:
+    """What the task needs to run the checks; holds the lab's secrets, so never logged or shown."""
+
+    run_id: int
+    host: str
+    port: int
+    username: str
+    private_key: str = field(repr=False)
+    password: str = field(repr=False)
+    host_key: str
+    label: str
+    checks: tuple[Mapping[str, Any], ...]
+    connect_timeout: float = CONNECT_TIMEOUT_SECONDS
+
+
+def view_of(run: CheckRun) -> CheckRunView:
+    return CheckRunView(run.pk, run.state, run.reason, run.started_at, run.finished_at, run.score,
+                        tuple(run.results or ()))
+
+
+def budget_seconds(checks: Sequence[Mapping[str, Any]]) -> float:
+    """How long running ``checks`` may take (the runner's own bound)."""
+    from labxblock.checks import CheckSpec, time_budget  # paramiko, only when checks are run
+
+    specs = [CheckSpec(name=str(c["name"]), script="", timeout=float(c["timeout"]),
+                       host=str(c.get("host") or "")) for c in checks]
+    return time_budget(specs, CONNECT_TIMEOUT_SECONDS)
+
+
+def request_check(
+    user: Any, course_run: str, lab_key: str, usage_id: str, checks: Sequence[Mapping[str, Any]], *,
+    actor: str,
+) -> CheckRunView:
+    """Start a run of ``checks`` (complete dicts, see ``authoring.check_specs``) on the learner's lab.
+
+    Returns the running run if there is one; a failed ``not_ready`` run if the lab is not up.
+    """
+    now = timezone.now()
+    budget = budget_seconds(checks)
+    with transaction.atomic():
+        # The lab's row lock serialises requests for it (SQLite: the IMMEDIATE transaction does).
+        lab = (Lab.objects.select_for_update()
+               .filter(learner=user, course_run=course_run, lab_key=lab_key).first())
+        running = (CheckRun.objects.filter(learner=user, course_run=course_run, usage_id=usage_id,
+                                           state=CheckRun.State.RUNNING).order_by("-started_at").first())
+        if running is not None:
+            if running.deadline_at > now:
+                return view_of(running)
+            _close(running.pk, LOST, now)
+        ready = lab is not None and lab.state == State.READY and lab.desired == Desired.UP and bool(lab.ip)
+        run = CheckRun.objects.create(
+            lab=lab, learner=user, course_run=course_run, usage_id=usage_id, lab_key=lab_key, actor=actor,
+            checks=list(checks), started_at=now, deadline_at=now + timedelta(seconds=QUEUE_SECONDS + budget),
+            state=CheckRun.State.RUNNING if ready else CheckRun.State.FAILED,
+            reason="" if ready else NOT_READY, finished_at=None if ready else now,
+        )
+        if ready:
+            limit = int(budget) + TASK_MARGIN_SECONDS
+            transaction.on_commit(
+                lambda: current_app.send_task(RUN_TASK, args=[run.pk], soft_time_limit=limit,
+                                              time_limit=limit + 10),
+                robust=True,  # broker down: the run is closed as lost at its deadline, the learner retries
+            )
+    return view_of(run)
+
+
+def _close(run_id: int, reason: str, now: datetime) -> bool:
+    """Mark a running run failed; False if it had already finished."""
+    return bool(CheckRun.objects.filter(pk=run_id, state=CheckRun.State.RUNNING).update(
+        state=CheckRun.State.FAILED, reason=reason, finished_at=now))
+
+
+def claim(run_id: int) -> CheckJob | None:
+    """The job for a running run whose lab is still ready; None if there is nothing (more) to do.
+
+    A lab that went down since the request closes the run as ``not_ready``.
+    """
+    now = timezone.now()
+    run = CheckRun.objects.filter(pk=run_id, state=CheckRun.State.RUNNING).select_related("lab").first()
+    if run is None:
+        return None
+    if run.deadline_at <= now:
+        _close(run.pk, LOST, now)
+        return None
+    lab = run.lab
+    if lab is None or lab.state != State.READY or lab.desired != Desired.UP or not lab.ip:
+        _close(run.pk, NOT_READY, now)
+        return None
+    return CheckJob(
+        run_id=run.pk, host=lab.ip, port=lab.port or DEFAULT_PORTS["ssh"], username=lab.stack_user,
+        private_key=lab.private_key, password=lab.password, host_key=str(lab.outputs.get("host_key", "")),
+        label=lab.stack_name, checks=tuple(run.checks),
+    )
+
+
+def record_failure(run_id: int, reason: str) -> bool:
+    """The run could not check the lab (``reason`` from REASONS): nothing is scored."""
+    assert reason in REASONS, reason
+    return _close(run_id, reason, timezone.now())
+
+
+def record_results(run_id: int, results: Sequence[Mapping[str, Any]]) -> bool:
+    """Store the runner's results (``CheckResult`` as dicts) and the score; False if the run was closed."""
+    now = timezone.now()
+    with transaction.atomic():
+        run = CheckRun.objects.select_for_update().filter(pk=run_id).select_related("lab").first()
+        if run is None or run.state != CheckRun.State.RUNNING:
+            return False
+        known = run.lab.known_secrets() if run.lab is not None else []
+        hints = [str(c.get("hint") or "") for c in run.checks]  # results come in the checks' order
+        stored = [_stored(r, hints[i] if i < len(hints) else "", known) for i, r in enumerate(results)]
+        total = sum(r["weight"] for r in stored)
+        run.results = stored
+        run.score = sum(r["weight"] for r in stored if r["passed"]) / total if total else 0.0
+        run.state, run.finished_at = CheckRun.State.DONE, now
+        run.save(update_fields=["results", "score", "state", "finished_at"])
+    return True
+
+
+def _stored(result: Mapping[str, Any], hint: str, known: list[str]) -> dict[str, Any]:
+    stderr, stdout = str(result.get("stderr") or ""), str(result.get("stdout") or "")
+    return {
+        "name": result["name"], "passed": bool(result["passed"]), "weight": float(result["weight"]),
+        "hint": hint, "timed_out": bool(result.get("timed_out")), "exit_status": result.get("exit_status"),
+        "error": str(result.get("error") or ""), "truncated": bool(result.get("truncated")),
+        "seconds": round(float(result.get("seconds") or 0), 2),
+        # The tail of stderr is where the error is; scrubbing after cutting could miss a key cut in half.
+        "stderr": scrub(stderr, known)[-STORED_CHARS:], "stdout": scrub(stdout, known)[:STORED_CHARS],
+    }
+
+
+def latest_runs(user: Any, course_run: str, usage_id: str, limit: int = HISTORY) -> list[CheckRunView]:
+    """The learner's last runs of this block's checks, newest first; an overdue run is closed as lost."""
+    now = timezone.now()
+    mine = CheckRun.objects.filter(learner=user, course_run=course_run, usage_id=usage_id).defer("checks")
+    runs = list(mine.order_by("-started_at", "-pk")[:limit])
+    overdue = [run for run in runs if run.state == CheckRun.State.RUNNING and run.deadline_at <= now]
+    for run in overdue:
+        _close(run.pk, LOST, now)
+    if overdue:
+        runs = list(mine.order_by("-started_at", "-pk")[:limit])
+    return [view_of(run) for run in runs]
+
+
+def latest_score(user: Any, course_run: str, usage_id: str) -> float | None:
+    """The score of the learner's last scored run (instructor rescoring); None if none was scored."""
+    return (CheckRun.objects.filter(learner=user, course_run=course_run, usage_id=usage_id,
+                                    state=CheckRun.State.DONE)
+            .order_by("-started_at", "-pk").values_list("score", flat=True).first())
