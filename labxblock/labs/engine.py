@@ -143,12 +143,15 @@ def apply(
     actor: str,
     budget: list[int] | None = None,
     can_create: bool = True,
+    events: list[LabEvent] | None = None,
 ) -> Job | None:
     """Decide for ``lab`` (a few steps while no call is needed), store it, return the job if any.
 
     ``budget`` is a one-element list of rate-limited calls still allowed this pass; a decision
     needing one when none is left is not stored, so the next pass takes it up again. So is a
-    create when ``can_create`` is false (no provider has room yet).
+    create when ``can_create`` is false (no provider has room yet). Events go to ``events``
+    for one bulk insert when given, else straight to the database. A decision that changes
+    nothing writes nothing: most labs in a pass are just waiting for the cloud.
     """
     policy = get_settings().policy()
     view, fields, moves = view_of(lab), {}, []
@@ -174,10 +177,10 @@ def apply(
         fields.update(raw_status=obs.raw_status[:64])
         if obs.provider_state and not lab.provider_state:
             fields["provider_state"] = dict(obs.provider_state)  # adopt the stack the cloud has
-    if not _store(lab, fields):
-        return None
-    for from_state, move in moves:
-        LabEvent.record(
+    # Built before storing: a move to REQUESTED clears the provider the event must still name.
+    new_events = [
+        # Reasons here are the lifecycle's fixed words: nothing to scrub, no secret to load.
+        LabEvent.build(
             lab,
             actor=actor,
             reason=str(move.reason or ""),
@@ -185,6 +188,15 @@ def apply(
             to_state=move.state.value,
             at=now,
         )
+        for from_state, move in moves
+    ]
+    changed = moves or any(getattr(lab, name) != value for name, value in fields.items())
+    if changed and not _store(lab, fields):
+        return None
+    if events is None:
+        LabEvent.objects.bulk_create(new_events)
+    else:
+        events.extend(new_events)
     if decision.action is Action.NONE:
         return None
     return Job(lab.pk, decision.action, view.state)
@@ -215,23 +227,50 @@ def step(lab_id: int, now: datetime, actor: str, *, send: bool = True) -> Job | 
     return job
 
 
+# What a pass reads of a row: what the lifecycle and the bookkeeping need, nothing more.
+PASS_FIELDS = (
+    "id",
+    "learner_id",
+    "course_run",
+    "lab_key",
+    "provider",
+    "stack_name",
+    "state",
+    "desired",
+    "deadline_at",
+    "attempts",
+    "next_attempt_at",
+    "probe_ok",
+    "provider_state",
+    "raw_status",
+    "status_reason",
+    "launched_at",
+    "launch_requested_at",
+)
+
+
 def reconcile_provider(
     provider: str, listing: Mapping[str, Observation], now: datetime, budget: int
 ) -> list[Job]:
     """One pass over one provider's unsettled labs, against its one ``list`` of stacks."""
     jobs: list[Job] = []
+    events: list[LabEvent] = []
     allowance = [budget]
     with transaction.atomic():
-        rows = Lab.objects.filter(UNSETTLED, provider=provider)
-        # Settled rows whose stack the cloud shows in motion or failed also need a look.
+        rows = {lab.pk: lab for lab in Lab.objects.filter(UNSETTLED, provider=provider).only(*PASS_FIELDS)}
+        # Settled labs whose stack the cloud shows in motion or failed need a look too
+        # (FAILED ones excepted: failure is sticky until the learner retries).
         moving = [n for n, o in listing.items() if o.state not in (State.READY, State.SUSPENDED)]
         if moving:
-            rows = rows | Lab.objects.filter(provider=provider, stack_name__in=moving)
-        for lab in rows.defer("private_key", "password"):
+            drifted = Lab.objects.filter(provider=provider, stack_name__in=moving).exclude(state=State.FAILED)
+            for lab in drifted.exclude(pk__in=list(rows)).only(*PASS_FIELDS):
+                rows[lab.pk] = lab
+        for lab in rows.values():
             obs = listing.get(lab.stack_name, Observation(None))
-            job = apply(lab, obs, now, "reconciler", allowance)
+            job = apply(lab, obs, now, "reconciler", allowance, events=events)
             if job:
                 jobs.append(job)
+        LabEvent.objects.bulk_create(events)
         dispatch(jobs)
     return jobs
 

@@ -134,10 +134,18 @@ def status_of(lab: Lab) -> LabStatus:
         state=state,
         desired=desired,
         reason=reason,
-        since=lab.state_changed_at or lab.created_at,
+        since=_since(lab, state, desired),
         estimate_seconds=estimate_seconds(lab.course_run, lab.lab_key),
         ready=state is State.READY and desired is Desired.UP,
     )
+
+
+def _since(lab: Lab, state: State, desired: Desired) -> Any:
+    """When what the learner sees began: a wake-up shown ahead of the state began at the request."""
+    shown_ahead = lifecycle.phase(state, desired).value != state.value
+    if shown_ahead and desired is Desired.UP and lab.launch_requested_at:
+        return lab.launch_requested_at
+    return lab.state_changed_at or lab.created_at
 
 
 def estimate_seconds(course_run: str, lab_key: str) -> float | None:
@@ -166,10 +174,13 @@ def keepalive(
 ) -> bool:
     """The learner is active in their lab: one indexed UPDATE. False if there is no such lab.
 
-    The timeouts are the lab's own (None: the site's), as in its LabSpec.
+    The timeouts are the lab's own (None: the site's), as in its LabSpec. False also when
+    the lab was paused or is to be deleted: the page then asks for a launch, which wakes it.
     """
     fields = _usage_fields(suspend_timeout, delete_timeout, timezone.now())
-    return bool(Lab.objects.filter(learner=user, course_run=course_run, lab_key=lab_key).update(**fields))
+    # Only a lab meant to be up: a paused or reaped one answers False, and the page relaunches it.
+    labs = Lab.objects.filter(learner=user, course_run=course_run, lab_key=lab_key, desired=Desired.UP)
+    return bool(labs.update(**fields))
 
 
 def request_reset(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:

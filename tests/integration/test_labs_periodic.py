@@ -42,6 +42,17 @@ def test_keepalive_is_one_indexed_update_that_moves_idle_and_delete_times():
     assert not labs.keepalive(lab.learner, lab.course_run, "another-lab")
 
 
+def test_keepalive_for_a_paused_lab_says_so_and_the_status_counts_from_the_wake_up_request():
+    lab = make_lab("returner", state=State.SUSPENDED, desired=Desired.SUSPENDED)
+    Lab.objects.filter(pk=lab.pk).update(state_changed_at=timezone.now() - timedelta(hours=2))
+    assert not labs.keepalive(lab.learner, lab.course_run, lab.lab_key)  # the page relaunches on False
+    woken = timezone.now()
+    Lab.objects.filter(pk=lab.pk).update(desired=Desired.UP, launch_requested_at=woken)
+    status = labs.get_status(lab.learner, lab.course_run, lab.lab_key)
+    assert status.phase == "resuming"
+    assert status.since == woken  # not two hours ago, when it was suspended
+
+
 def test_suspend_idle_marks_only_silent_labs_and_says_why():
     now = timezone.now()
     silent = make_lab("silent", idle_at=now - timedelta(seconds=1))
