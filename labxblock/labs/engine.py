@@ -9,6 +9,7 @@ probe each) are sent to the workers only after the transaction commits.
 
 from __future__ import annotations
 
+import json
 import logging
 import zlib
 from collections.abc import Iterable, Mapping
@@ -144,14 +145,16 @@ def apply(
     budget: list[int] | None = None,
     can_create: bool = True,
     events: list[LabEvent] | None = None,
+    writes: list[tuple[Lab, dict[str, Any]]] | None = None,
 ) -> Job | None:
     """Decide for ``lab`` (a few steps while no call is needed), store it, return the job if any.
 
     ``budget`` is a one-element list of rate-limited calls still allowed this pass; a decision
     needing one when none is left is not stored, so the next pass takes it up again. So is a
     create when ``can_create`` is false (no provider has room yet). Events go to ``events``
-    for one bulk insert when given, else straight to the database. A decision that changes
-    nothing writes nothing: most labs in a pass are just waiting for the cloud.
+    and row changes to ``writes`` for bulk statements when given (the caller must hold the
+    row locks), else straight to the database. A decision that changes nothing writes
+    nothing: most labs in a pass are just waiting for the cloud.
     """
     policy = get_settings().policy()
     view, fields, moves = view_of(lab), {}, []
@@ -191,7 +194,11 @@ def apply(
         for from_state, move in moves
     ]
     changed = moves or any(getattr(lab, name) != value for name, value in fields.items())
-    if changed and not _store(lab, fields):
+    if changed and writes is not None:
+        for name, value in fields.items():
+            setattr(lab, name, value)
+        writes.append((lab, fields))
+    elif changed and not _store(lab, fields):
         return None
     if events is None:
         LabEvent.objects.bulk_create(new_events)
@@ -252,27 +259,60 @@ PASS_FIELDS = (
 def reconcile_provider(
     provider: str, listing: Mapping[str, Observation], now: datetime, budget: int
 ) -> list[Job]:
-    """One pass over one provider's unsettled labs, against its one ``list`` of stacks."""
+    """One pass over one provider's unsettled labs, against its one ``list`` of stacks.
+
+    The pass locks the rows it decides for, so their changes can go out as a few bulk
+    statements; a learner's click on one of them waits the pass's few hundred milliseconds.
+    """
     jobs: list[Job] = []
     events: list[LabEvent] = []
+    writes: list[tuple[Lab, dict[str, Any]]] = []
     allowance = [budget]
     with transaction.atomic():
-        rows = {lab.pk: lab for lab in Lab.objects.filter(UNSETTLED, provider=provider).only(*PASS_FIELDS)}
+        unsettled = Lab.objects.select_for_update().filter(UNSETTLED, provider=provider)
+        rows = {lab.pk: lab for lab in unsettled.only(*PASS_FIELDS)}
         # Settled labs whose stack the cloud shows in motion or failed need a look too
         # (FAILED ones excepted: failure is sticky until the learner retries).
         moving = [n for n, o in listing.items() if o.state not in (State.READY, State.SUSPENDED)]
         if moving:
-            drifted = Lab.objects.filter(provider=provider, stack_name__in=moving).exclude(state=State.FAILED)
-            for lab in drifted.exclude(pk__in=list(rows)).only(*PASS_FIELDS):
-                rows[lab.pk] = lab
+            settled_states = [State.READY, State.SUSPENDED, State.DELETED]  # FAILED stays: it is sticky
+            drifted = Lab.objects.select_for_update().filter(
+                provider=provider, stack_name__in=moving, state__in=settled_states
+            )
+            for lab in drifted.only(*PASS_FIELDS):
+                rows.setdefault(lab.pk, lab)
         for lab in rows.values():
             obs = listing.get(lab.stack_name, Observation(None))
-            job = apply(lab, obs, now, "reconciler", allowance, events=events)
+            job = apply(lab, obs, now, "reconciler", allowance, events=events, writes=writes)
             if job:
                 jobs.append(job)
+        _bulk_store(writes)
         LabEvent.objects.bulk_create(events)
         dispatch(jobs)
     return jobs
+
+
+def _bulk_store(writes: list[tuple[Lab, dict[str, Any]]]) -> None:
+    """Store a pass's changes in few statements, for rows whose locks the caller holds.
+
+    Rows given the very same values (all labs that settled into one state this pass)
+    share one UPDATE; the rest go out as one CASE-per-column UPDATE per set of columns.
+    """
+    alike: dict[tuple[tuple[str, str], ...], list[tuple[Lab, dict[str, Any]]]] = {}
+    for lab, fields in writes:
+        key = tuple(
+            sorted((name, json.dumps(value, sort_keys=True, default=str)) for name, value in fields.items())
+        )
+        alike.setdefault(key, []).append((lab, fields))
+    by_columns: dict[tuple[str, ...], list[Lab]] = {}
+    for items in alike.values():
+        if len(items) > 1:
+            Lab.objects.filter(pk__in=[lab.pk for lab, _ in items]).update(**items[0][1])
+        else:
+            lab, fields = items[0]
+            by_columns.setdefault(tuple(sorted(fields)), []).append(lab)
+    for names, labs in by_columns.items():
+        Lab.objects.bulk_update(labs, list(names), batch_size=500)
 
 
 def place_queued(now: datetime, limit: int = 500) -> list[Job]:
