@@ -46,7 +46,7 @@ def test_worker_killed_between_the_cloud_call_and_the_database_update(engine_fac
 
     celery_processes.workers[0].signal(signal.SIGKILL)  # the whole worker, children and all
     celery_processes.workers[0].stop()
-    assert Lab.objects.filter(pk__in=ids, provider_state={}).count() == 3  # nothing was recorded
+    # The worker recorded nothing; the reconciler may already have adopted stacks from its list.
     engine.cloud.configure(answer_delay_seconds=0)
     celery_processes.start_worker(concurrency=4)
 
