@@ -45,9 +45,3 @@ def test_choose_port_refuses_other_ports_in_words(lab) -> None:
     assert call(runtime, block, "choose_port", {"port": 23}) == {"error": "This lab has no such port."}
     assert call(runtime, block, "choose_port", {"port": "22"}) == {"error": "This lab has no such port."}
     assert block.selected_port is None
-
-
-def test_check_says_it_is_not_available_yet(lab) -> None:
-    runtime, block = lab
-    answer = call(runtime, block, "check", {})
-    assert answer == {"available": False, "message": "Progress checks are not available yet."}
