@@ -136,6 +136,11 @@ class Demo:
     def start_all(self) -> None:
         opts = self.options
         self.run("migrate", "-m", "django", "migrate", "--run-syncdb", "--noinput")
+        # A clean slate: the last run's labs were deleted at its end (or are deleted now, if it was
+        # killed), so their rows go too; the page launches a fresh lab.
+        self.delete_labs()
+        self.run("forget-labs", "-m", "django", "shell", "-c",
+                 "from labxblock.models import Lab; print(Lab.objects.all().delete())")
         self.start("gateway", "-m", "labxblock.gateway.cli")
         app = "labxblock.demo.celery_app"
         self.start("worker", "-m", "celery", "-A", app, "worker", "--loglevel", "INFO", "--pool", "prefork",

@@ -208,3 +208,15 @@ def test_a_redis_answering_ping_is_found_and_a_silent_port_is_not(redis_server) 
     assert not redis_answers(("127.0.0.1", free_port()))
     assert broker_url("filesystem") == "filesystem://"
     assert broker_url("redis").startswith("redis://127.0.0.1:6379/")
+
+
+def test_a_second_run_in_the_same_directory_gives_a_working_lab_again(chromium, tmp_path: Path) -> None:
+    """The first run's Ctrl-C deleted its lab: the second starts clean and launches a new one."""
+    for attempt in ("first", "second"):
+        running = run_demo(tmp_path / "demo")
+        demo = next(running)
+        chromium.get(demo.url)
+        _type_and_see(chromium, _terminal(chromium), f"echo {attempt}-run-ok", f"{attempt}-run-ok\n")
+        chromium.get("about:blank")
+        with pytest.raises(StopIteration):
+            next(running)
