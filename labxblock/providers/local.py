@@ -171,8 +171,7 @@ class LocalProvider(Provider):
         if not pid or not procs.alive(pid, start):
             return StackInfo(state=State.FAILED, raw_status="exited", reason=self._why(lab, state), **common)
         if state["status"] == "suspended":
-            return StackInfo(state=State.SUSPENDED, raw_status="suspended", outputs=self._outputs(lab),
-                             **common)
+            return StackInfo(state=State.SUSPENDED, raw_status="suspended", **common)  # outputs: when ready
         if self._listening(lab, pid):
             return StackInfo(state=State.READY, raw_status="running", outputs=self._outputs(lab), **common)
         return StackInfo(state=State.CREATING, raw_status="starting", **common)
@@ -325,5 +324,7 @@ class LocalProvider(Provider):
         with contextlib.suppress(FileNotFoundError):
             lab.rename(doomed)
         if not procs.kill(state["id"], state.get("sshd_pid"), state.get("sshd_start")):
+            with contextlib.suppress(OSError):
+                doomed.rename(lab)  # visible again, so the retry finds what is left to kill
             raise TemporaryError(f"{self.name}: delete: processes of {ref.name} survived SIGKILL", delay=2)
         shutil.rmtree(doomed, ignore_errors=True)
