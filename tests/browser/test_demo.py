@@ -1,4 +1,4 @@
-"""The one-command demo, as a newcomer runs it: the command from docs/quickstart.md, headless Chromium.
+"""The one-command demo, as a newcomer runs it: the command from README.md, headless Chromium.
 
 Type into the lab's terminal, leave, watch the lab be suspended (its processes
 frozen), come back: the same shell, with the variable set before, answers.
@@ -27,13 +27,13 @@ from tests.services import missing_service
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 ROOT = Path(__file__).parents[2]
-QUICKSTART = ROOT / "docs" / "quickstart.md"
+README = ROOT / "README.md"
 SUSPEND_TIMEOUT = 10  # the demo's --suspend-timeout, short so the test waits little
 
 
 def quickstart_command() -> list[str]:
-    """The demo command exactly as docs/quickstart.md gives it (the line starting ``labxblock demo``)."""
-    lines = [line.strip() for line in QUICKSTART.read_text().splitlines()]
+    """The demo command exactly as README.md gives it (the line starting ``labxblock demo``)."""
+    lines = [line.strip() for line in README.read_text().splitlines()]
     command = next(line for line in lines if line.startswith("labxblock demo"))
     argv = shlex.split(command)
     # The console script of this virtualenv, as `pip install` put it on the PATH.
