@@ -183,15 +183,20 @@ def keepalive(
     return bool(labs.update(**fields))
 
 
+def _locked(user: Any, spec: LabSpec) -> Lab | None:
+    """The learner's lab row, locked until the surrounding transaction ends; None if none."""
+    return (
+        Lab.objects.select_for_update()
+        .filter(learner=user, course_run=spec.course_run, lab_key=spec.lab_key)
+        .first()
+    )
+
+
 def request_reset(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
     """Throw the learner's stack away and build a fresh one (delete, then create)."""
     now = timezone.now()
     with transaction.atomic():
-        lab = (
-            Lab.objects.select_for_update()
-            .filter(learner=user, course_run=spec.course_run, lab_key=spec.lab_key)
-            .first()
-        )
+        lab = _locked(user, spec)
         if lab is not None and lab.state not in (State.REQUESTED, State.DELETED):
             lifecycle.check_transition(State(lab.state), State.DELETING)
             settings = get_settings()
@@ -215,11 +220,7 @@ def retry(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
     """The learner's Retry after a failure: a fresh budget of attempts and of providers."""
     now = timezone.now()
     with transaction.atomic():
-        lab = (
-            Lab.objects.select_for_update()
-            .filter(learner=user, course_run=spec.course_run, lab_key=spec.lab_key)
-            .first()
-        )
+        lab = _locked(user, spec)
         if lab is not None and lab.state == State.FAILED:
             decision = lifecycle.retry(view_of(lab), now, get_settings().policy())
             LabEvent.record(
