@@ -24,8 +24,13 @@ from labxblock.providers import local_procs as procs
 from labxblock.providers.base import PermanentError, StackInfo, StackRef, StackSpec
 from labxblock.providers.local import LocalProvider
 from tests.integration.test_provider_contract import LOCAL_GOOD_TEMPLATE
+from tests.services import missing_service
 
-pytestmark = pytest.mark.skipif(not Path("/usr/sbin/sshd").exists(), reason="needs openssh-server")
+
+@pytest.fixture(autouse=True)
+def _needs_sshd() -> None:
+    if not Path("/usr/sbin/sshd").exists():
+        missing_service("openssh-server is not installed (apt install openssh-server)")
 
 
 @pytest.fixture
@@ -184,8 +189,9 @@ def test_config_check_names_a_missing_sshd() -> None:
     assert LocalProvider.check_config({"root": "/tmp/x"}) == []
 
 
-@pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux keeps the shell between sessions")
 def test_tmux_is_what_keeps_the_shell(root: Path) -> None:
+    if shutil.which("tmux") is None:
+        missing_service("tmux is not installed (apt install tmux): it keeps the shell between sessions")
     provider = LocalProvider("local", {"root": str(root)})
     ref = provider.create(_spec())
     _shell_says(_ssh(_wait(provider, ref, State.READY)), "echo in-tmux-$TMUX", "in-tmux-/")
