@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import hashlib
 import json
 import os
 import re
@@ -31,6 +32,7 @@ import shlex
 import shutil
 import socket
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -105,6 +107,19 @@ def sshd_config(lab: Path, lab_id: str, port: int, user: str, extra: Mapping[str
     return "\n".join(lines) + "\n"
 
 
+# A Unix socket's path holds at most 107 bytes; deep lab directories (pytest's, say) pass that.
+SOCKET_PATH_MAX = 100
+
+
+def tmux_socket(lab: Path) -> Path:
+    """Where the lab's tmux server listens: in the lab, or in a short per-user directory."""
+    path = lab / "tmux.sock"
+    if len(os.fsencode(path)) <= SOCKET_PATH_MAX:
+        return path
+    digest = hashlib.sha256(os.fsencode(lab)).hexdigest()[:20]
+    return Path(tempfile.gettempdir()) / f"labxblock-tmux-{os.getuid()}" / f"{digest}.sock"
+
+
 def login_script(lab: Path, lab_id: str) -> str:
     """sshd's ForceCommand: marks the session as the lab's, keeps interactive shells in tmux."""
     q = shlex.quote
@@ -114,7 +129,8 @@ export {procs.MARKER}={q(lab_id)} HOME={q(str(lab / "home"))}
 cd "$HOME" || exit 1
 if [ -n "$SSH_ORIGINAL_COMMAND" ]; then exec "${{SHELL:-/bin/sh}}" -c "$SSH_ORIGINAL_COMMAND"; fi
 if [ -t 0 ] && command -v tmux >/dev/null 2>&1; then
-  exec tmux -S {q(str(lab / "tmux.sock"))} -f {q(str(lab / "tmux.conf"))} new-session -A -s lab
+  (umask 077 && mkdir -p {q(str(tmux_socket(lab).parent))})
+  exec tmux -S {q(str(tmux_socket(lab)))} -f {q(str(lab / "tmux.conf"))} new-session -A -s lab
 fi
 exec "${{SHELL:-/bin/sh}}" -l
 """
@@ -319,6 +335,7 @@ class LocalProvider(Provider):
         if found is None:
             return
         lab, state = found
+        socket_path = tmux_socket(lab)
         # Renamed first (atomic), so get() and list() stop seeing it before it is half gone.
         doomed = lab.with_name(f".{lab.name}.deleting-{state['id']}")
         with contextlib.suppress(FileNotFoundError):
@@ -328,3 +345,4 @@ class LocalProvider(Provider):
                 doomed.rename(lab)  # visible again, so the retry finds what is left to kill
             raise TemporaryError(f"{self.name}: delete: processes of {ref.name} survived SIGKILL", delay=2)
         shutil.rmtree(doomed, ignore_errors=True)
+        socket_path.unlink(missing_ok=True)

@@ -141,7 +141,8 @@ def test_a_lab_that_accepts_but_never_speaks_times_out_on_connect() -> None:
         with pytest.raises(LabUnreachable):
             checks.run_checks(CheckTarget("127.0.0.1", silent.getsockname()[1], "x", private_key=""),
                               [CheckSpec("x", "true")], connect_timeout=1)
-        assert time.monotonic() - started < 5
+        # Bounded by connect_timeout, not paramiko's own 15 s banner wait (slack for a busy machine).
+        assert time.monotonic() - started < 10
 
 
 def test_a_wrong_key_is_an_auth_failure(sshd) -> None:

@@ -195,3 +195,17 @@ def test_tmux_is_what_keeps_the_shell(root: Path) -> None:
     provider = LocalProvider("local", {"root": str(root)})
     ref = provider.create(_spec())
     _shell_says(_ssh(_wait(provider, ref, State.READY)), "echo in-tmux-$TMUX", "in-tmux-/")
+
+
+def test_a_lab_in_a_deep_directory_still_keeps_its_shell_in_tmux(tmp_path: Path) -> None:
+    if shutil.which("tmux") is None:
+        missing_service("tmux is not installed (apt install tmux): it keeps the shell between sessions")
+    # Past ~107 bytes a Unix socket path is refused: tmux would fail and the session end at once.
+    deep_root = tmp_path / ("deep-" * 12) / "labs"
+    provider = LocalProvider("local", {"root": str(deep_root)})
+    ref = provider.create(_spec())
+    try:
+        info = _wait(provider, ref, State.READY)
+        _shell_says(_ssh(info), "echo in-tmux-$TMUX", "in-tmux-/")
+    finally:
+        provider.delete(ref)
