@@ -161,6 +161,7 @@ def test_a_lab_that_does_not_answer_is_not_scored(checked) -> None:
     assert c.grades == [] and CheckRun.objects.get().reason == "unreachable"
 
 
+@pytest.mark.mariadb  # the one-run guarantee rests on the lab row lock there
 def test_two_check_requests_at_once_start_one_run(checked) -> None:
     c = checked(slow_timeout=3, slow_sleep=2)
     usage_id = c.block.scope_ids.usage_id
