@@ -161,7 +161,7 @@ def reconcile() -> int:
     for name, conf in settings.providers.items():
         infos = _list(name)
         if infos is not None:
-            budget = max(1, conf.actions_per_minute * settings.reconcile_interval_seconds // 60)
+            budget = engine.call_budget(name, conf.actions_per_minute, settings.reconcile_interval_seconds)
             started += len(engine.reconcile_provider(name, _observations(name, infos), now, budget))
     return started + len(engine.place_queued(now))
 

@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 from celery import current_app
+from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
 
@@ -106,6 +107,20 @@ def send_after_commit(task_name: str, args_list: list[list[Any]]) -> None:
         transaction.on_commit(
             lambda: [current_app.send_task(task_name, args=args) for args in args_list], robust=True
         )
+
+
+def call_budget(provider: str, actions_per_minute: int, interval_seconds: int) -> int:
+    """Rate-limited calls this pass may make on ``provider``: its share of the minute's rate.
+
+    The fraction a pass cannot use is carried to the next (in the cache), so 30 a minute
+    with a 1 s pass gives one call every other pass; whole calls left unused are not saved
+    up, so the cloud never sees a burst above the rate.
+    """
+    key = f"labxblock:call-budget:{provider}"
+    allowance = cache.get(key, 0.0) + actions_per_minute * interval_seconds / 60
+    whole = int(allowance)
+    cache.set(key, allowance - whole, timeout=3600)
+    return whole
 
 
 def dispatch(jobs: Iterable[Job]) -> None:

@@ -137,3 +137,17 @@ def test_cron_sites_run_a_tick_with_the_management_command():
     call_command("labxblock_tick", "suspend-idle", stdout=out)
     assert "1 lab(s)" in out.getvalue()
     assert Lab.objects.get(pk=lab.pk).desired == Desired.SUSPENDED
+
+
+def test_the_call_budget_keeps_to_the_providers_rate_whatever_the_tick():
+    from django.core.cache import cache
+
+    from labxblock.labs.engine import call_budget
+
+    cache.delete("labxblock:call-budget:slow")
+    # 30 a minute, a pass every second: one call every other pass, never more.
+    assert [call_budget("slow", 30, 1) for _ in range(6)] == [0, 1, 0, 1, 0, 1]
+    cache.delete("labxblock:call-budget:fast")
+    assert [call_budget("fast", 1200, 2) for _ in range(3)] == [40, 40, 40]
+    cache.delete("labxblock:call-budget:odd")
+    assert sum(call_budget("odd", 100, 1) for _ in range(60)) == 100  # a minute of passes: the rate
