@@ -110,7 +110,7 @@ class LabSettings:
         default=30, metadata=_help("How often an open, active lab page sends a keepalive.")
     )
     reconcile_interval_seconds: int = field(
-        default=2, metadata=_help("Period of the reconciler (one stack list per provider per pass).")
+        default=1, metadata=_help("Period of the reconciler (one stack list per provider per pass).")
     )
     suspend_idle_interval_seconds: int = field(
         default=15, metadata=_help("Period of the task that marks idle labs for suspension.")

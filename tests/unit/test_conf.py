@@ -75,7 +75,7 @@ def test_defaults_applied():
     assert s.terminal_mode == "gateway"
     assert s.suspend_timeout == 120
     assert s.delete_timeout == 14 * 86400
-    assert s.reconcile_interval_seconds == 2
+    assert s.reconcile_interval_seconds == 1
     assert s.deadline_seconds("creating") == conf.DEFAULT_STATE_DEADLINES["creating"]
     assert s.deadline_seconds("ready") is None
     p = s.providers["default"]
