@@ -1,0 +1,69 @@
+"""What the lifecycle tests share: the clock, short names, row builders, the validity check."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from labxblock.lifecycle import (
+    ALLOWED,
+    CALLS,
+    OBSERVABLE,
+    TRANSITIONAL,
+    Action,
+    Decision,
+    Desired,
+    LabView,
+    Reason,
+    State,
+    deadline_for,
+    settled,
+)
+
+S, D, A = State, Desired, Action
+NOW = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
+OBSERVED = sorted(OBSERVABLE, key=lambda s: "" if s is None else s.value)  # None first
+ABSENT = (None, S.DELETED)
+COUNTED = {r for r in Reason if r.value.endswith(("_failed", "_timeout"))} - {Reason.STACK_FAILED}
+
+
+def lab(state: State, desired: Desired = D.UP, **kw) -> LabView:
+    """A row that entered ``state`` just now (so its deadline is fresh)."""
+    kw.setdefault("deadline_at", deadline_for(state, NOW))
+    return LabView(desired=desired, state=state, **kw)
+
+
+def overdue(state: State, desired: Desired = D.UP, **kw) -> LabView:
+    return lab(state, desired, deadline_at=NOW - SECOND if state in TRANSITIONAL else None, **kw)
+
+
+def assert_valid(view: LabView, observed: State | None, d: Decision, now: datetime) -> LabView:
+    """Every decision, whatever the inputs: a legal move, a deadline exactly when transitional…"""
+    assert isinstance(d.action, Action)
+    if d.state is not None:
+        assert d.state is not view.state, "an unchanged state is reported as None"
+        assert d.state in ALLOWED[view.state], f"{view.state} -> {d.state}"
+        assert d.reason is not None, "every state change says why"
+    after = view.after(d)
+    assert (after.deadline_at is not None) == (after.state in TRANSITIONAL)
+    if after.deadline_at is not None:
+        assert after.deadline_at.tzinfo is not None
+    if d.action in CALLS:
+        assert d.next_attempt_at is not None and d.next_attempt_at > now, "a call gets time to land"
+    if d.action is A.CREATE:
+        assert observed in ABSENT, "never create over an existing stack"
+        assert after.state is S.CREATING
+    if d.action in {A.SUSPEND, A.RESUME}:
+        assert observed not in {*ABSENT, S.DELETING}
+    if d.action is A.PROBE:
+        assert after.state is S.STARTING and observed is S.READY
+    if d.action is A.DELETE:
+        assert after.state in {S.DELETING, S.FAILED}
+    if d.state is S.FAILED:
+        assert d.reason in COUNTED | {Reason.STACK_FAILED}
+    if d.state is not None and settled(d.state, view.desired):
+        assert (d.attempts, d.next_attempt_at) == (0, None), "settling resets the budget"
+    if after.state is S.DELETED and d.state is not None:
+        assert observed in ABSENT, "DELETED is recorded only when the cloud has no stack"
+    assert d.attempts >= view.attempts or d.attempts == 0
+    return after
