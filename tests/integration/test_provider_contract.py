@@ -4,7 +4,7 @@ What any caller of a provider relies on: create is accepted and then observed
 CREATING → READY with the template's outputs; suspend/resume; list by tag;
 delete (twice is fine); failures and missing stacks reported in our own words.
 The tests poll (bounded) — the provider itself never does. Fault injection,
-which real Heat cannot do on demand, is tested against the fake only, below.
+which real Heat cannot do on demand, is in test_provider_faults.py.
 """
 
 from __future__ import annotations
@@ -24,11 +24,9 @@ from labxblock.providers.base import (
     PermanentError,
     Provider,
     ProviderError,
-    QuotaExceeded,
     StackInfo,
     StackRef,
     StackSpec,
-    TemporaryError,
 )
 from labxblock.providers.local import LocalProvider
 from labxblock.providers.openstack import OpenStackProvider
@@ -299,176 +297,3 @@ def test_bad_template_is_a_permanent_error_with_the_clouds_explanation(backend: 
                      parameters={"run": "x"}, tags=("lxb-test",))
     with pytest.raises(PermanentError, match=r"(?i)template.*version"):
         backend.create(spec)
-
-
-# --- faults: the fake only ---------------------------------------------------------------
-
-
-@pytest.fixture
-def fake(cloud_fake: Any) -> Any:
-    cloud_fake.configure(delays={"create": 0.1, "suspend": 0.1, "resume": 0.1, "delete": 0.1})
-    return cloud_fake
-
-
-def _provider(config: Mapping[str, Any], **overrides: Any) -> OpenStackProvider:
-    return OpenStackProvider("os-test", {**config, **overrides})
-
-
-def _spec(template: str = FAILING_TEMPLATE.replace("fail: true", "value: x"), tag: str = "lxb-test",
-          name: str = "") -> StackSpec:
-    return StackSpec(name=name or f"lxb-{uuid.uuid4().hex[:12]}", template=template,
-                     parameters={"run": "r"}, tags=(tag,))
-
-
-def _wait(provider: OpenStackProvider, ref: StackRef, state: State, timeout: float = 5) -> StackInfo:
-    deadline = time.monotonic() + timeout
-    while (info := provider.get(ref)).state != state:
-        assert time.monotonic() < deadline, info
-        time.sleep(0.02)
-    return info
-
-
-def test_server_error_is_temporary_and_honours_retry_after(fake: Any) -> None:
-    provider = _provider(fake.provider_config)
-    ref = provider.create(_spec())
-    fake.configure(fail_next=1, fail_next_status=503, retry_after=7)
-    with pytest.raises(TemporaryError) as caught:
-        provider.get(ref)
-    assert caught.value.delay == 7
-    fake.configure(fail_next=1, fail_next_status=500, retry_after=None)
-    with pytest.raises(TemporaryError) as caught:
-        provider.suspend(ref)
-    assert caught.value.delay > 0
-    assert provider.get(ref).ref == ref  # the next call works again
-
-
-def test_timeout_is_temporary_and_does_not_wait_for_the_cloud(fake: Any) -> None:
-    provider = _provider(fake.provider_config, read_timeout=0.5)
-    provider.list("warm-up")  # authenticate first, so only the Heat call is slow
-    fake.configure(timeout_rate=1.0, timeout_seconds=3)
-    started = time.monotonic()
-    with pytest.raises(TemporaryError, match="timed out"):
-        provider.list("lxb-test")
-    assert time.monotonic() - started < 2
-
-
-def test_unreachable_cloud_is_temporary(fake: Any) -> None:
-    import socket
-
-    with socket.socket() as sock:  # a port nothing listens on
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    provider = _provider(fake.provider_config, auth_url=f"http://127.0.0.1:{port}/v3")
-    with pytest.raises(TemporaryError, match="unreachable"):
-        provider.list("lxb-test")
-
-
-def test_quota_refusal_is_quota_exceeded(fake: Any) -> None:
-    provider = _provider(fake.provider_config)
-    fake.configure(quota_exceeded=True)
-    with pytest.raises(QuotaExceeded, match="maximum stacks"):
-        provider.create(_spec())
-    fake.configure(quota_exceeded=False, max_stacks=1)
-    provider.create(_spec())
-    with pytest.raises(QuotaExceeded):
-        provider.create(_spec())
-
-
-def test_delete_of_a_stack_the_cloud_no_longer_knows_is_done(fake: Any) -> None:
-    provider = _provider(fake.provider_config)
-    ref = provider.create(_spec())
-    fake.configure(not_found=[ref.name])
-    provider.delete(ref)
-    assert provider.get(ref).state == State.DELETED
-    assert fake.counters()["stack_delete"] == 1
-
-
-def test_conflicting_action_is_temporary(fake: Any) -> None:
-    provider = _provider(fake.provider_config)
-    fake.configure(delays={"create": 5})
-    ref = provider.create(_spec())
-    with pytest.raises(TemporaryError, match="409"):
-        provider.suspend(ref)  # Heat refuses while the create is in progress
-
-
-def test_expired_or_revoked_token_is_renewed_transparently(fake: Any) -> None:
-    provider = _provider(fake.provider_config)
-    provider.list("lxb-test")
-    provider.list("lxb-test")
-    assert fake.counters()["auth"] == 1  # one token serves many calls
-    fake.configure(token_ttl_seconds=0.2)  # for tokens issued from now on
-    fake.revoke_tokens()
-    provider.list("lxb-test")  # refused once, re-authenticated, answered
-    time.sleep(0.3)
-    provider.list("lxb-test")  # that token expired: the same again
-    counts = fake.counters()
-    assert counts["auth"] == 3 and counts["token_refused"] == 2
-    assert counts["stack_list"] == 4
-
-
-SERVERS_TEMPLATE = """
-heat_template_version: 2018-08-31
-parameters:
-  run: {type: string}
-resources:
-  vm1: {type: OS::Nova::Server, properties: {image: x, flavor: y}}
-  vm2: {type: OS::Nova::Server, properties: {image: x, flavor: y}}
-outputs:
-  public_ip: {value: {get_attr: [vm1, first_address]}}
-  reboot_on_resume: {value: %s}
-"""
-
-
-@pytest.mark.parametrize("reboot", [True, False])
-def test_reboot_on_resume_reboots_every_server_once(fake: Any, reboot: bool) -> None:
-    # Our Heat rig has no Nova, so this path is only tested here.
-    provider = _provider(fake.provider_config)
-    ref = provider.create(_spec(SERVERS_TEMPLATE % str(reboot).lower()))
-    _wait(provider, ref, State.READY)
-    provider.suspend(ref)
-    _wait(provider, ref, State.SUSPENDED)
-    provider.resume(ref)
-    _wait(provider, ref, State.READY)
-    provider.after_resume(ref)
-    reboots = fake.reboots()
-    assert sorted(reboots.values()) == ([1, 1] if reboot else [])
-
-
-def test_many_concurrent_creates_are_all_listed(fake: Any) -> None:
-    from concurrent.futures import ThreadPoolExecutor
-
-    provider = _provider(fake.provider_config)
-    tag = f"lxb-{uuid.uuid4().hex[:8]}"
-    with ThreadPoolExecutor(max_workers=50) as pool:
-        refs = list(pool.map(lambda _: provider.create(_spec(tag=tag)), range(300)))
-    listed = provider.list(tag)
-    assert {i.ref.name for i in listed} == {r.name for r in refs}
-    assert fake.counters()["auth"] <= 50  # threads share a session, not a login each
-
-
-def test_fake_in_another_process_is_driven_over_http() -> None:
-    import json
-    import subprocess
-    import sys
-
-    from tests.cloudfake.control import FakeControl
-
-    proc = subprocess.Popen([sys.executable, "-m", "tests.cloudfake", "--port", "0",
-                             "--config", json.dumps({"delays": {"create": 0}})],
-                            stdout=subprocess.PIPE, text=True)
-    try:
-        started = json.loads(proc.stdout.readline())
-        control = FakeControl(started["base_url"])
-        provider = _provider(started["provider_config"])
-        ref = provider.create(_spec())
-        control.configure(fail_next=2, fail_next_status=502)
-        for _ in range(2):
-            with pytest.raises(TemporaryError, match="502"):
-                provider.get(ref)
-        assert provider.get(ref).state == State.READY
-        assert control.counters()["injected_502"] == 2
-        control.reset()
-        assert provider.get(ref).state == State.DELETED  # reset forgot the stack
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
