@@ -161,7 +161,9 @@ def test_slow_suspend_is_observable(heat: Any) -> None:
     status, took = _wait(heat, stack_id, {"SUSPEND_COMPLETE"})
     assert status == "SUSPEND_COMPLETE" and took >= 2.0
     outputs = {o["output_key"]: o["output_value"] for o in heat.stacks.get(stack_id).outputs}
-    assert outputs["suspend_count"] == 1
+    # The resource's own suspend ran. Heat may run a resource action again when the engine
+    # retries a locked database transaction, so the count is at least one, not exactly one.
+    assert outputs["suspend_count"] >= 1
     heat.stacks.delete(stack_id)
     assert _wait(heat, stack_id, {"DELETE_COMPLETE", "GONE"})[0] in {"DELETE_COMPLETE", "GONE"}
 

@@ -39,13 +39,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
-import hashlib
 import json
-import os
 import secrets
-import shutil
-import socket
 import string
 import subprocess
 import sys
@@ -58,16 +53,20 @@ from pathlib import Path
 
 import pytest
 
-from tests.services import CACHE_DIR, missing_service
+from tests.services import missing_service
+from tests.services.openstack_venv import (
+    CONSTRAINTS,
+    VENV,
+    clean_env,
+    ensure_venv,
+    freeze_constraints,
+    venv_is_current,
+)
+from tests.services.process import free_port, log_tail
 
 HERE = Path(__file__).parent / "openstack"
 TEMPLATES_DIR = HERE / "templates"
 PLUGIN_DIR = HERE / "heat_plugins"
-CONSTRAINTS = HERE / "constraints.txt"
-VENV = CACHE_DIR / "openstack-venv"
-STAMP = VENV / ".labxblock-stamp"
-PYTHON = os.environ.get("LABXBLOCK_OPENSTACK_PYTHON", "python3.11")
-PACKAGES = ("keystone==30.0.0", "openstack-heat==27.0.1", "python-keystoneclient")
 
 START_TIMEOUT = 60.0  # seconds for each service to answer HTTP
 STOP_TIMEOUT = 10.0
@@ -130,110 +129,7 @@ def template_text(name: str) -> str:
     return (TEMPLATES_DIR / name).read_text()
 
 
-# ---------------------------------------------------------------- install
-
-
-def _stamp_value() -> str:
-    # Requirement lines only: editing a comment should not cost a reinstall.
-    lines = [ln.strip() for ln in CONSTRAINTS.read_text().splitlines()]
-    lines = [ln for ln in lines if ln and not ln.startswith("#")]
-    digest = hashlib.sha256("\n".join(lines).encode())
-    digest.update(" ".join(PACKAGES).encode())
-    return digest.hexdigest()
-
-
-def venv_is_current() -> bool:
-    """True when the services venv exists and was installed from the current constraints."""
-    python = VENV / "bin" / "python"
-    return python.exists() and STAMP.exists() and STAMP.read_text().strip() == _stamp_value()
-
-
-def _pip(venv: Path, *args: str, log: Path) -> None:
-    # pip's output (including noise from this machine's pip.conf) goes to a log, shown only on failure.
-    with log.open("a") as out:
-        rc = subprocess.call(
-            [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check", *args],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            env=_clean_env(venv),
-        )
-    if rc:
-        raise RuntimeError(f"pip {' '.join(args)} failed (rc={rc}):\n{_tail(log, 40)}")
-
-
-def ensure_venv() -> Path:
-    """Create or refresh the services venv unless the stamp says it is current; return its path.
-
-    A file lock keeps parallel test processes (xdist workers, CI steps) from
-    installing over each other.
-    """
-    CACHE_DIR.mkdir(parents=True, exist_ok=True)
-    with (CACHE_DIR / "openstack-venv.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if venv_is_current():
-            return VENV
-        if shutil.which(PYTHON) is None:
-            raise FileNotFoundError(f"{PYTHON} not found: the Keystone/Heat venv needs Python 3.11")
-        shutil.rmtree(VENV, ignore_errors=True)
-        subprocess.run([PYTHON, "-m", "venv", str(VENV)], check=True)
-        log = CACHE_DIR / "openstack-venv-install.log"
-        log.write_text("")
-        # pip/setuptools/wheel first, at the versions in the constraints, then everything else.
-        _pip(VENV, "install", "-c", str(CONSTRAINTS), "pip", "setuptools", "wheel", log=log)
-        _pip(VENV, "install", "-c", str(CONSTRAINTS), *PACKAGES, log=log)
-        STAMP.write_text(_stamp_value())
-        return VENV
-
-
-def freeze_constraints() -> None:
-    """Install PACKAGES unconstrained into a scratch venv and write its ``pip freeze --all``."""
-    with tempfile.TemporaryDirectory(prefix="openstack-freeze-") as tmp:
-        venv, log = Path(tmp) / "venv", Path(tmp) / "pip.log"
-        subprocess.run([PYTHON, "-m", "venv", str(venv)], check=True)
-        _pip(venv, "install", "--upgrade", "pip", "setuptools", "wheel", log=log)
-        _pip(venv, "install", *PACKAGES, log=log)
-        frozen = subprocess.run(
-            [str(venv / "bin" / "python"), "-m", "pip", "freeze", "--all"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-    header = (
-        "# Services venv for tests/services/openstack_rig.py (Keystone + Heat), Python 3.11.\n"
-        "# Regenerate: python -m tests.services.openstack_rig freeze (pip freeze --all, fresh install).\n"
-    )
-    CONSTRAINTS.write_text(header + frozen)
-
-
 # ---------------------------------------------------------------- processes
-
-
-def _clean_env(venv: Path, **extra: str) -> dict[str, str]:
-    """A minimal environment: nothing from the project's venv or the developer's OS_* settings leaks in."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if k in {"HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "LOGNAME", "TZ"} or k.startswith("PIP_")
-    }
-    env["PATH"] = f"{venv / 'bin'}:/usr/local/bin:/usr/bin:/bin"
-    env["VIRTUAL_ENV"] = str(venv)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _tail(path: Path, lines: int = 60) -> str:
-    try:
-        text = path.read_text(errors="replace").splitlines()
-    except OSError:
-        return f"({path} not readable)"
-    return "\n".join(text[-lines:])
 
 
 def _rss_mb(pid: int) -> float:
@@ -276,7 +172,7 @@ class _Rig:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 cwd=self.workdir,
-                env=_clean_env(self.venv, **env),
+                env=clean_env(self.venv, **env),
             )
 
     def _run(self, args: list[str], log: Path) -> None:
@@ -285,7 +181,7 @@ class _Rig:
             raise RigError(f"{' '.join(args)} failed (rc={proc.returncode})\n{self.log_tails()}")
 
     def log_tails(self) -> str:
-        return "\n".join(f"--- tail of {log} ---\n{_tail(log)}" for log in self.logs)
+        return "\n".join(f"--- tail of {log} ---\n{log_tail(log)}" for log in self.logs)
 
     def _wait_http(self, url: str, proc: subprocess.Popen[bytes], what: str) -> None:
         deadline = time.monotonic() + START_TIMEOUT
@@ -307,7 +203,7 @@ class _Rig:
         return target
 
     def start(self) -> OpenStackRig:
-        ks_port, heat_port = _free_port(), _free_port()
+        ks_port, heat_port = free_port(), free_port()
         keystone_url = f"http://127.0.0.1:{ks_port}"
         heat_url = f"http://127.0.0.1:{heat_port}"
         admin_password, heat_password, user_password = (secrets.token_urlsafe(12) for _ in range(3))
@@ -379,7 +275,7 @@ class _Rig:
             capture_output=True,
             text=True,
             timeout=120,
-            env=_clean_env(self.venv),
+            env=clean_env(self.venv),
             cwd=self.workdir,
         )
         with setup_log.open("a") as out:
