@@ -1,16 +1,16 @@
 """The reconciler's side of labs: decide for rows, store the decisions, hand out jobs.
 
-A decision is stored with a conditional UPDATE (the row must still have the
-state and desired value it was decided on), so a learner's click racing a
-reconcile pass never loses either: the loser's change is simply decided again
-next pass. Every state change appends a LabEvent. Jobs (one cloud call or one
-probe each) are sent to the workers only after the transaction commits.
+A reconcile pass locks the rows it decides for and writes their changes in a
+few bulk statements; a single lab (a learner's launch, a probe's answer) is
+stored with a conditional UPDATE, so a click racing a pass never loses either:
+the loser's change is simply decided again next pass. Every state change
+appends a LabEvent. Jobs (one cloud call or one probe each) are sent to the
+workers only after the transaction commits.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -27,8 +27,6 @@ from labxblock.conf import get_settings
 from labxblock.labs import placement
 from labxblock.lifecycle import Action, Decision, Desired, LabView, State
 from labxblock.models import Lab, LabEvent
-
-log = logging.getLogger(__name__)
 
 PERFORM_TASK = "labxblock.tasks.perform_job"
 MAX_CHAIN = 4  # decisions taken in a row for one lab while no call is needed
