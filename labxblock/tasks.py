@@ -61,6 +61,11 @@ def carry_out(job: Job) -> str:
     claim = jobs.claim(job)
     if claim is None:
         return "stale"
+    if claim.provider not in clouds.providers():
+        message = f"provider {claim.provider!r} is not in XBLOCK_SETTINGS['labxblock']['providers'] any more"
+        log.error("labxblock: lab %s: %s", job.lab_id, message)
+        jobs.record_call_failed(claim, message)  # retried with backoff, then failed visibly
+        return "no such provider"
     provider = clouds.provider(claim.provider)
     ref = provider.load_state(claim.stack_name, claim.provider_state)
     action = job.action

@@ -151,3 +151,15 @@ def test_the_call_budget_keeps_to_the_providers_rate_whatever_the_tick():
     assert [call_budget("fast", 1200, 2) for _ in range(3)] == [40, 40, 40]
     cache.delete("labxblock:call-budget:odd")
     assert sum(call_budget("odd", 100, 1) for _ in range(60)) == 100  # a minute of passes: the rate
+
+
+def test_a_job_for_a_provider_no_longer_configured_is_recorded_not_crashed():
+    from labxblock.labs.engine import Job
+    from labxblock.lifecycle import Action
+    from labxblock.tasks import carry_out
+
+    lab = make_lab("orphaned", state=State.SUSPENDING, desired=Desired.SUSPENDED)
+    Lab.objects.filter(pk=lab.pk).update(provider="removed-cloud")
+    assert carry_out(Job(lab.pk, Action.SUSPEND, State.SUSPENDING)) == "no such provider"
+    lab.refresh_from_db()
+    assert "removed-cloud" in lab.status_reason and lab.deadline_at is not None  # due: counted next pass
