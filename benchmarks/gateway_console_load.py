@@ -28,6 +28,7 @@ from websockets.asyncio.client import connect
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from labxblock.tickets import generate_key, mint_ticket
+from tests.services.process import free_port
 from tests.services.sshd import run_sshd
 
 KEY = generate_key()
@@ -48,11 +49,6 @@ def cpu_seconds(pid: int) -> float:
 def _idle() -> float:
     return float(Path("/proc/stat").read_text().split("\n", 1)[0].split()[4])
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Session:

@@ -39,12 +39,6 @@ class Options:
     broker: str = "auto"  # auto | redis | filesystem
 
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
 
 def redis_answers(address: tuple[str, int] = REDIS) -> bool:
     """Whether a Redis server answers PING at ``address``."""

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -15,22 +13,18 @@ import pytest
 
 from labxblock.tickets import generate_key, iframe_url, mint_ticket
 from tests.browser.conftest import screenshot
+from tests.services.process import ServiceProcess, free_port, port_open
 
 pytestmark = pytest.mark.browser
 
 KEY = generate_key()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory) -> Iterator[str]:
     """``labxblock-gateway`` as an operator starts it: env vars only."""
-    port = _free_port()
+    port = free_port()
     base = f"http://127.0.0.1:{port}"
     command = shutil.which("labxblock-gateway", path=str(Path(sys.executable).parent)) or "labxblock-gateway"
     env = {
@@ -41,22 +35,11 @@ def gateway(tmp_path_factory) -> Iterator[str]:
         "LABXBLOCK_GATEWAY_LISTEN": f"127.0.0.1:{port}",
     }
     log = tmp_path_factory.mktemp("gateway") / "gateway.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([command], env=env, stdout=out, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 15
-            while True:
-                try:
-                    socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                    break
-                except OSError:
-                    if proc.poll() is not None or time.monotonic() > deadline:
-                        pytest.fail(f"gateway did not start: {log.read_text()}")
-                    time.sleep(0.1)
-            yield base
-        finally:
-            proc.terminate()
-            proc.wait(10)
+    gateway = ServiceProcess("labxblock-gateway", [command], log, env=env).start(lambda: port_open(port), 15)
+    try:
+        yield base
+    finally:
+        gateway.stop()
     assert KEY not in log.read_text(), "a ticket key reached the gateway log"
 
 

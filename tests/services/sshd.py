@@ -12,8 +12,6 @@ import contextlib
 import getpass
 import os
 import socket
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +21,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from tests.services import missing_service
+from tests.services.process import ServiceProcess, free_port
 
 SSHD = Path("/usr/sbin/sshd")
 
@@ -45,11 +44,6 @@ def _keypair() -> tuple[str, str]:
     public = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
     return private, public.decode()
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _config(workdir: Path, port: int, max_sessions: int) -> str:
@@ -94,34 +88,24 @@ def run_sshd(workdir: Path, *, max_sessions: int = 64) -> Iterator[SshdServer]:
     host_key_file.chmod(0o600)  # sshd refuses readable host keys
     (workdir / "authorized_keys").write_text(user_public + "\n")
     (workdir / "home").mkdir(exist_ok=True)
-    port = _free_port()
+    port = free_port()
     config = workdir / "sshd_config"
     config.write_text(_config(workdir, port, max_sessions))
     # Privilege separation directory; packaged sshd expects it and the image may lack it.
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
-    log = (workdir / "sshd.log").open("wb")
-    proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(config)], stdout=log, stderr=subprocess.STDOUT)
+    argv = [str(SSHD), "-D", "-e", "-f", str(config)]
+    server = ServiceProcess("sshd", argv, workdir / "sshd.log").start(lambda: _speaks_ssh(port), timeout=10)
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"sshd exited: {(workdir / 'sshd.log').read_text()[-2000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-                if s.recv(4).startswith(b"SSH-"):
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError("sshd did not start listening within 10 s")
-            time.sleep(0.05)
         yield SshdServer("127.0.0.1", port, getpass.getuser(), user_private, host_public, workdir)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
+        server.stop(timeout=5)
 
+
+def _speaks_ssh(port: int) -> bool:
+    """Ready means listening and greeting with its banner, not merely bound."""
+    with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+        return conn.recv(4).startswith(b"SSH-")
+    return False
 
 @pytest.fixture(scope="session")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdServer]:
