@@ -19,10 +19,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from celery import current_app
 from django.db import transaction
 from django.utils import timezone
 
+from labxblock.labs.engine import send_after_commit
 from labxblock.labs.specs import DEFAULT_PORTS
 from labxblock.lifecycle import Desired, State
 from labxblock.models import CheckRun, Lab, scrub
@@ -110,21 +110,22 @@ def request_check(
             if running.deadline_at > now:
                 return view_of(running)
             _close(running.pk, LOST, now)
-        ready = lab is not None and lab.state == State.READY and lab.desired == Desired.UP and bool(lab.ip)
+        ready = _usable(lab)
         run = CheckRun.objects.create(
             lab=lab, learner=user, course_run=course_run, usage_id=usage_id, lab_key=lab_key, actor=actor,
             checks=list(checks), started_at=now, deadline_at=now + timedelta(seconds=QUEUE_SECONDS + budget),
             state=CheckRun.State.RUNNING if ready else CheckRun.State.FAILED,
             reason="" if ready else NOT_READY, finished_at=None if ready else now,
         )
-        if ready:
+        if ready:  # broker down: the run is closed as lost at its deadline, the learner retries
             limit = int(budget) + TASK_MARGIN_SECONDS
-            transaction.on_commit(
-                lambda: current_app.send_task(RUN_TASK, args=[run.pk], soft_time_limit=limit,
-                                              time_limit=limit + 10),
-                robust=True,  # broker down: the run is closed as lost at its deadline, the learner retries
-            )
+            send_after_commit(RUN_TASK, [[run.pk]], soft_time_limit=limit, time_limit=limit + 10)
     return view_of(run)
+
+
+def _usable(lab: Lab | None) -> bool:
+    """Can checks run in this lab now: ready, wanted up, with an address."""
+    return lab is not None and lab.state == State.READY and lab.desired == Desired.UP and bool(lab.ip)
 
 
 def _close(run_id: int, reason: str, now: datetime) -> bool:
@@ -146,7 +147,7 @@ def claim(run_id: int) -> CheckJob | None:
         _close(run.pk, LOST, now)
         return None
     lab = run.lab
-    if lab is None or lab.state != State.READY or lab.desired != Desired.UP or not lab.ip:
+    if not _usable(lab):
         _close(run.pk, NOT_READY, now)
         return None
     return CheckJob(

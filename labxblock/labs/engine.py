@@ -95,15 +95,16 @@ def believed(lab: Lab) -> Observation:
     return Observation(_BELIEVED[State(lab.state)])
 
 
-def send_after_commit(task_name: str, args_list: list[list[Any]]) -> None:
-    """Send tasks once the surrounding transaction has committed.
+def send_after_commit(task_name: str, args_list: list[list[Any]], **options: Any) -> None:
+    """Send tasks (with Celery ``options`` such as time limits) once the transaction has committed.
 
     Robust: if the broker is down, the error is logged and the caller's request still
-    succeeds; what was stored is done by the next reconcile pass instead.
+    succeeds; what was stored is picked up again later (the next pass, a run's deadline).
     """
     if args_list:
         transaction.on_commit(
-            lambda: [current_app.send_task(task_name, args=args) for args in args_list], robust=True
+            lambda: [current_app.send_task(task_name, args=args, **options) for args in args_list],
+            robust=True,
         )
 
 
