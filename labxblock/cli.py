@@ -8,7 +8,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from labxblock.providers.local import DEFAULT_SSHD
+from labxblock.providers.local import DEFAULT_SSHD, free_port
 
 DEFAULT_DEMO_DIR = "~/.local/share/labxblock/demo"
 
@@ -55,8 +55,8 @@ def main(argv: list[str] | None = None) -> int:
 
         return runner.main(runner.Options(
             directory=Path(args.dir).expanduser().resolve(),
-            port=args.port or runner.free_port(),
-            gateway_port=args.gateway_port or runner.free_port(),
+            port=args.port or free_port(),
+            gateway_port=args.gateway_port or free_port(),
             suspend_timeout=args.suspend_timeout,
             broker=args.broker,
         ))

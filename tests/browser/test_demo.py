@@ -202,7 +202,8 @@ def test_without_redis_the_serverless_broker_carries_beats_ticks_to_the_worker(t
 
 
 def test_a_redis_answering_ping_is_found_and_a_silent_port_is_not(redis_server) -> None:
-    from labxblock.demo.runner import broker_url, free_port, redis_answers
+    from labxblock.demo.runner import broker_url, redis_answers
+    from labxblock.providers.local import free_port
 
     assert redis_answers(("127.0.0.1", redis_server.port))
     assert not redis_answers(("127.0.0.1", free_port()))
