@@ -23,6 +23,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
@@ -32,6 +33,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 CLOUD_START_TIMEOUT = 20.0
+MARIADB_BUFFER_POOL = "128M"  # innodb_buffer_pool_size's default in MariaDB 10.11
 
 
 def cores() -> int:
@@ -144,12 +146,13 @@ class Rig:
     def __init__(self, *, engine: bool = True, workers: int = 2, concurrency: int = 1,
                  beat: bool = True, cloud: dict[str, Any] | None = None,
                  provider: dict[str, Any] | None = None, settings: dict[str, Any] | None = None,
-                 keep: bool = False) -> None:
+                 keep: bool = False, buffer_pool: str = MARIADB_BUFFER_POOL) -> None:
         self.engine, self.n_workers, self.concurrency, self.beat = engine, workers, concurrency, beat
         self.cloud_config = cloud or {}
         self.provider_overrides = provider or {}
         self.setting_overrides = settings or {}
         self.keep = keep
+        self.buffer_pool = buffer_pool
         self.workdir = Path(tempfile.mkdtemp(prefix="labxblock-bench-"))
         self._stack = contextlib.ExitStack()
         self.cloud: CloudProcess | None = None
@@ -188,7 +191,8 @@ class Rig:
     def _start(self) -> None:
         from tests.services.mariadb import start_mariadb
 
-        server = self._timed("mariadb", start_mariadb)
+        # By default MariaDB's own cache size, not the tests' smaller one: what an untuned server has.
+        server = self._timed("mariadb", partial(start_mariadb, buffer_pool=self.buffer_pool))
         self._stack.callback(server.stop)
         db_env = {**server.env(), "LABXBLOCK_TEST_DB": "mariadb"}
         os.environ.update(db_env)

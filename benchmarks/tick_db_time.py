@@ -10,7 +10,8 @@ then runs, in this process, what the beat's ticks run after the cloud has answer
 the listing the cloud would give for the non-deleted rows, then ``engine.place_queued``
 (together, the reconcile tick). Database time is the sum of every query's duration,
 measured around ``cursor.execute`` with ``connection.execute_wrapper``; wall time includes
-the Python around it. Each round is a real tick on what the previous one left.
+the Python around it. Each round is a real tick on what the previous one left. MariaDB
+runs with its own default buffer pool (128M) unless ``--buffer-pool`` says otherwise.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
 
-from common import Rig, cores, db_timer, make_parser, print_table, run, utc_now
+from common import MARIADB_BUFFER_POOL, Rig, cores, db_timer, make_parser, print_table, run, utc_now
 
 GOAL_MS = 50.0
 
@@ -56,6 +57,8 @@ def parse() -> argparse.Namespace:
                         help="rate-limited calls allowed this pass (120 a minute x 5 s ticks)")
     parser.add_argument("--top", type=int, default=5, help="slowest queries shown per round")
     parser.add_argument("--explain", action="store_true", help="print the plan of each round's slowest query")
+    parser.add_argument("--buffer-pool", default=MARIADB_BUFFER_POOL,
+                        help="MariaDB's innodb_buffer_pool_size (default: the server's own default)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     return parser.parse_args()
 
@@ -152,6 +155,22 @@ def listing() -> dict[str, Any]:
     return out
 
 
+def footprint(buffer_pool: str) -> str:
+    """The lab table's size on disk beside the cache it must share."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT VERSION()")
+        (version,) = cursor.fetchone()
+        cursor.execute(
+            "SELECT data_length, index_length FROM information_schema.tables "
+            "WHERE table_schema = DATABASE() AND table_name = 'labxblock_lab'"
+        )
+        data, index = cursor.fetchone()
+    return (f"MariaDB {version}, innodb_buffer_pool_size {buffer_pool}; labxblock_lab: "
+            f"{data / 2**20:.0f} MiB of rows, {index / 2**20:.0f} MiB of secondary indexes")
+
+
 def measure(what: str, fn: Callable[[], Any]) -> dict[str, Any]:
     started = time.perf_counter()
     with db_timer() as stats:
@@ -177,13 +196,14 @@ def explain(sql: str, params: Any) -> None:
 
 def main() -> None:
     args = parse()
-    with Rig(engine=False, keep=args.keep):
+    with Rig(engine=False, keep=args.keep, buffer_pool=args.buffer_pool):
         from labxblock.labs import engine, periodic
 
         started = time.monotonic()
         counts = fill(args.rows, args.idle, utc_now())
         print(f"filled {args.rows} labs in {time.monotonic() - started:.1f} s: "
               + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), flush=True)
+        print(footprint(args.buffer_pool), flush=True)
         worst = 0.0
         for round_ in range(1, args.rounds + 1):
             cloud = listing()  # made by the task from the cloud's answer: not database time

@@ -125,13 +125,12 @@ class Lab(models.Model):
                 fields=["learner", "course_run", "lab_key"], name="labxblock_lab_identity"
             ),
         ]
-        # Plain composite indexes (MariaDB has no partial indexes), one per periodic query.
+        # Plain composite indexes (MariaDB has no partial indexes), one per periodic query and no
+        # more: every state change rewrites each index holding ``state``, so there is one.
         indexes = [
-            models.Index(fields=["state", "deadline_at"], name="labxblock_lab_deadline"),  # reconciler
-            models.Index(fields=["desired", "state", "last_seen_at"], name="labxblock_lab_idle"),
             models.Index(fields=["desired", "idle_at"], name="labxblock_lab_idle_at"),  # suspend-idle tick
             models.Index(fields=["delete_by"], name="labxblock_lab_delete_by"),  # reaper
-            models.Index(fields=["provider", "state"], name="labxblock_lab_capacity"),  # capacity
+            # The reconciler's unsettled rows, and capacity counts (provider, state).
             models.Index(fields=["provider", "state", "desired"], name="labxblock_lab_reconcile"),
             models.Index(fields=["course_run", "lab_key"], name="labxblock_lab_estimate"),  # estimates
         ]

@@ -115,13 +115,25 @@ def active_lab_settings(settings: dict[str, Any]) -> Iterator[None]:
         reset_settings_cache()
 
 
-def wait_for(what: str, predicate: Callable[[], Any], timeout: float, interval: float = 0.2) -> Any:
-    """Poll ``predicate`` until it is truthy; fail naming ``what`` after ``timeout`` seconds."""
+def wait_for(
+    what: str,
+    predicate: Callable[[], Any],
+    timeout: float,
+    interval: float = 0.2,
+    explain: Callable[[], Any] | None = None,
+) -> Any:
+    """Poll ``predicate`` until it is truthy; fail naming ``what`` after ``timeout`` seconds.
+
+    ``explain``'s answer, if given, goes into the failure message (say, where each lab got stuck).
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = predicate()
         if value:
             return value
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what} (last: {value!r})")
+            seen = f"; {explain()}" if explain else ""
+            raise AssertionError(
+                f"timed out after {timeout:.0f} s waiting for {what} (last: {value!r}{seen})"
+            )
         time.sleep(interval)

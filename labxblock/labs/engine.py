@@ -102,10 +102,14 @@ def send_after_commit(task_name: str, args_list: list[list[Any]], **options: Any
     succeeds; what was stored is picked up again later (the next pass, a run's deadline).
     """
     if args_list:
-        transaction.on_commit(
-            lambda: [current_app.send_task(task_name, args=args, **options) for args in args_list],
-            robust=True,
-        )
+        transaction.on_commit(lambda: _send(task_name, args_list, options), robust=True)
+
+
+def _send(task_name: str, args_list: list[list[Any]], options: dict[str, Any]) -> None:
+    # One producer (one broker connection) for the whole batch, not a new client per message.
+    with current_app.producer_or_acquire() as producer:
+        for args in args_list:
+            current_app.send_task(task_name, args=args, producer=producer, **options)
 
 
 def call_budget(provider: str, actions_per_minute: int, interval_seconds: int) -> int:
@@ -241,7 +245,7 @@ def step(lab_id: int, now: datetime, actor: str, *, send: bool = True) -> Job | 
         lab = Lab.objects.select_for_update().filter(pk=lab_id).first()
         if lab is None:
             return None
-        placed = placement.ensure_placed(lab)  # unplaced: queued for capacity, the pass tries again
+        placed = lab.pk in placement.place([lab])  # unplaced: queued for capacity, the pass tries again
         job = apply(lab, believed(lab), now, actor, can_create=placed)
         if send:
             dispatch([job] if job else [])
@@ -287,7 +291,10 @@ def reconcile_provider(
         rows = {lab.pk: lab for lab in unsettled.only(*PASS_FIELDS)}
         # Settled labs whose stack the cloud shows in motion or failed need a look too
         # (FAILED ones excepted: failure is sticky until the learner retries).
-        moving = [n for n, o in listing.items() if o.state not in (State.READY, State.SUSPENDED)]
+        known = {lab.stack_name for lab in rows.values()}
+        moving = [
+            n for n, o in listing.items() if o.state not in (State.READY, State.SUSPENDED) and n not in known
+        ]
         if moving:
             settled_states = [State.READY, State.SUSPENDED, State.DELETED]  # FAILED stays: it is sticky
             drifted = Lab.objects.select_for_update().filter(
@@ -330,13 +337,25 @@ def _bulk_store(writes: list[tuple[Lab, dict[str, Any]]]) -> None:
 
 
 def place_queued(now: datetime, limit: int = 500) -> list[Job]:
-    """Labs not yet on any provider: place them where there is room, and start their creates."""
+    """Labs not yet on any provider: place those that fit, oldest first, and start their creates.
+
+    One transaction and a few statements for the whole queue, however long it is.
+    """
     jobs: list[Job] = []
-    queued = Lab.objects.filter(UNSETTLED, provider="").order_by("id").values_list("pk", flat=True)[:limit]
-    for lab_id in list(queued):
-        job = step(lab_id, now, "reconciler")
-        if job:
-            jobs.append(job)
+    events: list[LabEvent] = []
+    writes: list[tuple[Lab, dict[str, Any]]] = []
+    with transaction.atomic():
+        queued = Lab.objects.select_for_update().filter(UNSETTLED, provider="").order_by("id")
+        labs = list(queued.only(*PASS_FIELDS, "blueprint_id", "tried_providers")[:limit])
+        ahead = placement.place(labs)
+        for lab in labs:
+            job = apply(lab, believed(lab), now, "reconciler", can_create=lab.pk in ahead,
+                        events=events, writes=writes)
+            if job:
+                jobs.append(job)
+        _bulk_store(writes)
+        LabEvent.objects.bulk_create(events)
+        dispatch(jobs)
     return jobs
 
 

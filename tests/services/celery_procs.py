@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,6 +36,10 @@ class CeleryProcesses:
     extra_env: dict[str, str] = field(default_factory=dict)
     workers: list[ServiceProcess] = field(default_factory=list)
     beat: ServiceProcess | None = None
+    restarts: list[str] = field(default_factory=list)  # names, one entry per restart by supervise()
+    _supervisor: threading.Thread | None = None
+    _stopping: threading.Event = field(default_factory=threading.Event)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start_worker(self, concurrency: int = 2, name: str | None = None) -> ServiceProcess:
         name = name or f"w{len(self.workers) + 1}"
@@ -58,7 +63,29 @@ class CeleryProcesses:
                         timeout=60)
         return self.beat
 
+    def supervise(self, interval: float = 0.5) -> None:
+        """Restart a worker or beat that exits by itself, as systemd's ``Restart=always`` would.
+
+        Operators run Celery under such a supervisor; a test that provokes Celery's own
+        crashes (a broker restart can make a worker exit) should run it so too.
+        """
+
+        def watch() -> None:
+            while not self._stopping.wait(interval):
+                with self._lock:
+                    for proc in [*self.workers, self.beat]:
+                        if proc is not None and proc.exited:
+                            self.restarts.append(proc.name)
+                            proc.start(ready=lambda: True)
+
+        self._stopping.clear()
+        self._supervisor = threading.Thread(target=watch, name="celery supervisor", daemon=True)
+        self._supervisor.start()
+
     def stop(self) -> None:
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join()
         for proc in [*self.workers, self.beat]:
             if proc is not None:
                 proc.stop()

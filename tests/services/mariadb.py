@@ -85,8 +85,11 @@ def _answers(sock: str) -> bool:
     return True
 
 
-def start_mariadb() -> MariaDB:
-    """Initialise a data directory, start mariadbd, create the database and user."""
+def start_mariadb(buffer_pool: str = "64M") -> MariaDB:
+    """Initialise a data directory, start mariadbd, create the database and user.
+
+    ``buffer_pool`` is InnoDB's cache: small for tests; benchmarks give the server's default.
+    """
     import MySQLdb
 
     started = time.monotonic()
@@ -104,8 +107,8 @@ def start_mariadb() -> MariaDB:
         f"--tmpdir={directory}", "--skip-log-bin", "--skip-name-resolve",
         "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci",
         # Durability buys nothing for a throwaway test database; speed does.
-        "--innodb-buffer-pool-size=64M", "--innodb-flush-log-at-trx-commit=0", "--innodb-doublewrite=0",
-        "--max-connections=500",
+        f"--innodb-buffer-pool-size={buffer_pool}", "--innodb-flush-log-at-trx-commit=0",
+        "--innodb-doublewrite=0", "--max-connections=500",
     ]  # fmt: skip
     process = ServiceProcess("mariadbd", argv, directory / "mariadbd.log")
     server = MariaDB(process, directory, port, "labxblock_test", "labxblock", secrets.token_hex(12))

@@ -67,6 +67,11 @@ class ServiceProcess:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    @property
+    def exited(self) -> bool:
+        """It was started, was not stopped, and is gone."""
+        return self.proc is not None and self.proc.poll() is not None
+
     def signal(self, sig: int) -> None:
         if self.running:
             assert self.proc is not None
