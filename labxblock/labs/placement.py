@@ -9,6 +9,7 @@ provider chosen.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -55,19 +56,21 @@ def needs_placement(lab: Lab) -> bool:
 
 
 class _Room:
-    """Free slots, counted once per provider and per (provider, lab) when first asked, then kept."""
+    """Occupancy per provider and per (provider, lab): counted in the database once, when first
+    asked, plus the slots this placement has taken and not yet written."""
 
     def __init__(self) -> None:
         self.site_capacity = {name: conf.capacity for name, conf in get_settings().providers.items()}
-        self.counts: dict[tuple[str, ...], int] = {}
+        self.stored: dict[tuple[str, ...], int] = {}
+        self.taken: Counter[tuple[str, ...]] = Counter()
 
     def _count(self, key: tuple[str, ...]) -> int:
-        if key not in self.counts:
+        if key not in self.stored:
             if len(key) == 1:
-                self.counts[key] = occupancy(key[0])
+                self.stored[key] = occupancy(key[0])
             else:
-                self.counts[key] = occupancy(key[0], course_run=key[1], lab_key=key[2])
-        return self.counts[key]
+                self.stored[key] = occupancy(key[0], course_run=key[1], lab_key=key[2])
+        return self.stored[key] + self.taken[key]
 
     def take(self, provider: str, lab_capacity: int | None, lab: Lab) -> bool:
         """Take a slot on ``provider`` for ``lab`` if both the site's and the lab's capacity allow."""
@@ -77,9 +80,7 @@ class _Room:
             return False
         if lab_capacity is not None and self._count(own) >= lab_capacity:
             return False
-        for key in (site, own):
-            if key in self.counts:
-                self.counts[key] += 1
+        self.taken.update((site, own))
         return True
 
 

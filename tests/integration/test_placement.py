@@ -73,6 +73,14 @@ def test_queued_labs_fill_each_capacity_in_the_authors_order_oldest_first(two_pr
     assert placed(labs)[3:] == ["default", ""]
 
 
+def test_a_capacity_counts_the_slots_this_pass_took_before_it(two_providers):
+    # The author lowered the lab's capacity while launches were queued: old and new blueprints.
+    before = queue(1, blueprint(), prefix="old")
+    after = queue(2, blueprint({"default": 1, "second": 0}), prefix="new")
+    engine.place_queued(timezone.now())
+    assert placed(before + after) == ["default", "", ""]
+
+
 def test_a_lab_cancelled_while_queued_needs_no_slot_and_takes_none(two_providers):
     plan = blueprint({"second": 0})
     waiting = queue(2, plan, prefix="w")
