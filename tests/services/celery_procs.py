@@ -36,10 +36,8 @@ class CeleryProcesses:
     extra_env: dict[str, str] = field(default_factory=dict)
     workers: list[ServiceProcess] = field(default_factory=list)
     beat: ServiceProcess | None = None
-    restarts: list[str] = field(default_factory=list)  # names, one entry per restart by supervise()
     _supervisor: threading.Thread | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
-    _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def start_worker(self, concurrency: int = 2, name: str | None = None) -> ServiceProcess:
         name = name or f"w{len(self.workers) + 1}"
@@ -72,11 +70,11 @@ class CeleryProcesses:
 
         def watch() -> None:
             while not self._stopping.wait(interval):
-                with self._lock:
-                    for proc in [*self.workers, self.beat]:
-                        if proc is not None and proc.exited:
-                            self.restarts.append(proc.name)
-                            proc.start(ready=lambda: True)
+                for proc in [*self.workers, self.beat]:
+                    if proc is not None and proc.exited:
+                        with open(proc.log_path, "a") as log:  # the log says why it starts again
+                            log.write(f"--- {proc.name} exited ({proc.proc.returncode}): restarted ---\n")
+                        proc.start(ready=lambda: True)
 
         self._stopping.clear()
         self._supervisor = threading.Thread(target=watch, name="celery supervisor", daemon=True)
