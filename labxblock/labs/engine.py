@@ -188,6 +188,7 @@ def apply(
             break  # the stack is gone and the lab unplaced: placement chooses where it goes next
         decision = lifecycle.decide(view, obs.state, now, policy)
     if decision.action is Action.CREATE and not can_create:
+        _start_queue_clock(lab, policy, now, writes)
         return None
     if budget is not None and decision.action in RATE_LIMITED:
         if budget[0] <= 0:
@@ -225,6 +226,21 @@ def apply(
     if decision.action is Action.NONE:
         return None
     return Job(lab.pk, decision.action, view.state)
+
+
+def _start_queue_clock(
+    lab: Lab, policy: lifecycle.Policy, now: datetime, writes: list[tuple[Lab, dict[str, Any]]] | None
+) -> None:
+    """A lab queued for capacity stays REQUESTED, but its wait is timed from the first pass that
+    found no room: past the deadline the lifecycle fails it with a reason, never leaves it waiting."""
+    if lab.state != State.REQUESTED or lab.deadline_at is not None:
+        return
+    fields = {"deadline_at": lifecycle.deadline_for(State.REQUESTED, now, policy.deadline_seconds)}
+    if writes is None:
+        _store(lab, fields)
+    else:
+        lab.deadline_at = fields["deadline_at"]
+        writes.append((lab, fields))
 
 
 def _store(lab: Lab, fields: dict[str, Any]) -> bool:

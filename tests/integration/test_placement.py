@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import timedelta
 
 import pytest
 from django.conf import settings
@@ -12,7 +13,8 @@ from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from labxblock.labs import engine
+from labxblock.conf import get_settings
+from labxblock.labs import engine, status_of
 from labxblock.labs.specs import blueprint_digest
 from labxblock.lifecycle import Action, Desired, State
 from labxblock.models import Blueprint, Lab, LabEvent
@@ -81,6 +83,32 @@ def test_a_capacity_counts_the_slots_this_pass_took_before_it(two_providers):
     assert placed(before + after) == ["default", "", ""]
 
 
+def test_a_lab_waiting_for_room_past_its_deadline_fails_with_a_reason_the_learner_sees(two_providers):
+    plan = blueprint({"second": 0})
+    queue(2, plan, prefix="first")  # they take both of default's slots
+    started = timezone.now()
+    engine.place_queued(started)
+    late = queue(1, plan, prefix="late")[0]
+
+    engine.place_queued(started)
+    waiting = Lab.objects.get(pk=late.pk)
+    assert (waiting.state, waiting.provider) == (State.REQUESTED, "")
+    assert waiting.deadline_at is not None  # the wait is timed from its first pass
+
+    # Each deadline outlasted is an attempt (and a new deadline); attempts run out: failed, visibly.
+    attempts = []
+    for _ in range(get_settings().max_attempts):
+        lab = Lab.objects.get(pk=late.pk)
+        engine.place_queued(lab.deadline_at + timedelta(seconds=1))
+        attempts.append(Lab.objects.get(pk=late.pk).attempts)
+    assert attempts == [1, 2, 3, 4, 5]
+    failed = Lab.objects.get(pk=late.pk)
+    assert failed.state == State.FAILED and failed.status_reason.startswith("queue_timeout")
+    assert status_of(failed).reason == "queue_timeout"
+    event = LabEvent.objects.get(lab_id=late.pk, to_state=State.FAILED)
+    assert (event.from_state, event.reason) == (State.REQUESTED, "queue_timeout")
+
+
 def test_a_lab_cancelled_while_queued_needs_no_slot_and_takes_none(two_providers):
     plan = blueprint({"second": 0})
     waiting = queue(2, plan, prefix="w")
@@ -101,5 +129,5 @@ def test_a_long_queue_costs_the_same_few_statements_as_a_short_one(two_providers
         return len(queries)
 
     statements(1, "warm")  # the providers' lock rows are made once, at the first placement ever
-    few, many = statements(3, "few"), statements(60, "many")
+    few, many = statements(4, "few"), statements(60, "many")  # 3 placed; 1 and 57 wait, timed
     assert many == few and many <= 12
