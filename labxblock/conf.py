@@ -139,8 +139,9 @@ class LabSettings:
         """How long ``state`` may last, or None for a resting state."""
         return self.state_deadline_seconds.get(str(state))
 
+    @functools.cached_property
     def policy(self) -> lifecycle.Policy:
-        """The lifecycle's tunables, from these settings."""
+        """The lifecycle's tunables, from these settings (made once: the pass asks for every lab)."""
         return lifecycle.Policy(
             deadline_seconds=self.state_deadline_seconds,
             max_attempts=self.max_attempts,

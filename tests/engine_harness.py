@@ -21,6 +21,8 @@ from django.test import override_settings
 
 from labxblock.conf import reset_settings_cache
 from labxblock.labs import LabSpec, ProviderChoice
+from labxblock.lifecycle import State
+from labxblock.providers.base import Provider, StackInfo, StackRef
 
 TEST_SECRET_KEYS = ["sUKLjyest-zChe4V4e_wNt5HkYZYutVrDajwRCTDQGg="]
 TEST_TICKET_KEYS = ["5EIJxo4ocC-Og6iqMy7YGgl3HaK7pvOjzhcL4GO_KdE="]
@@ -137,3 +139,14 @@ def wait_for(
                 f"timed out after {timeout:.0f} s waiting for {what} (last: {value!r}{seen})"
             )
         time.sleep(interval)
+
+
+def wait_for_stack(provider: Provider, ref: StackRef, state: State, timeout: float = 10) -> StackInfo:
+    """Poll the provider's ``get`` until the stack is in ``state``; fail showing its last answer."""
+    last: list[StackInfo] = []
+
+    def reached() -> StackInfo | None:
+        last[:] = [provider.get(ref)]
+        return last[0] if last[0].state == state else None
+
+    return wait_for(f"stack {ref.name} {state.value}", reached, timeout, 0.05, explain=lambda: last[-1])

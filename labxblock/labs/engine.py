@@ -174,7 +174,7 @@ def apply(
     row locks), else straight to the database. A decision that changes nothing writes
     nothing: most labs in a pass are just waiting for the cloud.
     """
-    policy = get_settings().policy()
+    policy = get_settings().policy
     view, fields, moves = view_of(lab), {}, []
     decision = lifecycle.decide(view, obs.state, now, policy)
     for _ in range(MAX_CHAIN):

@@ -222,7 +222,7 @@ def retry(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
     with transaction.atomic():
         lab = _locked(user, spec)
         if lab is not None and lab.state == State.FAILED:
-            decision = lifecycle.retry(view_of(lab), now, get_settings().policy())
+            decision = lifecycle.retry(view_of(lab), now, get_settings().policy)
             LabEvent.record(
                 lab, actor=actor, reason=str(decision.reason), to_state=decision.state.value, at=now
             )

@@ -21,8 +21,9 @@ import pytest
 from labxblock.lifecycle import State
 from labxblock.providers import load_provider_class
 from labxblock.providers import local_procs as procs
-from labxblock.providers.base import PermanentError, StackInfo, StackRef, StackSpec
+from labxblock.providers.base import PermanentError, StackInfo, StackSpec
 from labxblock.providers.local import LocalProvider
+from tests.engine_harness import wait_for_stack
 from tests.integration.test_provider_contract import LOCAL_GOOD_TEMPLATE
 from tests.services import missing_service
 
@@ -45,14 +46,6 @@ def root(tmp_path: Path) -> Iterator[Path]:
 def _spec(template: str = LOCAL_GOOD_TEMPLATE % {"wait": 0}) -> StackSpec:
     return StackSpec(name=f"lxb-{uuid.uuid4().hex[:12]}", template=template, parameters={"run": "r"},
                      tags=("lxb-local-test",))
-
-
-def _wait(provider: LocalProvider, ref: StackRef, state: State, timeout: float = 10) -> StackInfo:
-    deadline = time.monotonic() + timeout
-    while (info := provider.get(ref)).state != state:
-        assert time.monotonic() < deadline, info
-        time.sleep(0.05)
-    return info
 
 
 def _ssh(info: StackInfo) -> paramiko.SSHClient:
@@ -89,7 +82,7 @@ def test_a_new_provider_instance_finds_every_lab_again(root: Path) -> None:
     """All state is on disk: a restarted worker (a new instance) carries on."""
     first = LocalProvider("local", {"root": str(root)})
     ref = first.create(_spec())
-    _wait(first, ref, State.READY)
+    wait_for_stack(first, ref, State.READY)
 
     second = LocalProvider("local", {"root": str(root)})
     state = second.get_state(ref)
@@ -106,7 +99,7 @@ def test_a_new_provider_instance_finds_every_lab_again(root: Path) -> None:
 def test_suspend_stops_every_process_and_resume_brings_back_the_same_shell(root: Path) -> None:
     provider = LocalProvider("local", {"root": str(root)})
     ref = provider.create(_spec())
-    info = _wait(provider, ref, State.READY)
+    info = wait_for_stack(provider, ref, State.READY)
     client = _ssh(info)
     before = _shell_says(client, "export MARK=42; echo shell-$$-$MARK", "-42\r")
     client.close()  # the learner leaves: the session's shell lives on in the lab's tmux
@@ -120,7 +113,7 @@ def test_suspend_stops_every_process_and_resume_brings_back_the_same_shell(root:
     assert {p.state for p in lab} == {"T"}, lab  # really stopped, every one of them
 
     provider.resume(ref)
-    info = _wait(provider, ref, State.READY)
+    info = wait_for_stack(provider, ref, State.READY)
     # (the closed session's sshd children, stopped while tearing down, may finish exiting now)
     assert all(now.state != "T" for p in lab if (now := procs.read_proc(p.pid)) is not None)
     assert procs.read_proc(int(shell_pid)).state != "T"
@@ -133,7 +126,7 @@ def test_suspend_stops_every_process_and_resume_brings_back_the_same_shell(root:
 def test_commands_run_in_the_labs_home_as_progress_checks_need(root: Path) -> None:
     provider = LocalProvider("local", {"root": str(root)})
     ref = provider.create(_spec())
-    client = _ssh(_wait(provider, ref, State.READY))
+    client = _ssh(wait_for_stack(provider, ref, State.READY))
     _, out, _ = client.exec_command("touch ~/done && pwd && ls")
     assert out.read().decode().split() == [str(root / ref.name / "home"), "done"]
     assert out.channel.recv_exit_status() == 0
@@ -143,7 +136,7 @@ def test_commands_run_in_the_labs_home_as_progress_checks_need(root: Path) -> No
 def test_delete_kills_the_labs_processes_and_removes_its_directory(root: Path) -> None:
     provider = LocalProvider("local", {"root": str(root)})
     ref = provider.create(_spec())
-    info = _wait(provider, ref, State.READY)
+    info = wait_for_stack(provider, ref, State.READY)
     client = _ssh(info)
     _shell_says(client, "sleep 1000 & echo started", "started\r")
     client.close()
@@ -165,7 +158,7 @@ def test_an_sshd_that_cannot_start_fails_the_lab_with_its_message(root: Path, tm
     fake.chmod(0o755)
     provider = LocalProvider("local", {"root": str(root), "sshd": str(fake)})
     ref = provider.create(_spec())
-    info = _wait(provider, ref, State.FAILED)
+    info = wait_for_stack(provider, ref, State.FAILED)
     assert "cannot bind" in info.reason and info.outputs == {}
     provider.delete(ref)
     assert provider.get(ref).state == State.DELETED
@@ -194,7 +187,7 @@ def test_tmux_is_what_keeps_the_shell(root: Path) -> None:
         missing_service("tmux is not installed (apt install tmux): it keeps the shell between sessions")
     provider = LocalProvider("local", {"root": str(root)})
     ref = provider.create(_spec())
-    _shell_says(_ssh(_wait(provider, ref, State.READY)), "echo in-tmux-$TMUX", "in-tmux-/")
+    _shell_says(_ssh(wait_for_stack(provider, ref, State.READY)), "echo in-tmux-$TMUX", "in-tmux-/")
 
 
 def test_a_lab_in_a_deep_directory_still_keeps_its_shell_in_tmux(tmp_path: Path) -> None:
@@ -205,7 +198,7 @@ def test_a_lab_in_a_deep_directory_still_keeps_its_shell_in_tmux(tmp_path: Path)
     provider = LocalProvider("local", {"root": str(deep_root)})
     ref = provider.create(_spec())
     try:
-        info = _wait(provider, ref, State.READY)
+        info = wait_for_stack(provider, ref, State.READY)
         _shell_says(_ssh(info), "echo in-tmux-$TMUX", "in-tmux-/")
     finally:
         provider.delete(ref)

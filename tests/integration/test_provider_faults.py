@@ -13,12 +13,11 @@ import pytest
 from labxblock.lifecycle import State
 from labxblock.providers.base import (
     QuotaExceeded,
-    StackInfo,
-    StackRef,
     StackSpec,
     TemporaryError,
 )
 from labxblock.providers.openstack import OpenStackProvider
+from tests.engine_harness import wait_for_stack
 from tests.integration.test_provider_contract import FAILING_TEMPLATE
 
 
@@ -36,14 +35,6 @@ def _spec(template: str = FAILING_TEMPLATE.replace("fail: true", "value: x"), ta
           name: str = "") -> StackSpec:
     return StackSpec(name=name or f"lxb-{uuid.uuid4().hex[:12]}", template=template,
                      parameters={"run": "r"}, tags=(tag,))
-
-
-def _wait(provider: OpenStackProvider, ref: StackRef, state: State, timeout: float = 5) -> StackInfo:
-    deadline = time.monotonic() + timeout
-    while (info := provider.get(ref)).state != state:
-        assert time.monotonic() < deadline, info
-        time.sleep(0.02)
-    return info
 
 
 def test_server_error_is_temporary_and_honours_retry_after(fake: Any) -> None:
@@ -142,11 +133,11 @@ def test_reboot_on_resume_reboots_every_server_once(fake: Any, reboot: bool) -> 
     # Our Heat rig has no Nova, so this path is only tested here.
     provider = _provider(fake.provider_config)
     ref = provider.create(_spec(SERVERS_TEMPLATE % str(reboot).lower()))
-    _wait(provider, ref, State.READY)
+    wait_for_stack(provider, ref, State.READY)
     provider.suspend(ref)
-    _wait(provider, ref, State.SUSPENDED)
+    wait_for_stack(provider, ref, State.SUSPENDED)
     provider.resume(ref)
-    _wait(provider, ref, State.READY)
+    wait_for_stack(provider, ref, State.READY)
     provider.after_resume(ref)
     reboots = fake.reboots()
     assert sorted(reboots.values()) == ([1, 1] if reboot else [])

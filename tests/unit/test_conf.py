@@ -313,7 +313,7 @@ def test_test_settings_are_valid_with_the_openstack_provider(settings):
 
 def test_policy_for_the_lifecycle_follows_settings():
     s = load(with_(state_deadline_seconds={"creating": 60}, max_attempts=3, retry_backoff_seconds=2))
-    policy = s.policy()
+    policy = s.policy
     assert policy.deadline_seconds["creating"] == 60
     assert (policy.max_attempts, policy.retry_backoff_seconds) == (3, 2)
     assert policy.retry_backoff_max_seconds == s.retry_backoff_max_seconds
