@@ -10,8 +10,8 @@ import pytest
 from labxblock.checks import CheckSpec, CheckTarget, LabUnreachable, run_checks
 from labxblock.lifecycle import State
 from labxblock.providers.local import LocalProvider
-from tests.engine_harness import wait_for
-from tests.integration.test_local_provider import _spec, _ssh, _wait
+from tests.engine_harness import wait_for, wait_for_stack
+from tests.integration.test_local_provider import _spec, _ssh
 from tests.services import missing_service
 from tests.services.process import port_open
 
@@ -22,7 +22,7 @@ def lab(tmp_path: Path):
         missing_service("openssh-server is not installed")
     provider = LocalProvider("local", {"root": str(tmp_path / "labs")})
     ref = provider.create(_spec())
-    info = _wait(provider, ref, State.READY)
+    info = wait_for_stack(provider, ref, State.READY)
     wait_for("the lab's sshd", lambda: port_open(int(info.outputs["port"])), 10)
     yield provider, ref, info
     provider.delete(ref)
@@ -55,9 +55,9 @@ def test_checks_see_the_learners_work_in_the_lab(lab):
 def test_a_suspended_lab_is_unreachable_not_failed(lab):
     provider, ref, info = lab
     provider.suspend(ref)
-    _wait(provider, ref, State.SUSPENDED)
+    wait_for_stack(provider, ref, State.SUSPENDED)
     with pytest.raises(LabUnreachable):
         run_checks(target(info), [CheckSpec(name="anything", script="true")], connect_timeout=2)
     provider.resume(ref)
-    _wait(provider, ref, State.READY)
+    wait_for_stack(provider, ref, State.READY)
     assert run_checks(target(info), [CheckSpec(name="anything", script="true")])[0].passed
