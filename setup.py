@@ -39,6 +39,7 @@ EXTRAS_REQUIRE = {
         "selenium>=4.20,<5",
         "xblock-sdk>=0.14,<1",  # the workbench runtime for block tests
         "cssselect>=1.2,<2",  # CSS selectors over rendered views in block tests
+        "edx-submissions>=3.7,<5",  # what the LMS has: the worker publishes check scores through it
     ],
 }
 # `labxblock demo`: the workbench and the gateway (Redis if one runs, else kombu's filesystem broker).

@@ -15,13 +15,14 @@ import nh3
 from lxml import etree
 from web_fragments.fragment import Fragment
 from xblock.core import XBlock
-from xblock.scorable import ScorableXBlockMixin, Score
 from xblock.utils.resources import ResourceLoader
 from xblock.utils.studio_editable import StudioEditableXBlockMixin
 from xblock.validation import ValidationMessage
 
 from labxblock import authoring, compat, messages, olx
 from labxblock.fields import LIST_FIELDS, SCALAR_FIELDS, LabFieldsMixin
+from labxblock.scoring import LabScoringMixin
+from labxblock.studio import NestedInstructionsMixin, lms_only
 
 loader = ResourceLoader(__name__)
 
@@ -45,12 +46,15 @@ def _labs() -> Any:
 
 
 @XBlock.needs("i18n", "user")
-class LabBlock(LabFieldsMixin, StudioEditableXBlockMixin, ScorableXBlockMixin, XBlock):
-    """A learner's own lab (an OpenStack Heat stack), shown as a terminal or desktop in the page."""
+@XBlock.wants("mako")  # Studio's container markup for the nested instructions (studio.py)
+class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixin, LabScoringMixin, XBlock):
+    """A learner's own lab (an OpenStack Heat stack), shown as a terminal or desktop in the page.
+
+    Scoring and completion: ``scoring.py``; Studio (author mode, nested instructions): ``studio.py``.
+    """
 
     has_children = True  # nested HTML components: instructions
     has_author_view = True
-    has_score = True
     i18n_js_namespace = "LabXBlockI18N"
 
     # --- views ---
@@ -84,7 +88,7 @@ class LabBlock(LabFieldsMixin, StudioEditableXBlockMixin, ScorableXBlockMixin, X
         return frag
 
     def author_view(self, context: dict | None = None) -> Fragment:
-        """Studio's preview: what the lab is made of and what needs fixing; never launches a lab."""
+        """Studio's preview: what the lab is made of, what to fix, its nested instructions; never a lab."""
         frag = Fragment(loader.render_django_template("templates/author_view.html", {
             "block": self,
             "sources": [{**vars(s), "inline": authoring.is_inline(s.template)}
@@ -93,6 +97,9 @@ class LabBlock(LabFieldsMixin, StudioEditableXBlockMixin, ScorableXBlockMixin, X
             "check_count": len(self.checks), "port_count": len(self.ports),
         }, i18n_service=self.runtime.service(self, "i18n")))
         frag.add_css(loader.load_unicode("static/css/labxblock.css"))
+        children = self.author_children(context)
+        frag.add_fragment_resources(children)
+        frag.add_content(children.content)
         return frag
 
     # --- Studio ---
@@ -141,21 +148,27 @@ class LabBlock(LabFieldsMixin, StudioEditableXBlockMixin, ScorableXBlockMixin, X
     # --- handlers (JSON) ---
 
     @XBlock.json_handler
+    @lms_only
     def status(self, data: dict, suffix: str = "") -> dict:
         """The lab's status; with ``{"launch": true}`` also asks for it to be up (idempotent)."""
-        return self._act("launch" if data.get("launch") else "status")
+        answer = self._act("launch" if data.get("launch") else "status")
+        self._complete_when_ready(answer)
+        return answer
 
     @XBlock.json_handler
+    @lms_only
     def reset(self, data: dict, suffix: str = "") -> dict:
         """Throw the lab away and start a fresh one (the page asked the learner first)."""
         return self._act("reset")
 
     @XBlock.json_handler
+    @lms_only
     def retry(self, data: dict, suffix: str = "") -> dict:
         """Try again after a failure."""
         return self._act("retry")
 
     @XBlock.json_handler
+    @lms_only
     def keepalive(self, data: dict, suffix: str = "") -> dict:
         """The learner is active: keep the lab from being suspended. One UPDATE."""
         viewer = compat.viewer(self)
@@ -168,6 +181,7 @@ class LabBlock(LabFieldsMixin, StudioEditableXBlockMixin, ScorableXBlockMixin, X
         return {"ok": alive}
 
     @XBlock.json_handler
+    @lms_only
     def choose_port(self, data: dict, suffix: str = "") -> dict:
         """Switch the terminal to another of the author's ports."""
         numbers = [p.get("number") for p in self.ports if isinstance(p, dict)]
@@ -177,6 +191,7 @@ class LabBlock(LabFieldsMixin, StudioEditableXBlockMixin, ScorableXBlockMixin, X
         return {"port": self.selected_port}
 
     @XBlock.json_handler
+    @lms_only
     def terminal(self, data: dict, suffix: str = "") -> dict:
         """The iframe URL for a ready lab: a short-lived, single-use, encrypted ticket in its fragment."""
         from labxblock import tickets
@@ -204,6 +219,7 @@ class LabBlock(LabFieldsMixin, StudioEditableXBlockMixin, ScorableXBlockMixin, X
         return {"url": url}
 
     @XBlock.json_handler
+    @lms_only
     def check(self, data: dict, suffix: str = "") -> dict:
         """Start a run of the author's checks in the lab (one at a time); the page polls ``check_result``."""
         viewer = compat.viewer(self)
@@ -213,12 +229,13 @@ class LabBlock(LabFieldsMixin, StudioEditableXBlockMixin, ScorableXBlockMixin, X
         if not specs:
             return messages.error_answer(messages.NO_CHECKS, self.ugettext)
         _checking().request_check(viewer.user, compat.course_run(self), self._lab_key(), self._usage_key(),
-                                  specs, actor=viewer.actor)
+                                  specs, actor=viewer.actor, weight=self.weight)
         return self._check_result(viewer)
 
     @XBlock.json_handler
+    @lms_only
     def check_result(self, data: dict, suffix: str = "") -> dict:
-        """The latest runs; a newly finished run's score is published now (grades need the runtime)."""
+        """The latest runs; a newly finished run's score is published through the runtime now (scoring.py)."""
         viewer = compat.viewer(self)
         if viewer is None:
             return messages.error_answer(messages.NOT_SIGNED_IN, self.ugettext)
@@ -230,9 +247,7 @@ class LabBlock(LabFieldsMixin, StudioEditableXBlockMixin, ScorableXBlockMixin, X
         # Staff viewing as a learner see the result but do not change the learner's grade.
         if latest is not None and latest.state == "done" and latest.id != self.graded_run \
                 and not viewer.masquerading:
-            self.raw_earned = latest.score
-            self.graded_run = latest.id
-            self._publish_grade(self.get_score())
+            self._grade_run(latest)
         return messages.check_answer(runs, self.check_feedback, self.ugettext)
 
     def _act(self, action: str) -> dict:
@@ -309,29 +324,6 @@ class LabBlock(LabFieldsMixin, StudioEditableXBlockMixin, ScorableXBlockMixin, X
         except LabSettingsError:
             suspend = 120
         return max(30, int(suspend * 0.75))
-
-    # --- score (ScorableXBlockMixin): the last scored check run, in [0, 1]; the platform applies weight ---
-
-    def has_submitted_answer(self) -> bool:
-        return self.raw_earned is not None
-
-    def get_score(self) -> Score:
-        return Score(raw_earned=self.raw_earned or 0.0, raw_possible=1.0)
-
-    def set_score(self, score: Score) -> None:
-        self.raw_earned = score.raw_earned / score.raw_possible if score.raw_possible else 0.0
-
-    def calculate_score(self) -> Score:
-        """Rescoring: the learner's last scored check run, as recorded (scripts are not run again)."""
-        viewer = compat.viewer(self)
-        if viewer is not None:
-            score = _checking().latest_score(viewer.user, compat.course_run(self), self._usage_key())
-            if score is not None:
-                return Score(raw_earned=score, raw_possible=1.0)
-        return self.get_score()
-
-    def max_score(self) -> float:
-        return 1.0  # the platform scales by ``weight``
 
     # --- workbench ---
 

@@ -116,3 +116,37 @@ def known_provider_names() -> frozenset[str] | None:
     except LabSettingsError:
         log.warning("labxblock settings are invalid; provider names not checked", exc_info=True)
         return None
+
+
+def in_studio(block: Any) -> bool:
+    """Studio's preview (author mode): its runtime says so with ``is_author_mode`` (edx-platform)."""
+    return bool(getattr(block.runtime, "is_author_mode", False))
+
+
+def submissions_api() -> Any:
+    """edx-submissions' API (the path ORA's scores take to the gradebook); None where it is not installed.
+
+    Installed but not in INSTALLED_APPS counts as absent: its tables would not exist.
+    """
+    from django.apps import apps
+
+    if not apps.is_installed("submissions"):
+        return None
+    from submissions import api
+
+    return api
+
+
+def anonymous_user_id(user: Any, course_run: str) -> str | None:
+    """The learner's anonymous id in the course run, as the LMS's grades app looks scores up by.
+
+    edx-platform: ``anonymous_id_for_user``; the workbench: the workbench student id (its own
+    convention, one per learner); anywhere else None.
+    """
+    try:
+        from common.djangoapps.student.models import anonymous_id_for_user
+        from opaque_keys.edx.keys import CourseKey
+    except ImportError:
+        username = user.get_username()
+        return username[len(WORKBENCH_USER_PREFIX):] if username.startswith(WORKBENCH_USER_PREFIX) else None
+    return anonymous_id_for_user(user, CourseKey.from_string(course_run))

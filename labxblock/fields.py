@@ -159,5 +159,7 @@ class LabFieldsMixin(XBlockMixin):
     raw_earned = Float(default=None, scope=Scope.user_state)
     # The check run whose score was last published, so each run is published once.
     graded_run = Integer(default=None, scope=Scope.user_state)
+    # The learner completed the lab (custom completion was published), so it is published once.
+    completed = Boolean(default=False, scope=Scope.user_state)
 
     editable_fields = (*SCALAR_FIELDS, *LIST_FIELDS, "instructions")

@@ -52,6 +52,7 @@ NO_CHECKS = _("This lab has no progress checks.")
 TERMINAL_UNAVAILABLE = _("The lab cannot be shown on this site yet. Please tell the course team.")
 NOT_READY = _("Your lab is not ready yet.")
 MASQUERADE = _("You are viewing the lab of {username}. What you do here happens in their lab.")
+LMS_ONLY = _("Labs run in the LMS, not in Studio. View this unit in the LMS to try the lab.")
 
 # Progress checks: how a run went, in the learner's words. A run that was not scored says so.
 CHECK_RUNNING = _("Checking your lab…")

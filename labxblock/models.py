@@ -310,6 +310,8 @@ class CheckRun(models.Model):
     checks = models.JSONField(default=list, help_text="The checks as they ran (author content).")
     results = models.JSONField(default=list, blank=True, help_text="Per check: passed, hint, output tails.")
     score = models.FloatField(null=True, blank=True, help_text="Weighted share of passed checks, 0..1.")
+    weight = models.FloatField(null=True, blank=True, default=1.0,
+                               help_text="The block's weight when the run started: its points at full marks.")
     actor = models.CharField(max_length=64)
     started_at = models.DateTimeField()
     deadline_at = models.DateTimeField(help_text="A run still running after this was lost.")

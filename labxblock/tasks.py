@@ -18,7 +18,7 @@ from django.utils import timezone
 
 from labxblock import checks, clouds
 from labxblock.conf import get_settings
-from labxblock.labs import checking, engine, jobs, periodic
+from labxblock.labs import checking, engine, grading, jobs, periodic
 from labxblock.labs.engine import Job, Observation
 from labxblock.lifecycle import Action, State
 from labxblock.providers.base import (
@@ -220,10 +220,12 @@ def run_checks(run_id: int) -> str:
 
     Holds a worker for the scripts' own timeouts at most: ``labs.checking`` sends it with a
     time limit of the run's budget plus a margin. A redelivered run that already finished
-    or outlived its deadline is dropped by ``claim``.
+    or outlived its deadline is dropped by ``claim``. A finished run's score goes to the
+    gradebook from here (``labs.grading``), so the learner's page need not be open.
     """
     job = checking.claim(run_id)
     if job is None:
+        grading.publish_run(run_id)  # a run finished before a crash: publishing again is a no-op
         return "stale"
     target = checks.CheckTarget(host=job.host, port=job.port, username=job.username,
                                 private_key=job.private_key, password=job.password,
@@ -242,4 +244,6 @@ def run_checks(run_id: int) -> str:
         checking.record_failure(run_id, checking.LOST)
         return checking.LOST
     checking.record_results(run_id, [dataclasses.asdict(r) for r in results])
+    outcome = grading.publish_run(run_id)
+    log.info("labxblock: check run %s on lab %s scored; gradebook: %s", run_id, job.label, outcome)
     return "done"

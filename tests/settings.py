@@ -30,6 +30,7 @@ INSTALLED_APPS = [
     "django.contrib.sessions",
     "django.contrib.messages",
     "django.contrib.admin",
+    "submissions",  # edx-submissions: the path check scores take to the gradebook from the worker
     "labxblock",
 ]
 MIDDLEWARE = [

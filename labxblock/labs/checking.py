@@ -92,9 +92,11 @@ def budget_seconds(checks: Sequence[Mapping[str, Any]]) -> float:
 
 def request_check(
     user: Any, course_run: str, lab_key: str, usage_id: str, checks: Sequence[Mapping[str, Any]], *,
-    actor: str,
+    actor: str, weight: float | None = 1.0,
 ) -> CheckRunView:
     """Start a run of ``checks`` (complete dicts, see ``authoring.check_specs``) on the learner's lab.
+
+    ``weight`` is the block's: the run's points at full marks when the worker publishes its score.
 
     Returns the running run if there is one; a failed ``not_ready`` run if the lab is not up.
     """
@@ -113,7 +115,8 @@ def request_check(
         ready = _usable(lab)
         run = CheckRun.objects.create(
             lab=lab, learner=user, course_run=course_run, usage_id=usage_id, lab_key=lab_key, actor=actor,
-            checks=list(checks), started_at=now, deadline_at=now + timedelta(seconds=QUEUE_SECONDS + budget),
+            checks=list(checks), weight=weight, started_at=now,
+            deadline_at=now + timedelta(seconds=QUEUE_SECONDS + budget),
             state=CheckRun.State.RUNNING if ready else CheckRun.State.FAILED,
             reason="" if ready else NOT_READY, finished_at=None if ready else now,
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 
 PKG = Path(__file__).parents[2] / "labxblock"
 CATALOGUE = PKG / "locale/en/LC_MESSAGES/django.po"
-PYTHON = ("block.py", "fields.py", "authoring.py", "messages.py")
+PYTHON = ("block.py", "fields.py", "authoring.py", "messages.py", "studio.py")
 TEMPLATES = ("templates/student_view.html", "templates/author_view.html")
 JS = ("static/js/labxblock.js",)
 GETTEXT_NAMES = {"_", "gettext", "ugettext"}
