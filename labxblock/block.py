@@ -97,9 +97,7 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
             "check_count": len(self.checks), "port_count": len(self.ports),
         }, i18n_service=self.runtime.service(self, "i18n")))
         frag.add_css(loader.load_unicode("static/css/labxblock.css"))
-        children = self.author_children(context)
-        frag.add_fragment_resources(children)
-        frag.add_content(children.content)
+        self.add_author_children(frag, context)
         return frag
 
     # --- Studio ---

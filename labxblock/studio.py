@@ -43,6 +43,14 @@ class NestedInstructionsMixin(StudioContainerWithNestedXBlocksMixin):
     def allowed_nested_blocks(self) -> list[NestedXBlockSpec]:
         return [NestedXBlockSpec(None, category=NESTED_CATEGORY, label=self.ugettext("Instructions (HTML)"))]
 
+    def add_author_children(self, frag: Fragment, context: dict | None) -> None:
+        """Append the children's author view to ``frag`` (the author view has no script of its own)."""
+        children = self.author_children(context)
+        frag.add_fragment_resources(children)
+        frag.add_content(children.content)
+        if children.js_init_fn:  # Studio's add/reorder script for the children
+            frag.initialize_js(children.js_init_fn, children.json_init_args)
+
     def author_children(self, context: dict | None) -> Fragment:
         """Editable children on the lab's own Studio page; previews of them anywhere else (the unit)."""
         context = dict(context or {})
