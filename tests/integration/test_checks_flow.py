@@ -3,7 +3,8 @@ worker on a private Redis, and a real OpenSSH server standing in for the learner
 
 The lab row is made READY directly, its address, user and key pointing at the sshd
 fixture (the launch itself is tested elsewhere). Grades are what the block hands the
-runtime's ``publish``. Run with ``--ds tests.workbench_settings``.
+runtime's ``publish`` and what the worker records in edx-submissions (the real app, whose
+tables the worker shares). Run with ``--ds tests.workbench_settings``.
 """
 
 from __future__ import annotations
@@ -24,9 +25,12 @@ from webob import Request
 if "workbench" not in settings.INSTALLED_APPS:
     pytest.skip("needs --ds tests.workbench_settings (the xblock-sdk workbench app)", allow_module_level=True)
 
+from submissions import api as submissions_api
+from submissions.models import Score, StudentItem
 from workbench.runtime import WorkbenchRuntime
 
 from labxblock import compat
+from labxblock.labs import grading
 from labxblock.lifecycle import Desired, State
 from labxblock.models import CheckRun, Lab
 from tests.engine_harness import wait_for
@@ -110,7 +114,8 @@ def test_partial_credit_with_hint_then_full_marks_then_rescoring(checked) -> Non
         {"name": "shell works", "passed": True, "label": "Passed", "hint": ""},
         {"name": "slow", "passed": True, "label": "Passed", "hint": ""},
     ]
-    assert c.grades == [{"value": pytest.approx(0.4), "max_value": 1.0, "only_if_higher": None}]
+    # Points: the share of passed checks times the lab's weight (10).
+    assert c.grades == [{"value": pytest.approx(4.0), "max_value": 10.0, "only_if_higher": None}]
     assert c.block.raw_earned == pytest.approx(0.4)
     c.call("check_result")
     assert len(c.grades) == 1  # a result is published once, however often the page asks
@@ -119,15 +124,38 @@ def test_partial_credit_with_hint_then_full_marks_then_rescoring(checked) -> Non
     c.call("check")
     answer = c.finished()
     assert answer["message"] == "3 of 3 checks passed. Score: 100%."
-    assert [g["value"] for g in c.grades] == [pytest.approx(0.4), 1.0]
+    assert [g["value"] for g in c.grades] == [pytest.approx(4.0), 10.0]
     assert [h["score"] for h in answer["history"]] == [1.0, pytest.approx(0.4)]  # newest first
 
     # Instructor rescoring takes the last recorded run, not whatever the field holds.
     c.block.raw_earned = 0.1
     c.block.rescore(only_if_higher=False)
-    assert c.grades[-1] == {"value": 1.0, "max_value": 1.0, "only_if_higher": False}
+    assert c.grades[-1] == {"value": 10.0, "max_value": 10.0, "only_if_higher": False}
     run = CheckRun.objects.order_by("-pk").first()
     assert run.score == 1.0 and run.lab_id == c.lab.pk and run.usage_id == str(c.block.scope_ids.usage_id)
+
+
+def test_a_finished_check_reaches_the_gradebook_with_no_page_open(checked) -> None:
+    c = checked()
+    c.call("check")  # the learner presses Check and closes the tab: nothing polls check_result
+    usage_id = str(c.block.scope_ids.usage_id)
+    item = grading.student_item(c.lab.learner, compat.course_run(c.block), usage_id)
+    wait_for("the worker's score in edx-submissions", lambda: submissions_api.get_score(item) is not None,
+             timeout=40, interval=0.3)
+    # What the LMS's grades app reads first, for this learner's anonymous id and this block; the
+    # worker's set_score stored this Score and sent score_set with exactly these values.
+    score = Score.objects.select_related("student_item").get()
+    assert (score.points_earned, score.points_possible) == (4, 10)  # 2 of 5 check weights, of 10 points
+    student = score.student_item
+    assert (student.student_id, student.course_id, student.item_id, student.item_type) == (
+        "ada", compat.course_run(c.block), usage_id, "labxblock")
+    assert c.grades == [] and c.block.raw_earned is None  # the block's runtime published nothing
+    assert CheckRun.objects.get().state == "done"
+
+    # When the learner comes back, the page collects the same run: the runtime gets it, once.
+    assert c.call("check_result")["state"] == "done"
+    assert c.grades == [{"value": pytest.approx(4.0), "max_value": 10.0, "only_if_higher": None}]
+    assert Score.objects.count() == 1 and StudentItem.objects.count() == 1
 
 
 def test_a_hanging_script_is_stopped_and_the_learner_told(checked) -> None:
@@ -137,7 +165,7 @@ def test_a_hanging_script_is_stopped_and_the_learner_told(checked) -> None:
     slow = answer["results"][2]
     assert slow["passed"] is False
     assert slow["hint"] == "This check took longer than 1 seconds and was stopped."
-    assert c.grades[-1]["value"] == pytest.approx(0.2)
+    assert c.grades[-1]["value"] == pytest.approx(2.0)
 
 
 def test_a_paused_lab_is_not_checked_and_not_scored(checked) -> None:
