@@ -10,15 +10,18 @@ class LabXBlockConfig(AppConfig):
     verbose_name = "Labs"
     default_auto_field = "django.db.models.BigAutoField"
 
-    # edx_django_utils.plugins reads this; plain strings so no edx import is needed.
-    plugin_app = {
-        "settings_config": {
-            "lms.djangoapp": {"common": {"relative_path": "settings.common"}},
-            "cms.djangoapp": {"common": {"relative_path": "settings.common"}},
-        },
-    }
+    # edx_django_utils.plugins.get_plugin_apps adds every app that has this attribute to
+    # INSTALLED_APPS. No settings hook: they run before the operator's values exist
+    # (edx-platform's YAML, Tutor's patch), so whatever depends on the settings is
+    # built from the final ones when it is used (the beat schedule when beat starts).
+    plugin_app: dict = {}
 
     def ready(self) -> None:
-        # Registers the system check that reports a bad XBLOCK_SETTINGS["labxblock"]
-        # at startup (manage.py check, runserver, LMS/Studio boot) with the key's name.
+        # Never raises, whatever XBLOCK_SETTINGS holds: importing conf registers the system
+        # check that warns about a missing or bad XBLOCK_SETTINGS["labxblock"].
+        from celery.signals import beat_init
+
         from labxblock import conf  # noqa: F401
+        from labxblock.schedule import install_ticks
+
+        beat_init.connect(install_ticks, dispatch_uid="labxblock.schedule.install_ticks")

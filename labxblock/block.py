@@ -172,6 +172,8 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
         viewer = compat.viewer(self)
         if viewer is None:
             return messages.error_answer(messages.NOT_SIGNED_IN, self.ugettext)
+        if (unconfigured := self._unconfigured("keepalive")) is not None:
+            return unconfigured
         alive = _labs().keepalive(
             viewer.user, compat.course_run(self), self._lab_key(),
             suspend_timeout=self.suspend_timeout, delete_timeout=self.delete_timeout,
@@ -198,6 +200,8 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
         viewer = compat.viewer(self)
         if viewer is None:
             return messages.error_answer(messages.NOT_SIGNED_IN, self.ugettext)
+        if (unconfigured := self._unconfigured("terminal")) is not None:
+            return unconfigured
         settings = get_settings()
         if settings.terminal_mode == "guacamole-json" or not settings.gateway_url:
             return messages.error_answer(messages.TERMINAL_UNAVAILABLE, self.ugettext)
@@ -223,6 +227,8 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
         viewer = compat.viewer(self)
         if viewer is None:
             return messages.error_answer(messages.NOT_SIGNED_IN, self.ugettext)
+        if (unconfigured := self._unconfigured("check")) is not None:
+            return unconfigured
         specs = authoring.check_specs(self._values())
         if not specs:
             return messages.error_answer(messages.NO_CHECKS, self.ugettext)
@@ -252,6 +258,8 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
         viewer = compat.viewer(self)
         if viewer is None:
             return messages.error_answer(messages.NOT_SIGNED_IN, self.ugettext)
+        if (unconfigured := self._unconfigured(action)) is not None:
+            return unconfigured
         labs = _labs()
         run, key = compat.course_run(self), self._lab_key()
         if action == "status":
@@ -266,6 +274,16 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
         return messages.status_answer(result, datetime.now(UTC), self.ugettext)
 
     # --- helpers ---
+
+    def _unconfigured(self, handler: str) -> dict | None:
+        """The learner's answer if labs are not configured on this site (the operator's log says why)."""
+        from labxblock.conf import LabSettingsError, require_settings
+
+        try:
+            require_settings(f"the {handler} handler of {self._usage_key()}")
+        except LabSettingsError:
+            return messages.error_answer(messages.SITE_NOT_CONFIGURED, self.ugettext)
+        return None
 
     def _usage_key(self) -> str:
         return str(self.scope_ids.usage_id)

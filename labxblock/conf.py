@@ -5,12 +5,17 @@ Nothing else in the project reads ``django.conf.settings`` for our settings.
 ``get_settings`` reads Django's settings once and caches the result. Every
 problem raises :class:`LabSettingsError` naming the full key and what is
 expected; values of secret keys are never echoed.
+
+A site whose settings are missing or wrong still runs every platform command:
+the system check reports a warning (``labxblock.W001``), and the first operation
+that needs the settings (:func:`require_settings`) fails with that same message.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +29,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
 from labxblock import lifecycle
+
+log = logging.getLogger(__name__)
 
 ROOT = "labxblock"
 TERMINAL_MODES = ("gateway", "guacamole-json", "console")
@@ -62,6 +69,19 @@ class ProviderSettings:
         repr=False,  # holds cloud credentials
         metadata=_help("Every other key: provider-specific, checked by the provider class."),
     )
+
+
+@dataclass(frozen=True)
+class QueueSettings:
+    """Celery queues of labxblock's tasks: ``XBLOCK_SETTINGS["labxblock"]["queues"]``."""
+
+    calls: str = field(
+        default="labxblock", metadata=_help("Cloud calls: perform_job, advance_lab, delete_orphan.")
+    )
+    ticks: str = field(
+        default="labxblock.ticks", metadata=_help("Beat's ticks: reconcile, suspend_idle, reap.")
+    )
+    checks: str = field(default="labxblock.checks", metadata=_help("Progress checks: run_checks."))
 
 
 @dataclass(frozen=True)
@@ -128,6 +148,10 @@ class LabSettings:
     max_attempts: int = field(
         default=5, metadata=_help("Cloud call attempts per transition before a lab is failed visibly.")
     )
+    queues: QueueSettings = field(
+        default_factory=QueueSettings,
+        metadata=_help("Celery queue of each kind of task (keys calls, ticks, checks); every send names it."),
+    )
     state_deadline_seconds: Mapping[str, int] = field(
         default_factory=lambda: DEFAULT_STATE_DEADLINES,
         metadata=_help(
@@ -153,12 +177,15 @@ class LabSettings:
 def settings_help() -> list[tuple[str, str, str]]:
     """(key, default, help) per setting, for README generation and checks."""
     rows = []
-    for cls, prefix in ((LabSettings, ROOT), (ProviderSettings, f"{ROOT}.providers.<name>")):
+    for cls, prefix in (
+        (LabSettings, ROOT), (QueueSettings, f"{ROOT}.queues"), (ProviderSettings, f"{ROOT}.providers.<name>")
+    ):
         for f in dataclasses.fields(cls):
             if f.default is not dataclasses.MISSING:
                 default = repr(f.default)
             elif f.default_factory is not dataclasses.MISSING:
-                default = repr(dict(f.default_factory()))
+                made = f.default_factory()
+                default = repr(dataclasses.asdict(made) if dataclasses.is_dataclass(made) else dict(made))
             else:
                 default = "required"
             rows.append((f"{prefix}.{f.name}", default, f.metadata["help"]))
@@ -255,6 +282,18 @@ def _deadlines(key: str, raw: Any) -> Mapping[str, int]:
     return MappingProxyType(merged)
 
 
+def _queues(key: str, raw: Any) -> QueueSettings:
+    kinds = sorted(f.name for f in dataclasses.fields(QueueSettings))
+    values = {}
+    for kind, name in _mapping(key, raw).items():
+        if kind not in kinds:
+            raise LabSettingsError(f"{key}.{kind}: unknown queue; expected one of " + ", ".join(kinds))
+        if not isinstance(name, str) or not name.strip():
+            raise _fail(f"{key}.{kind}", "a non-empty queue name", name)
+        values[kind] = name
+    return QueueSettings(**values)
+
+
 def _terminal(raw: dict[str, Any]) -> dict[str, Any]:
     mode = raw.pop("terminal_mode", "gateway")
     if mode not in TERMINAL_MODES:
@@ -321,6 +360,8 @@ def load_settings(raw: Mapping[str, Any], *, load_class: Callable[[str], type] |
         raise _fail(f"{ROOT}.ticket_ttl_seconds", "at most 60 seconds", values["ticket_ttl_seconds"])
     if "max_attempts" in raw:
         values["max_attempts"] = _int(f"{ROOT}.max_attempts", raw.pop("max_attempts"), minimum=1)
+    if "queues" in raw:
+        values["queues"] = _queues(f"{ROOT}.queues", raw.pop("queues"))
     if "state_deadline_seconds" in raw:
         key = f"{ROOT}.state_deadline_seconds"
         values["state_deadline_seconds"] = _deadlines(key, raw.pop("state_deadline_seconds"))
@@ -336,11 +377,20 @@ def load_settings(raw: Mapping[str, Any], *, load_class: Callable[[str], type] |
 
 @functools.cache
 def get_settings() -> LabSettings:
-    """The site's settings, validated once per process."""
+    """The site's settings, validated once per process; LabSettingsError if missing or wrong."""
     from django.conf import settings
 
-    xblock_settings = getattr(settings, "XBLOCK_SETTINGS", None) or {}
-    return load_settings(xblock_settings.get(ROOT, {}))
+    xblock_settings = getattr(settings, "XBLOCK_SETTINGS", None)
+    if xblock_settings is None:
+        xblock_settings = {}
+    if not isinstance(xblock_settings, Mapping):
+        raise LabSettingsError(f"XBLOCK_SETTINGS: expected a mapping, got {type(xblock_settings).__name__}")
+    if ROOT not in xblock_settings:
+        raise LabSettingsError(
+            f'XBLOCK_SETTINGS["{ROOT}"]: expected a mapping with at least install_id, providers, '
+            "secret_keys and ticket_keys, but it is missing"
+        )
+    return load_settings(xblock_settings[ROOT])
 
 
 def reset_settings_cache() -> None:
@@ -356,17 +406,27 @@ def _on_setting_changed(*, setting: str, **_: Any) -> None:
 setting_changed.connect(_on_setting_changed, dispatch_uid="labxblock.conf.reset")
 
 
-def check_settings() -> LabSettings:
-    """Validate now and raise LabSettingsError if wrong; for ``AppConfig.ready()``."""
-    reset_settings_cache()
-    return get_settings()
+def require_settings(operation: str) -> LabSettings:
+    """The settings, for an operation that cannot run without them.
+
+    If they are missing or wrong, the operator reads why in the log (an ERROR naming the
+    key) and the caller gets the LabSettingsError to answer its own user with.
+    """
+    try:
+        return get_settings()
+    except LabSettingsError as exc:
+        log.error("labxblock: labs are not configured on this site, %s refused: %s", operation, exc)
+        raise
 
 
 @checks.register(ROOT)
 def settings_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckMessage]:
-    """Django system check: reports a bad configuration at LMS/Studio startup."""
+    """Django system check: a warning, so every platform command (migrate, collectstatic,
+    the translation commands of an image build) still runs on a site not yet configured."""
+    reset_settings_cache()
     try:
-        check_settings()
+        get_settings()
     except LabSettingsError as e:
-        return [checks.Error(str(e), hint="See labxblock's README, section Settings.", id="labxblock.E001")]
+        hint = "Labs refuse to start until this is fixed; see labxblock's README, section Settings."
+        return [checks.Warning(str(e), hint=hint, id="labxblock.W001")]
     return []

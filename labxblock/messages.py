@@ -46,6 +46,7 @@ FAILURES: dict[Reason, str] = {
 }
 GENERIC_FAILURE = _("Something went wrong with your lab. Please try again.")
 NOT_CONFIGURED = _("This lab is not set up correctly yet. Please tell the course team.")
+SITE_NOT_CONFIGURED = _("Labs are not configured on this site.")
 NOT_SIGNED_IN = _("Please sign in to use this lab.")
 NO_SUCH_PORT = _("This lab has no such port.")
 NO_CHECKS = _("This lab has no progress checks.")

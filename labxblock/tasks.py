@@ -4,6 +4,10 @@ No task sleeps or polls: a call returns once the cloud accepted it, and the
 reconcile tick (one ``list`` per provider) sees the cloud's progress. Tasks are
 idempotent and acknowledged late, so a worker killed mid-task costs a redelivery,
 never a lost lab; the reconciler's deadlines catch what a redelivery does not.
+
+Every send names its queue (``queues`` in the settings: calls, ticks, checks), retries
+too, so a host's router cannot move them. On a site whose settings are missing or
+wrong each task logs why and returns: no worker or beat is brought down.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 
 from labxblock import checks, clouds
-from labxblock.conf import get_settings
+from labxblock.conf import LabSettings, LabSettingsError, require_settings
 from labxblock.labs import checking, engine, grading, jobs, periodic
 from labxblock.labs.engine import Job, Observation
 from labxblock.lifecycle import Action, State
@@ -45,6 +49,15 @@ CALL_TASK_OPTIONS = {
     "time_limit": 150,
 }
 TICK_TASK_OPTIONS = {"ignore_result": True, "soft_time_limit": 240, "time_limit": 300}
+NOT_CONFIGURED = "not configured"
+
+
+def configured(operation: str) -> LabSettings | None:
+    """The settings, or None once the log says why ``operation`` cannot run without them."""
+    try:
+        return require_settings(operation)
+    except LabSettingsError:
+        return None
 
 
 def probe(host: str, port: int, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
@@ -107,13 +120,16 @@ def carry_out(job: Job) -> str:
 @shared_task(bind=True, name="labxblock.tasks.perform_job", max_retries=MAX_CALL_RETRIES, **CALL_TASK_OPTIONS)
 def perform_job(self, lab_id: int, action: str, state: str) -> str:
     """One job decided by the reconciler (or a learner's request)."""
+    settings = configured(f"{action} of lab {lab_id}")
+    if settings is None:
+        return NOT_CONFIGURED  # the reconciler decides it again once the site is configured
     job = Job(lab_id, Action(action), State(state))
     try:
         return carry_out(job)
     except TemporaryError as exc:
         if self.request.retries < self.max_retries:
             countdown = min(MAX_RETRY_COUNTDOWN, exc.delay * 2**self.request.retries)
-            raise self.retry(countdown=countdown, exc=exc) from None
+            raise self.retry(countdown=countdown, exc=exc, queue=settings.queues.calls) from None
         return _give_up(job, exc)
     except (PermanentError, NotFound) as exc:
         return _give_up(job, exc)
@@ -130,13 +146,17 @@ def _give_up(job: Job, exc: ProviderError) -> str:
 @shared_task(name="labxblock.tasks.advance_lab", **CALL_TASK_OPTIONS)
 def advance_lab(lab_id: int) -> str:
     """Request launch/resume/suspend/delete of one lab now, without waiting for the next tick."""
+    settings = configured(f"advancing lab {lab_id}")
+    if settings is None:
+        return NOT_CONFIGURED
     job = engine.step(lab_id, timezone.now(), "worker", send=False)
     if job is None:
         return "nothing to do"
     try:
         return carry_out(job)
     except TemporaryError as exc:  # hand over to perform_job's retries
-        perform_job.apply_async(args=job.as_args(), countdown=min(MAX_RETRY_COUNTDOWN, exc.delay))
+        perform_job.apply_async(args=job.as_args(), countdown=min(MAX_RETRY_COUNTDOWN, exc.delay),
+                                queue=settings.queues.calls)
         return "retrying"
     except (PermanentError, NotFound) as exc:
         return _give_up(job, exc)
@@ -162,7 +182,9 @@ def _observations(name: str, infos: list[StackInfo]) -> dict[str, Observation]:
 @shared_task(name="labxblock.tasks.reconcile", **TICK_TASK_OPTIONS)
 def reconcile() -> int:
     """The reconcile tick: one list per provider; every unsettled lab moves at most one step."""
-    settings, now, started = get_settings(), timezone.now(), 0
+    settings, now, started = configured("the reconcile tick"), timezone.now(), 0
+    if settings is None:
+        return 0
     for name, conf in settings.providers.items():
         infos = _list(name)
         if infos is not None:
@@ -174,15 +196,20 @@ def reconcile() -> int:
 @shared_task(name="labxblock.tasks.suspend_idle", **TICK_TASK_OPTIONS)
 def suspend_idle() -> int:
     """Mark labs whose keepalives stopped for suspension; the reconcile tick suspends them."""
+    if configured("the suspend-idle tick") is None:
+        return 0
     return periodic.mark_idle(timezone.now())
 
 
 @shared_task(name="labxblock.tasks.reap", **TICK_TASK_OPTIONS)
 def reap() -> int:
     """Expire unused labs, repair settled labs the cloud changed, delete orphan stacks."""
+    settings = configured("the reap tick")
+    if settings is None:
+        return 0
     now = timezone.now()
     count = periodic.mark_expired(now)
-    for name in get_settings().providers:
+    for name in settings.providers:
         infos = _list(name)
         if infos is None:
             continue
@@ -191,7 +218,7 @@ def reap() -> int:
         listed = [periodic.ListedStack(info.ref.name, info.created_at) for info in infos]
         for stack_name in periodic.orphans(name, listed, now):
             state = clouds.provider(name).get_state(refs[stack_name])
-            delete_orphan.delay(name, stack_name, state)
+            delete_orphan.apply_async(args=(name, stack_name, state), queue=settings.queues.calls)
             count += 1
     return count
 
@@ -201,11 +228,15 @@ def reap() -> int:
 )
 def delete_orphan(self, provider_name: str, stack_name: str, provider_state: dict) -> str:
     """Delete a stack of ours that no lab owns (after the grace period)."""
+    settings = configured(f"deleting orphan stack {stack_name}")
+    if settings is None:
+        return NOT_CONFIGURED  # the next reap finds it again
     provider = clouds.provider(provider_name)
     try:
         provider.delete(provider.load_state(stack_name, provider_state))
     except TemporaryError as exc:
-        raise self.retry(countdown=min(MAX_RETRY_COUNTDOWN, exc.delay), exc=exc) from None
+        countdown = min(MAX_RETRY_COUNTDOWN, exc.delay)
+        raise self.retry(countdown=countdown, exc=exc, queue=settings.queues.calls) from None
     log.info("labxblock: deleted orphan stack %s on provider %s", stack_name, provider_name)
     return "deleted"
 
@@ -223,6 +254,8 @@ def run_checks(run_id: int) -> str:
     or outlived its deadline is dropped by ``claim``. A finished run's score goes to the
     gradebook from here (``labs.grading``), so the learner's page need not be open.
     """
+    if configured(f"check run {run_id}") is None:
+        return NOT_CONFIGURED  # the run is closed as lost at its deadline
     job = checking.claim(run_id)
     if job is None:
         grading.publish_run(run_id)  # a run finished before a crash: publishing again is a no-op

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -141,8 +140,3 @@ CELERYBEAT_SCHEDULE: dict = {}
 BROKER_TRANSPORT_OPTIONS = {
     "visibility_timeout": int(os.environ.get("LABXBLOCK_TEST_VISIBILITY_TIMEOUT", "3600")),
 }
-
-# The beat schedule comes from labxblock's plugin settings, as edx-platform applies them.
-from labxblock.settings.common import plugin_settings  # noqa: E402
-
-plugin_settings(sys.modules[__name__])

@@ -22,6 +22,7 @@ from typing import IO
 
 from cryptography.fernet import Fernet
 
+from labxblock.conf import QueueSettings
 from labxblock.demo.scenario import SCENARIO_ID
 
 SETTINGS = "labxblock.demo.settings"
@@ -137,7 +138,9 @@ class Demo:
                  "from labxblock.models import Lab; print(Lab.objects.all().delete())")
         self.start("gateway", "-m", "labxblock.gateway.cli")
         app = "labxblock.demo.celery_app"
+        queues = QueueSettings()  # the demo's settings keep the default queues; one worker takes them all
         self.start("worker", "-m", "celery", "-A", app, "worker", "--loglevel", "INFO", "--pool", "prefork",
+                   "--queues", ",".join((queues.calls, queues.ticks, queues.checks)),
                    "--concurrency", "2", "--without-gossip", "--without-mingle", "--without-heartbeat",
                    "--hostname", f"demo-{opts.port}@%h")
         self.start("beat", "-m", "celery", "-A", app, "beat", "--loglevel", "INFO", "--max-interval", "1",

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 from pathlib import Path
-
-from labxblock.settings.common import plugin_settings
 
 DEMO_DIR = Path(os.environ.get("LABXBLOCK_DEMO_DIR") or "~/.local/share/labxblock/demo").expanduser()
 _keys = json.loads((DEMO_DIR / "keys.json").read_text())
@@ -120,5 +117,4 @@ CELERY_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERYD_PREFETCH_MULTIPLIER = 1
-CELERYBEAT_SCHEDULE: dict = {}
-plugin_settings(sys.modules[__name__])
+CELERYBEAT_SCHEDULE: dict = {}  # labxblock's ticks are added when beat starts (labxblock.schedule)

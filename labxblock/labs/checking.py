@@ -22,6 +22,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
+from labxblock.conf import get_settings
 from labxblock.labs.engine import send_after_commit
 from labxblock.labs.specs import DEFAULT_PORTS
 from labxblock.lifecycle import Desired, State
@@ -122,7 +123,9 @@ def request_check(
         )
         if ready:  # broker down: the run is closed as lost at its deadline, the learner retries
             limit = int(budget) + TASK_MARGIN_SECONDS
-            send_after_commit(RUN_TASK, [[run.pk]], soft_time_limit=limit, time_limit=limit + 10)
+            # Their own queue: a class checking at once cannot hold up the workers of the lifecycle.
+            send_after_commit(RUN_TASK, [[run.pk]], queue=get_settings().queues.checks,
+                              soft_time_limit=limit, time_limit=limit + 10)
     return view_of(run)
 
 

@@ -95,13 +95,17 @@ def believed(lab: Lab) -> Observation:
     return Observation(_BELIEVED[State(lab.state)])
 
 
-def send_after_commit(task_name: str, args_list: list[list[Any]], **options: Any) -> None:
-    """Send tasks (with Celery ``options`` such as time limits) once the transaction has committed.
+def send_after_commit(task_name: str, args_list: list[list[Any]], *, queue: str, **options: Any) -> None:
+    """Send tasks to ``queue`` (with Celery ``options`` such as time limits) once the transaction commits.
+
+    The queue is named on every send, so a host's router (edx-platform's sends whatever it
+    does not list to its default queue) cannot mix labxblock's tasks with the platform's.
 
     Robust: if the broker is down, the error is logged and the caller's request still
     succeeds; what was stored is picked up again later (the next pass, a run's deadline).
     """
     if args_list:
+        options["queue"] = queue
         transaction.on_commit(lambda: _send(task_name, args_list, options), robust=True)
 
 
@@ -128,7 +132,7 @@ def call_budget(provider: str, actions_per_minute: int, interval_seconds: int) -
 
 def dispatch(jobs: Iterable[Job]) -> None:
     """Send jobs to the workers once the surrounding transaction has committed."""
-    send_after_commit(PERFORM_TASK, [job.as_args() for job in jobs])
+    send_after_commit(PERFORM_TASK, [job.as_args() for job in jobs], queue=get_settings().queues.calls)
 
 
 def _fields_for_move(lab: Lab, decision: Decision, obs: Observation, now: datetime) -> dict[str, Any]:

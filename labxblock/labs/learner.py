@@ -28,7 +28,7 @@ ESTIMATE_CACHE_SECONDS = 60
 
 
 def _advance_after_commit(lab_id: int) -> None:
-    send_after_commit(ADVANCE_TASK, [[lab_id]])
+    send_after_commit(ADVANCE_TASK, [[lab_id]], queue=get_settings().queues.calls)
 
 
 def _blueprint(spec: LabSpec) -> Blueprint:

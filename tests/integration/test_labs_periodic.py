@@ -9,14 +9,15 @@ import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
+from django.test import override_settings
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
-from labxblock import labs
+from labxblock import conf, labs, tasks
 from labxblock.labs import periodic, usage
 from labxblock.lifecycle import Desired, State
 from labxblock.models import Lab, LabEvent
-from labxblock.settings.common import beat_schedule, plugin_settings
+from labxblock.schedule import beat_schedule, install_ticks
 
 pytestmark = [pytest.mark.django_db, pytest.mark.mariadb]
 
@@ -115,20 +116,53 @@ def test_usage_counts_the_time_a_lab_was_up_from_its_events():
     }
 
 
-def test_plugin_settings_add_the_ticks_to_the_hosts_beat_schedule():
-    class HostSettings:
-        XBLOCK_SETTINGS = {"labxblock": {"reconcile_interval_seconds": 3, "reap_interval_seconds": "often"}}
-        CELERYBEAT_SCHEDULE = {"host-task": {"task": "host.tasks.x", "schedule": 60}}
+class RunningBeat:
+    """What ``beat_init`` hands its receivers: the service, whose scheduler exists already."""
 
-    plugin_settings(HostSettings)
-    schedule = HostSettings.CELERYBEAT_SCHEDULE
-    assert schedule["host-task"]["task"] == "host.tasks.x"  # the host's own entries are kept
-    assert schedule["labxblock-reconcile"]["task"] == "labxblock.tasks.reconcile"
-    assert schedule["labxblock-reconcile"]["schedule"] == timedelta(seconds=3)
-    assert schedule["labxblock-reconcile"]["options"]["expires"] == 3  # a late tick is dropped, not piled up
-    # A bad value falls back to the default here; the settings check reports it at startup.
-    assert schedule["labxblock-reap"]["schedule"] == beat_schedule({})["labxblock-reap"]["schedule"]
-    assert schedule["labxblock-suspend-idle"]["task"] == "labxblock.tasks.suspend_idle"
+    def __init__(self) -> None:
+        from celery.beat import Scheduler
+
+        from tests.celery_app import app
+
+        self.scheduler = Scheduler(app, lazy=True)
+        self.scheduler.update_from_dict({"host-task": {"task": "host.tasks.x", "schedule": 60}})
+
+
+def test_beat_gets_the_ticks_from_the_settings_on_their_queue_when_it_starts(settings):
+    xblock = {"labxblock": {**settings.XBLOCK_SETTINGS["labxblock"], "reconcile_interval_seconds": 3,
+                            "queues": {"ticks": "site-ticks"}}}
+    beat = RunningBeat()
+    with override_settings(XBLOCK_SETTINGS=xblock):
+        install_ticks(sender=beat)
+    schedule = beat.scheduler.schedule
+    assert schedule["host-task"].task == "host.tasks.x"  # the host's own entries are kept
+    reconcile = schedule["labxblock-reconcile"]
+    assert reconcile.task == "labxblock.tasks.reconcile"
+    assert reconcile.schedule.run_every == timedelta(seconds=3)
+    # On the ticks queue, whatever the host's router says; a late tick is dropped, not piled up.
+    assert reconcile.options == {"queue": "site-ticks", "expires": 3}
+    assert schedule["labxblock-reap"].schedule.run_every == timedelta(seconds=300)  # the default
+    assert set(beat_schedule(conf.get_settings())) <= set(schedule)
+
+
+def test_beat_with_bad_settings_keeps_running_its_own_entries_and_says_why(caplog):
+    beat = RunningBeat()
+    with override_settings(XBLOCK_SETTINGS={"labxblock": {"install_id": "BAD"}}):
+        install_ticks(sender=beat)
+    assert list(beat.scheduler.schedule) == ["host-task"]
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "scheduling the ticks in beat" in record.getMessage()
+    assert "labxblock.install_id: expected" in record.getMessage()
+
+
+@pytest.mark.parametrize("tick", [tasks.reconcile, tasks.suspend_idle, tasks.reap])
+def test_a_tick_on_a_site_without_settings_logs_the_key_and_returns(tick, caplog):
+    make_lab("idle", idle_at=timezone.now() - timedelta(seconds=5), delete_by=timezone.now())
+    with override_settings(XBLOCK_SETTINGS={}):
+        assert tick.run() == 0  # returns: the worker and beat carry on
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert 'XBLOCK_SETTINGS["labxblock"]: expected a mapping' in record.getMessage()
+    assert Lab.objects.get().desired == Desired.UP  # nothing was done half-configured
 
 
 def test_cron_sites_run_a_tick_with_the_management_command():

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from cryptography.fernet import Fernet
+from django.core import checks
 from django.test import override_settings
 
 from labxblock import conf
@@ -297,12 +298,47 @@ def test_get_settings_reads_django_settings_once_and_follows_override(settings):
     assert conf.get_settings().install_id == first.install_id
 
 
-def test_system_check_reports_bad_settings():
-    with override_settings(XBLOCK_SETTINGS={"labxblock": {"install_id": "BAD"}}):
+@pytest.mark.parametrize(("xblock_settings", "key", "expected"), [
+    ({"labxblock": {"install_id": "BAD"}}, "labxblock.install_id", "a slug of 1-20 characters"),
+    ({}, 'XBLOCK_SETTINGS["labxblock"]', "a mapping with at least install_id"),
+    ({"labxblock": "on"}, "labxblock", "a mapping"),
+    (["labxblock"], "XBLOCK_SETTINGS", "a mapping"),
+])
+def test_system_check_warns_naming_the_key_and_what_is_expected(xblock_settings, key, expected):
+    with override_settings(XBLOCK_SETTINGS=xblock_settings):
         messages = conf.settings_check()
-    assert [m.id for m in messages] == ["labxblock.E001"]
-    assert "labxblock.install_id" in messages[0].msg
+    # A warning, never an error: migrate, collectstatic and the image build's commands still run.
+    assert [(m.id, m.level) for m in messages] == [("labxblock.W001", checks.WARNING)]
+    assert messages[0].msg.startswith(f"{key}: expected {expected}")
     assert conf.settings_check() == []
+
+
+def test_an_operation_needing_settings_fails_with_the_checks_message_logged(caplog):
+    with override_settings(XBLOCK_SETTINGS={}):
+        (warning,) = conf.settings_check()
+        with pytest.raises(LabSettingsError) as info:
+            conf.require_settings("the reconcile tick")
+    assert str(info.value) == warning.msg
+    (record,) = [r for r in caplog.records if r.name == "labxblock.conf"]
+    assert record.levelname == "ERROR"
+    assert "the reconcile tick" in record.getMessage() and warning.msg in record.getMessage()
+
+
+def test_queues_default_and_merge_key_by_key():
+    assert load(valid()).queues == conf.QueueSettings("labxblock", "labxblock.ticks", "labxblock.checks")
+    s = load(with_(queues={"checks": "lab-checks"}))
+    assert (s.queues.calls, s.queues.ticks, s.queues.checks) == ("labxblock", "labxblock.ticks", "lab-checks")
+
+
+@pytest.mark.parametrize(("queues", "message"), [
+    ("labxblock", "labxblock.queues: expected a mapping, got 'labxblock'"),
+    ({"calls": ""}, "labxblock.queues.calls: expected a non-empty queue name, got ''"),
+    ({"ticks": 5}, "labxblock.queues.ticks: expected a non-empty queue name, got 5"),
+    ({"checks": "  "}, "labxblock.queues.checks: expected a non-empty queue name, got '  '"),
+    ({"cals": "x"}, "labxblock.queues.cals: unknown queue; expected one of calls, checks, ticks"),
+])
+def test_bad_queues_name_the_full_key(queues, message):
+    assert error(with_(queues=queues)) == message
 
 
 def test_test_settings_are_valid_with_the_openstack_provider(settings):

@@ -4,19 +4,34 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from labxblock.conf import settings_help
+from labxblock.conf import QueueSettings, settings_help
 from labxblock.providers.openstack_config import KNOWN_KEYS
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 
 
-def test_every_setting_is_documented_in_the_readme():
-    missing = []
+def section(title: str) -> str:
+    """The README's text under ``## title``, up to the next section."""
+    start = README.index(f"\n## {title}\n")
+    return README[start:README.index("\n## ", start + 1)]
+
+
+def test_every_setting_is_documented_in_the_settings_section():
+    settings, missing = section("Settings"), []
     for key, _default, _help in settings_help():
         name = key.rsplit(".", 1)[-1]
-        if name not in ("name", "options") and f"`{name}`" not in README:
+        if name not in ("name", "options") and f"`{name}`" not in settings:
             missing.append(key)
-    assert not missing, f"README does not list: {missing}"
+    assert not missing, f"README's Settings do not list: {missing}"
+
+
+def test_the_settings_table_shows_the_default_queues_and_the_workers_consume_them():
+    queues, processes = QueueSettings(), section("Processes to run")
+    row = next(line for line in section("Settings").splitlines() if line.startswith("| `queues` |"))
+    for kind in ("calls", "ticks", "checks"):
+        name = getattr(queues, kind)
+        assert f"`{kind}`: `{name}`" in row
+        assert f"worker -Q {name} " in processes  # one worker command per queue, for sites without Tutor
 
 
 def test_every_openstack_provider_key_is_documented_in_the_readme():

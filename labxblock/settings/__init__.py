@@ -1,1 +1,0 @@
-"""Settings hooks that edx-platform's plugin mechanism calls."""
