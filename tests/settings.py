@@ -135,6 +135,17 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERYD_PREFETCH_MULTIPLIER = 1
 CELERYBEAT_SCHEDULE: dict = {}
+# Routing as edx-platform's (lms/envs/common.py and production.py): queues and a default
+# queue of its own, and a router in CELERY_ROUTES. Ours is stricter than edx-platform's
+# (which leaves unlisted tasks to the default routing): it claims every task for the
+# platform's default queue. Test workers consume only labxblock's queues, so a send that
+# did not name its queue would never run.
+CELERY_DEFAULT_EXCHANGE = "edx.lms.core"
+CELERY_DEFAULT_QUEUE = "edx.lms.core.default"
+CELERY_DEFAULT_ROUTING_KEY = CELERY_DEFAULT_QUEUE
+CELERY_QUEUES = {"edx.lms.core.high": {}, CELERY_DEFAULT_QUEUE: {}, "edx.lms.core.high_mem": {}}
+CELERY_ROUTES = "tests.celery_app.route_task"
+EXPLICIT_QUEUES: dict = {}  # task name -> {"queue": ...}, as edx-platform's router reads it
 # Redelivery of a task whose worker died: longer than any task's time limit (150 s) in
 # production; short here so the fault tests see it happen.
 BROKER_TRANSPORT_OPTIONS = {

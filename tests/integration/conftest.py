@@ -52,9 +52,10 @@ def engine_factory(transactional_db, cloud_fake, celery_processes, redis_server,
         ctx = active_lab_settings(settings)
         ctx.__enter__()
         stack.append(ctx)
-        for _ in range(workers):
-            celery_processes.start_worker(concurrency=4)
+        for _ in range(workers):  # workers[:workers] take the cloud calls and checks
+            celery_processes.start_calls_worker()
         if beat:
+            celery_processes.start_ticks_worker()
             celery_processes.start_beat()
         return Engine(cloud_fake, celery_processes, lab_port, settings)
 

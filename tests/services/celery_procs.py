@@ -1,19 +1,27 @@
-"""Real Celery worker and beat processes for the tests, against the private Redis."""
+"""Real Celery worker and beat processes for the tests, against the private Redis.
+
+Workers consume labxblock's queues only, as the README's workers do; the host app's
+router (tests/settings.py) would put any task not sent to one of them on the
+platform's default queue, which no test worker consumes.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
+from labxblock.conf import QueueSettings
 from tests.services.process import ServiceProcess
 
 ROOT = Path(__file__).parents[2]
+QUEUES = QueueSettings()  # the default queue names, which the test settings keep
+ALL_QUEUES = (QUEUES.calls, QUEUES.ticks, QUEUES.checks)
 
 
 def process_env(broker_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -39,17 +47,28 @@ class CeleryProcesses:
     _supervisor: threading.Thread | None = None
     _stopping: threading.Event = field(default_factory=threading.Event)
 
-    def start_worker(self, concurrency: int = 2, name: str | None = None) -> ServiceProcess:
+    def start_worker(self, concurrency: int = 2, name: str | None = None,
+                     queues: Sequence[str] = ALL_QUEUES, pool: str = "prefork") -> ServiceProcess:
+        """A worker consuming ``queues`` (all of labxblock's by default)."""
         name = name or f"w{len(self.workers) + 1}"
         argv = [sys.executable, "-m", "celery", "-A", "tests.celery_app", "worker",
-                "--loglevel", "INFO", "--concurrency", str(concurrency), "--pool", "prefork",
-                "--hostname", f"{name}@%h", "--without-gossip", "--without-mingle", "--without-heartbeat"]
+                "--queues", ",".join(queues), "--pool", pool, "--concurrency", str(concurrency),
+                "--loglevel", "INFO", "--hostname", f"{name}@%h",
+                "--without-gossip", "--without-mingle", "--without-heartbeat"]
         env = process_env(self.broker_url, self.extra_env)
         proc = ServiceProcess(f"celery worker {name}", argv, self.workdir / f"{name}.log", env=env, cwd=ROOT)
         log = self.workdir / f"{name}.log"
         proc.start(lambda: log.exists() and " ready." in log.read_text(errors="replace"), timeout=60)
         self.workers.append(proc)
         return proc
+
+    def start_calls_worker(self, concurrency: int = 4) -> ServiceProcess:
+        """The README's worker for cloud calls and checks: threads, since each task waits on I/O."""
+        return self.start_worker(concurrency, queues=(QUEUES.calls, QUEUES.checks), pool="threads")
+
+    def start_ticks_worker(self) -> ServiceProcess:
+        """The README's worker for beat's ticks: two prefork processes."""
+        return self.start_worker(2, name=f"ticks{len(self.workers) + 1}", queues=(QUEUES.ticks,))
 
     def start_beat(self) -> ServiceProcess:
         argv = [sys.executable, "-m", "celery", "-A", "tests.celery_app", "beat", "--loglevel", "INFO",

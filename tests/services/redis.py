@@ -33,6 +33,18 @@ class RedisServer:
         self.process.start(lambda: port_open(self.port), timeout=15)
         return self
 
+    def client(self):  # -> redis.Redis (the client comes with the test extra)
+        import redis
+
+        return redis.Redis.from_url(self.url)
+
+    def queued(self, queue: str) -> list[dict]:
+        """The messages waiting in a Celery queue (kombu's Redis transport keeps one list per queue)."""
+        import json
+
+        with self.client() as client:
+            return [json.loads(raw) for raw in client.lrange(queue, 0, -1)]
+
     def stop(self) -> None:
         if self.process:
             self.process.stop()
