@@ -42,6 +42,7 @@ EXTRAS_REQUIRE = {
         # What the LMS has: the worker publishes check scores through it. <3.12: its migration 0006
         # alters a column that does not exist (submissions_studentitem.uuid) on MariaDB.
         "edx-submissions>=3.7,<3.12",
+        "edx-django-utils>=5,<9",  # edx-platform's plugin loader, for the settings-chain tests
     ],
 }
 # `labxblock demo`: the workbench and the gateway (Redis if one runs, else kombu's filesystem broker).

@@ -427,6 +427,7 @@ def settings_check(app_configs: Any = None, **kwargs: Any) -> list[checks.CheckM
     try:
         get_settings()
     except LabSettingsError as e:
-        hint = "Labs refuse to start until this is fixed; see labxblock's README, section Settings."
+        hint = ("Until it is fixed learners are told labs are not configured on this site and no tick "
+                "runs; see labxblock's README, section Settings.")
         return [checks.Warning(str(e), hint=hint, id="labxblock.W001")]
     return []

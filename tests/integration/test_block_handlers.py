@@ -10,6 +10,7 @@ import json
 
 import pytest
 from django.conf import settings
+from django.test import override_settings
 from webob import Request
 
 if "workbench" not in settings.INSTALLED_APPS:
@@ -45,3 +46,22 @@ def test_choose_port_refuses_other_ports_in_words(lab) -> None:
     assert call(runtime, block, "choose_port", {"port": 23}) == {"error": "This lab has no such port."}
     assert call(runtime, block, "choose_port", {"port": "22"}) == {"error": "This lab has no such port."}
     assert block.selected_port is None
+
+
+@pytest.mark.parametrize("xblock_settings", [{}, {"labxblock": {"install_id": "Not A Slug"}}])
+@pytest.mark.parametrize(("handler", "data"), [
+    ("status", {}), ("status", {"launch": True}), ("reset", {}), ("retry", {}), ("keepalive", {}),
+    ("terminal", {}), ("check", {}),
+])
+def test_on_a_site_without_lab_settings_the_learner_is_told_and_the_operator_logs_the_key(
+        lab, caplog, handler, data, xblock_settings) -> None:
+    runtime, block = lab
+    block.checks = [{"name": "c", "script": "true"}]
+    with override_settings(XBLOCK_SETTINGS=xblock_settings):
+        answer = call(runtime, block, handler, data)
+    assert answer == {"error": "Labs are not configured on this site."}
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    key = 'XBLOCK_SETTINGS["labxblock"]' if not xblock_settings else "labxblock.install_id"
+    operation = "launch" if data.get("launch") else handler
+    assert f"the {operation} handler of {block.scope_ids.usage_id}" in record.getMessage()
+    assert f"{key}: expected" in record.getMessage()
