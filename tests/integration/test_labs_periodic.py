@@ -165,6 +165,17 @@ def test_a_tick_on_a_site_without_settings_logs_the_key_and_returns(tick, caplog
     assert Lab.objects.get().desired == Desired.UP  # nothing was done half-configured
 
 
+@pytest.mark.parametrize(("task", "args"), [
+    (tasks.perform_job, (1, "create", "requested")), (tasks.advance_lab, (1,)), (tasks.run_checks, (1,)),
+    (tasks.delete_orphan, ("default", "lab-test-stray", {})),
+])
+def test_a_task_on_a_site_with_bad_settings_logs_the_key_and_returns(task, args, caplog):
+    with override_settings(XBLOCK_SETTINGS={"labxblock": {"install_id": "test", "providers": "none"}}):
+        assert task.run(*args) == tasks.NOT_CONFIGURED  # acknowledged: the engine decides again later
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "labxblock.providers: expected a mapping, got 'none'" in record.getMessage()
+
+
 def test_cron_sites_run_a_tick_with_the_management_command():
     lab = make_lab("cron", idle_at=timezone.now() - timedelta(seconds=5))
     out = io.StringIO()
