@@ -3,7 +3,7 @@
 import re
 from pathlib import Path
 
-from setuptools import find_packages, setup
+from setuptools import find_namespace_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "labxblock/__init__.py").read_text()).group(1)
@@ -43,6 +43,7 @@ EXTRAS_REQUIRE = {
         # alters a column that does not exist (submissions_studentitem.uuid) on MariaDB.
         "edx-submissions>=3.7,<3.12",
         "edx-django-utils>=5,<9",  # edx-platform's plugin loader, for the settings-chain tests
+        "tutor>=22,<23",  # the Tutor plugin's tests render a real Tutor environment
     ],
 }
 # `labxblock demo`: the workbench and the gateway (Redis if one runs, else kombu's filesystem broker).
@@ -57,9 +58,10 @@ setup(
     long_description_content_type="text/markdown",
     license="AGPL-3.0-or-later",
     python_requires=">=3.11",
-    packages=find_packages(include=["labxblock", "labxblock.*"]),
+    # Data directories (templates, static, locale, the Tutor plugin's patches) are
+    # namespace packages: setuptools then packs their files without a warning per directory.
+    packages=find_namespace_packages(include=["labxblock", "labxblock.*"], exclude=["*.__pycache__"]),
     include_package_data=True,
-    package_data={"labxblock": ["templates/**/*", "static/**/*", "locale/**/*"]},
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={
@@ -68,6 +70,7 @@ setup(
             "labxblock = labxblock.cli:main",
         ],
         "xblock.v1": ["labxblock = labxblock.block:LabBlock"],
+        "tutor.plugin.v1": ["labxblock = labxblock.tutor.plugin"],
         "lms.djangoapp": ["labxblock = labxblock.apps:LabXBlockConfig"],
         "cms.djangoapp": ["labxblock = labxblock.apps:LabXBlockConfig"],
         "labxblock.providers": [
