@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.services.openstack_rig",
     "tests.cloudfake.fixtures",
     "tests.services.sshd",
+    "tests.tutor_site",
 ]
