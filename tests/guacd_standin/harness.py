@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
 
 import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
@@ -32,9 +33,13 @@ def gateway_env(**overrides: str) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(**overrides: str) -> AsyncIterator[str]:
-    """Serve a Gateway on a free port in this event loop; yield its http:// base URL."""
-    config = load_config(gateway_env(**overrides))
+async def running_gateway(env: Mapping[str, str] | None = None, **overrides: str) -> AsyncIterator[str]:
+    """Serve a Gateway on a free port in this event loop; yield its http:// base URL.
+
+    It is configured from ``env`` (the gateway's variables) if given, else from
+    ``gateway_env(**overrides)``; it listens on 127.0.0.1 whatever the variables say.
+    """
+    config = load_config(gateway_env(**overrides) if env is None else env)
     server = uvicorn.Server(
         uvicorn.Config(
             Gateway(config),
@@ -59,7 +64,7 @@ async def running_gateway(**overrides: str) -> AsyncIterator[str]:
         await task
 
 
-def ticket(**overrides: object) -> str:
+def ticket(keys: Sequence[str] = (KEY,), **overrides: object) -> str:
     fields: dict = dict(
         learner_id="learner-a",
         stack_name="lab-a",
@@ -72,7 +77,7 @@ def ticket(**overrides: object) -> str:
         display={"font-size": 12},
     )
     fields.update(overrides)
-    return mint_ticket([KEY], **fields)
+    return mint_ticket(list(keys), **fields)
 
 
 class GuacBrowser:
@@ -85,10 +90,13 @@ class GuacBrowser:
     @classmethod
     @contextlib.asynccontextmanager
     async def open(
-        cls, base: str, stack: str = "lab-a", *, origin: str = ORIGIN, query: str = ""
+        cls, base: str, stack: str = "lab-a", *, origin: str = ORIGIN, query: str = "", **connection: Any
     ) -> AsyncIterator[GuacBrowser]:
+        """``connection``: e.g. host and port to dial instead of the URL's (a proxy under a public name)."""
         url = base.replace("http", "ws", 1) + f"/guac/{stack}/ws" + (f"?{query}" if query else "")
-        async with connect(url, subprotocols=["guacamole"], origin=origin, open_timeout=5) as ws:  # type: ignore[list-item,arg-type]
+        async with connect(
+            url, subprotocols=["guacamole"], origin=origin, open_timeout=5, **connection  # type: ignore[list-item,arg-type]
+        ) as ws:
             assert ws.subprotocol == "guacamole", "the server must select the guacamole subprotocol"
             client = cls(ws)
             first = await client.receive()
