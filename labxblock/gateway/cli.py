@@ -2,16 +2,37 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import os
 import sys
+from typing import TYPE_CHECKING
 
-from labxblock.gateway.app import Gateway
 from labxblock.gateway.config import PREFIX, ConfigError, load_config
+
+if TYPE_CHECKING:
+    from labxblock.gateway.app import Gateway
+
+# What the "gateway" extra installs (setup.py); a plain `pip install labxblock` lacks them.
+EXTRA_MODULES = ("uvicorn", "websockets", "asyncssh")
+INSTALL_EXTRA = 'pip install "labxblock[gateway]"'
+
+
+def require_extra() -> None:
+    """Raise ModuleNotFoundError saying which extra to install if one of its modules is missing."""
+    for module in EXTRA_MODULES:
+        if importlib.util.find_spec(module) is None:
+            raise ModuleNotFoundError(
+                f"the gateway needs labxblock's 'gateway' extra (no module {module!r}): {INSTALL_EXTRA}",
+                name=module,
+            )
 
 
 def create_app() -> Gateway:
     """Factory for ``uvicorn --factory labxblock.gateway.cli:create_app`` and tests."""
+    require_extra()
+    from labxblock.gateway.app import Gateway
+
     return Gateway(load_config())
 
 
@@ -22,11 +43,18 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__.strip() + "\nEnvironment variables: see docs/terminal.md (prefix " + PREFIX + ").")
         return 0
     try:
+        require_extra()
+    except ModuleNotFoundError as exc:
+        print(f"labxblock-gateway: {exc}", file=sys.stderr)
+        return 2
+    try:
         config = load_config()
     except ConfigError as exc:
         print(f"labxblock-gateway: configuration error: {exc}", file=sys.stderr)
         return 2
-    import uvicorn  # the gateway extra; imported late so --help works without it
+    import uvicorn  # the gateway extra: imported once it is known to be there
+
+    from labxblock.gateway.app import Gateway
 
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
