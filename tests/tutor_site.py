@@ -45,16 +45,36 @@ class TutorSite:
     root: Path
     saved_output: str = ""  # what the last `tutor config save` of make_site printed
 
-    def tutor(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    def env(self) -> dict[str, str]:
         # The developer's own TUTOR_* variables would override the config under test.
         env = {k: v for k, v in os.environ.items() if not k.startswith("TUTOR_")}
         env.update(TUTOR_ROOT=str(self.root), TUTOR_PLUGINS_ROOT=str(self.root / "plugins-root"))
+        return env
+
+    def tutor(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         result = subprocess.run(
-            [str(TUTOR), *args], env=env, capture_output=True, text=True, timeout=180, check=False
+            [str(TUTOR), *args], env=self.env(), capture_output=True, text=True, timeout=180, check=False
         )
         if check and result.returncode != 0:
             raise AssertionError(f"tutor {' '.join(args)} failed:\n{result.stdout}\n{result.stderr}")
         return result
+
+    def pull_tags(self, image: str) -> list[str]:
+        """What ``tutor images pull <image>`` would pull (Tutor's own code, short of Docker)."""
+        script = (
+            "import sys\n"
+            "from tutor import config, hooks\n"
+            "from tutor.commands.images import find_remote_image_tags\n"
+            "hooks.Actions.CORE_READY.do()\n"
+            "hooks.Actions.PROJECT_ROOT_READY.do(sys.argv[1])\n"
+            "site = config.load(sys.argv[1])\n"
+            "print(*find_remote_image_tags(site, hooks.Filters.IMAGES_PULL, sys.argv[2]), sep='\\n')\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", script, str(self.root), image],
+            env=self.env(), capture_output=True, text=True, check=True,
+        )
+        return result.stdout.split()
 
     def config(self) -> dict[str, Any]:
         return yaml.safe_load((self.root / "config.yml").read_text())

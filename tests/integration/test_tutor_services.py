@@ -238,6 +238,7 @@ def test_every_tunable_key_reaches_what_it_configures(tmp_path: Path):
     ):
         assert {f"--queues={queue}", f"--concurrency={concurrency}"} <= set(services[name]["command"])
     assert services["labxblock-guacd"]["image"] == "registry.example.org/guacd:1.6.0"
+    assert site.pull_tags("labxblock-guacd") == ["registry.example.org/guacd:1.6.0"]  # tutor images pull
     guacd = container(site.k8s_objects(), "labxblock-gateway", 1)
     assert guacd["image"] == "registry.example.org/guacd:1.6.0"
     # The gateway on its own host: its own Caddy site, its own origin; the LMS host keeps no route.
