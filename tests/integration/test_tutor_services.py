@@ -221,6 +221,7 @@ def test_every_tunable_key_reaches_what_it_configures(tmp_path: Path):
         "--set", "LABXBLOCK_TICKS_CONCURRENCY=3",
         "--set", "LABXBLOCK_CHECKS_CONCURRENCY=4",
         "--set", "LABXBLOCK_DOCKER_IMAGE_GUACD=registry.example.org/guacd:1.6.0",
+        "--set", "MFE_HOST=learn.example.org",  # tutor-mfe's key, when it is not apps.<LMS host>
     )  # fmt: skip
     settings = site.text("apps/openedx/settings/cms/production.py")
     for expected in (
@@ -242,9 +243,9 @@ def test_every_tunable_key_reaches_what_it_configures(tmp_path: Path):
     guacd = container(site.k8s_objects(), "labxblock-gateway", 1)
     assert guacd["image"] == "registry.example.org/guacd:1.6.0"
     # The gateway on its own host: its own Caddy site, its own origin; the LMS host keeps no route.
-    assert load_config(services["labxblock-gateway"]["environment"]).allowed_origins == (
-        "https://terminal.example.org",
-    )
+    gateway = load_config(services["labxblock-gateway"]["environment"])
+    assert gateway.allowed_origins == ("https://terminal.example.org",)
+    assert gateway.frame_ancestors == ("https://lms.example.org", "https://learn.example.org")
     caddyfile = site.text("apps/caddy/Caddyfile")
     terminal = caddy_block(caddyfile, "terminal.example.org{$default_site_port}")
     route = caddy_block(terminal, "    handle_path /terminal/*")
