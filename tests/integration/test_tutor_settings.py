@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from labxblock.conf import LabSettings, load_settings
+from labxblock.conf import load_settings
 from tests.tutor_site import PROVIDER_SECRET, PROVIDERS, SITE_SETTINGS, TutorSite, make_site
 
 pytestmark = pytest.mark.slow  # each site is a few `tutor` runs
@@ -72,11 +72,6 @@ def test_visibility_timeout_is_never_shortened(tutor_site, existing, expected):
     assert run_patch(tutor_site, **namespace)["BROKER_TRANSPORT_OPTIONS"] == expected
 
 
-@pytest.mark.xfail(
-    "queues" not in LabSettings.__dataclass_fields__,
-    reason="the queues setting (decision 1) comes with the platform branch; drop this mark once it is merged",
-    strict=True,
-)
 def test_rendered_settings_pass_labxblocks_validation(tutor_site):
     namespace = run_patch(tutor_site, XBLOCK_SETTINGS={}, BROKER_TRANSPORT_OPTIONS={})
     settings = load_settings(namespace["XBLOCK_SETTINGS"]["labxblock"])
@@ -85,6 +80,9 @@ def test_rendered_settings_pass_labxblocks_validation(tutor_site):
     assert settings.secret_keys == tuple(config["LABXBLOCK_SECRET_KEYS"])
     assert settings.ticket_keys == tuple(config["LABXBLOCK_TICKET_KEYS"])
     assert settings.terminal_mode == "gateway" and settings.providers["default"].type == "openstack"
+    assert (settings.queues.calls, settings.queues.ticks, settings.queues.checks) == (
+        "labxblock", "labxblock.ticks", "labxblock.checks"
+    )
 
 
 def test_second_config_save_keeps_the_generated_secrets(tutor_site):
