@@ -6,9 +6,8 @@ from typing import Any
 
 from django.contrib import admin
 
-from labxblock.models import Lab, LabEvent
-
-SECRET_FIELDS = ("private_key", "password")
+from labxblock.conf import LabSettingsError, get_settings
+from labxblock.models import SECRET_FIELDS, Lab, LabEvent
 
 
 class ReadOnlyMixin:
@@ -50,13 +49,13 @@ class LabAdmin(admin.ModelAdmin):
     search_fields = ("stack_name", "course_run", "learner__username")
     list_select_related = ("learner",)
     raw_id_fields = ("learner",)
-    exclude = SECRET_FIELDS
+    exclude = (*SECRET_FIELDS, "outputs")
     readonly_fields = (
         "stack_name",
         "raw_status",
         "status_reason",
         "provider_state",
-        "outputs",
+        "public_outputs",
         "created_at",
         "updated_at",
         "launched_at",
@@ -69,6 +68,15 @@ class LabAdmin(admin.ModelAdmin):
     def get_queryset(self, request: Any) -> Any:
         # Never even load the ciphertext into the admin's process memory.
         return super().get_queryset(request).defer(*SECRET_FIELDS)
+
+    @admin.display(description="outputs")
+    def public_outputs(self, lab: Lab) -> dict[str, Any]:
+        """The plain outputs, without any secret ones a row from an older version may still hold."""
+        try:
+            is_secret = get_settings().is_secret_output
+        except LabSettingsError:
+            return {}  # which outputs are secret is unknown: show none
+        return {name: value for name, value in lab.outputs.items() if not is_secret(name)}
 
 
 @admin.register(LabEvent)

@@ -139,6 +139,11 @@ def check_template(field_name: str, value: str, read: Reader) -> list[Problem]:
     if missing:
         problems.append(Problem(field_name, _("The template {where} lacks the outputs: {names}."),
                                 {"where": where, "names": ", ".join(missing)}))
+    if "host_key" not in outputs:
+        problems.append(Problem(field_name, _(
+            "The template {where} has no host_key output: the lab's SSH host key is then trusted the "
+            "first time the lab answers. Output it so that it is verified from the start."),
+            {"where": where}))
     return problems
 
 

@@ -7,11 +7,13 @@ learner's words, ``compat`` hides edx-platform.
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import nh3
+from django.views.decorators.debug import sensitive_variables
 from lxml import etree
 from web_fragments.fragment import Fragment
 from xblock.core import XBlock
@@ -24,6 +26,7 @@ from labxblock.fields import LIST_FIELDS, SCALAR_FIELDS, LabFieldsMixin
 from labxblock.scoring import LabScoringMixin
 from labxblock.studio import NestedInstructionsMixin, lms_only
 
+log = logging.getLogger(__name__)
 loader = ResourceLoader(__name__)
 
 
@@ -192,6 +195,7 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
 
     @XBlock.json_handler
     @lms_only
+    @sensitive_variables()  # every local here and below: the lab's key and password pass through
     def terminal(self, data: dict, suffix: str = "") -> dict:
         """The iframe URL for a ready lab: a short-lived, single-use, encrypted ticket in its fragment."""
         from labxblock import tickets
@@ -205,13 +209,18 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
         settings = get_settings()
         if settings.terminal_mode == "guacamole-json" or not settings.gateway_url:
             return messages.error_answer(messages.TERMINAL_UNAVAILABLE, self.ugettext)
-        access = _labs().terminal_access(viewer.user, compat.course_run(self), self._lab_key())
+        labs = _labs()
+        try:  # the address and port are checked before any secret is read
+            access = labs.terminal_access(viewer.user, compat.course_run(self), self._lab_key(), self._port())
+        except labs.AddressRefused as exc:
+            log.warning("labxblock: no terminal for block %s: %s", self._usage_key(), exc)
+            refused = messages.BAD_PORT if isinstance(exc, labs.BadPort) else messages.ADDRESS_REFUSED
+            return messages.error_answer(refused, self.ugettext)
         if access is None:
             return messages.error_answer(messages.NOT_READY, self.ugettext)
-        port = self._port() or access.port
         ticket = tickets.mint_ticket(
             settings.ticket_keys, learner_id=str(viewer.user.pk), stack_name=access.stack_name,
-            protocol=access.protocol, host=access.host, port=port, username=access.username,
+            protocol=access.protocol, host=access.host, port=access.port, username=access.username,
             private_key=access.private_key, password=access.password,
             host_key=getattr(access, "host_key", None), read_only=self.read_only,
         )
@@ -271,7 +280,7 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
                 return messages.error_answer(messages.NOT_CONFIGURED, self.ugettext)
             call = {"launch": labs.request_launch, "reset": labs.request_reset, "retry": labs.retry}[action]
             result = call(viewer.user, spec, actor=viewer.actor)
-        return messages.status_answer(result, datetime.now(UTC), self.ugettext)
+        return messages.status_answer(result, datetime.now(UTC), self.ugettext, staff=viewer.is_staff)
 
     # --- helpers ---
 

@@ -17,9 +17,11 @@ its own timeout plus a short grace — so a run never holds a worker longer than
 (the head of stdout, the tail of stderr, where the error usually is); what is
 beyond the cap is read and dropped, so a chatty script still finishes.
 
-Host keys: when the template outputs ``host_key`` the lab's key must match it,
-else nothing runs (``HostKeyMismatch``). Without it there is nothing to verify
-against, so the key is accepted and a warning logged: authors should output it.
+Host keys: the lab's key must match its ``host_key`` (the template's output, or
+the key the worker recorded when the lab first answered, see ``hostkeys``), else
+nothing runs (``HostKeyMismatch``). Without one there is nothing to verify
+against (an RDP lab's SSH port is never probed), so the key is accepted and a
+warning logged: authors should output it.
 Hosts behind the lab (a check's ``host``) are reached through the lab's SSH
 connection (``direct-tcpip``, like ``ssh -J``) with the same user and key; their
 keys are accepted unverified, as the template has no key for them and the path
@@ -30,10 +32,7 @@ Neither key nor password is ever logged or put into an exception message.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import io
-import itertools
 import logging
 import math
 import select
@@ -42,6 +41,8 @@ import time
 from dataclasses import dataclass, field
 
 import paramiko
+
+from labxblock.hostkeys import parse_host_key
 
 log = logging.getLogger(__name__)
 
@@ -268,17 +269,6 @@ class _AcceptUnverified(paramiko.MissingHostKeyPolicy):
                         self.label or hostname, key.get_name(), key.fingerprint)
 
 
-def parse_host_key(text: str) -> paramiko.PKey:
-    """The public key in ``"<type> <base64> [comment]"`` or a known_hosts line."""
-    tokens = text.split()
-    for kind, blob in itertools.pairwise(tokens):
-        try:
-            return paramiko.PKey.from_type_string(kind, base64.b64decode(blob, validate=True))
-        except (paramiko.UnknownKeyType, paramiko.SSHException, binascii.Error, ValueError):
-            continue
-    raise ValueError("no public key found")
-
-
 def _private_key(text: str) -> paramiko.PKey | None:
     if not text.strip():
         return None
@@ -327,7 +317,7 @@ class _Session:
             try:
                 key = parse_host_key(t.host_key)
             except ValueError:
-                raise HostKeyMismatch("the template's host_key output is not a public key") from None
+                raise HostKeyMismatch("the lab's host_key is not a public key") from None
             name = t.host if t.port == 22 else f"[{t.host}]:{t.port}"
             client.get_host_keys().add(name, key.get_name(), key)
             client.set_missing_host_key_policy(paramiko.RejectPolicy())
@@ -337,7 +327,7 @@ class _Session:
             self._connect(client, t.host, t.port, t.username)
         except (paramiko.BadHostKeyException, HostKeyMismatch):
             client.close()
-            raise HostKeyMismatch("the lab's host key does not match its template's host_key") from None
+            raise HostKeyMismatch("the lab's host key is not the one recorded for it") from None
         except paramiko.AuthenticationException:
             client.close()
             raise LabUnreachable("the lab refused the login", "auth") from None
@@ -345,7 +335,7 @@ class _Session:
             client.close()
             # RejectPolicy raises a plain SSHException for a key type it was not given.
             if "not found in known_hosts" in str(exc):
-                raise HostKeyMismatch("the lab offered a host key its template did not give") from None
+                raise HostKeyMismatch("the lab offered a host key of another type than its own") from None
             raise LabUnreachable(f"cannot reach the lab: {exc}") from None
         except (OSError, EOFError) as exc:
             client.close()

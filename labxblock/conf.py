@@ -19,6 +19,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from fnmatch import fnmatchcase
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,7 +29,8 @@ from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 
-from labxblock import lifecycle
+from labxblock import lifecycle, site_services
+from labxblock.addresses import EVERYWHERE, Network, parse_networks
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,12 @@ ROOT = "labxblock"
 TERMINAL_MODES = ("gateway", "guacamole-json", "console")
 INSTALL_ID_RE = re.compile(r"[a-z0-9-]{1,20}")
 HEX32_RE = re.compile(r"[0-9a-fA-F]{32}")
+
+# Outputs stored encrypted and never shown (fnmatch patterns); private_key and password always are.
+DEFAULT_SECRET_OUTPUTS = ("private_key", "password", "check_private_key", "*_password", "*_secret", "*_key")
+ALWAYS_SECRET_OUTPUTS = ("private_key", "password")
+# Outputs of the template contract that the code reads as plain text: never secret.
+PUBLIC_OUTPUTS = ("public_ip", "port", "host_key", "reboot_on_resume")
 
 # How long each transitional state may last before the reconciler re-reads the
 # cloud and retries or fails the lab: the lifecycle's defaults, keyed by State value.
@@ -63,6 +71,10 @@ class ProviderSettings:
     )
     actions_per_minute: int = field(
         default=120, metadata=_help("Rate limit for suspend/resume/delete calls to this provider.")
+    )
+    allowed_networks: tuple[Network, ...] = field(
+        default=EVERYWHERE,
+        metadata=_help("Networks (CIDRs) lab addresses may be in; loopback, link-local… only if listed."),
     )
     options: Mapping[str, Any] = field(
         default_factory=lambda: MappingProxyType({}),
@@ -152,12 +164,22 @@ class LabSettings:
         default_factory=QueueSettings,
         metadata=_help("Celery queue of each kind of task (keys calls, ticks, checks); every send names it."),
     )
+    secret_outputs: tuple[str, ...] = field(
+        default=DEFAULT_SECRET_OUTPUTS,
+        metadata=_help("Template outputs (names or fnmatch patterns) stored encrypted and never shown."),
+    )
     state_deadline_seconds: Mapping[str, int] = field(
         default_factory=lambda: DEFAULT_STATE_DEADLINES,
         metadata=_help(
             "Seconds each transitional state may last; keys: " + ", ".join(DEFAULT_STATE_DEADLINES)
         ),
     )
+
+    def is_secret_output(self, name: str) -> bool:
+        """Is the template output ``name`` a secret (encrypted at rest, never shown)?"""
+        if name in ALWAYS_SECRET_OUTPUTS:
+            return True
+        return name not in PUBLIC_OUTPUTS and any(fnmatchcase(name, p) for p in self.secret_outputs)
 
     def deadline_seconds(self, state: str) -> int | None:
         """How long ``state`` may last, or None for a resting state."""
@@ -263,14 +285,41 @@ def _provider(key: str, name: str, raw: Any, load_class: Callable[[str], type]) 
         raise LabSettingsError(f"{key}.type: provider type {type_name!r} failed to import: {e}") from None
     capacity = _int(f"{key}.capacity", raw.pop("capacity", None), minimum=0, allow_none=True)
     actions = _int(f"{key}.actions_per_minute", raw.pop("actions_per_minute", 120), minimum=1)
+    allowed = _networks(f"{key}.allowed_networks", raw.pop("allowed_networks", dataclasses.MISSING))
     options = MappingProxyType(raw)
     problems = provider_class.check_config(options)
     if problems:
         # Report every problem at once; expectations never carry values.
         raise LabSettingsError("; ".join(f"{key}.{sub}: expected {what}" for sub, what in problems))
     return ProviderSettings(
-        name=name, type=type_name, capacity=capacity, actions_per_minute=actions, options=options
+        name=name, type=type_name, capacity=capacity, actions_per_minute=actions,
+        allowed_networks=allowed, options=options,
     )
+
+
+def _networks(key: str, raw: Any) -> tuple[Network, ...]:
+    if raw is dataclasses.MISSING:
+        return EVERYWHERE
+    if not isinstance(raw, list | tuple) or not raw:
+        raise _fail(key, "a non-empty list of networks such as '10.0.0.0/8'", raw)
+    try:
+        return parse_networks(raw, what=key)
+    except ValueError as exc:
+        raise LabSettingsError(str(exc)) from None
+
+
+def _secret_outputs(key: str, raw: Any) -> tuple[str, ...]:
+    if isinstance(raw, str) or not isinstance(raw, list | tuple):
+        raise _fail(key, "a list of output names or patterns such as '*_password'", raw)
+    for i, name in enumerate(raw):
+        if not isinstance(name, str) or not name.strip() or any(c.isspace() for c in name):
+            raise _fail(f"{key}[{i}]", "an output name or pattern such as '*_password'", name)
+        if name in PUBLIC_OUTPUTS:
+            raise LabSettingsError(
+                f"{key}[{i}]: {name!r} is a public output of the template contract (read as plain text "
+                "by the probe, the checks and the terminal), so it cannot be secret"
+            )
+    return tuple(raw)
 
 
 def _deadlines(key: str, raw: Any) -> Mapping[str, int]:
@@ -362,6 +411,8 @@ def load_settings(raw: Mapping[str, Any], *, load_class: Callable[[str], type] |
         values["max_attempts"] = _int(f"{ROOT}.max_attempts", raw.pop("max_attempts"), minimum=1)
     if "queues" in raw:
         values["queues"] = _queues(f"{ROOT}.queues", raw.pop("queues"))
+    if "secret_outputs" in raw:
+        values["secret_outputs"] = _secret_outputs(f"{ROOT}.secret_outputs", raw.pop("secret_outputs"))
     if "state_deadline_seconds" in raw:
         key = f"{ROOT}.state_deadline_seconds"
         values["state_deadline_seconds"] = _deadlines(key, raw.pop("state_deadline_seconds"))
@@ -393,14 +444,29 @@ def get_settings() -> LabSettings:
     return load_settings(xblock_settings[ROOT])
 
 
+@functools.cache
+def site_service_networks() -> tuple[Network, ...]:
+    """This site's own service addresses (databases, broker, caches, gateway), refused as lab addresses.
+
+    Derived from Django's settings and resolved once per loaded settings (see ``site_services``);
+    a lookup that fails is logged, never raised.
+    """
+    from django.conf import settings
+
+    return site_services.derive(settings, get_settings().gateway_url)
+
+
 def reset_settings_cache() -> None:
     """Forget the cached settings (tests; ``override_settings`` does this itself)."""
     get_settings.cache_clear()
+    site_service_networks.cache_clear()
 
 
 def _on_setting_changed(*, setting: str, **_: Any) -> None:
     if setting == "XBLOCK_SETTINGS":
         reset_settings_cache()
+    elif setting in site_services.SETTINGS:
+        site_service_networks.cache_clear()
 
 
 setting_changed.connect(_on_setting_changed, dispatch_uid="labxblock.conf.reset")

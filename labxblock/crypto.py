@@ -3,7 +3,8 @@
 Keys (``secret_keys``: first encrypts, all decrypt) are read at first use, not at
 import. Tokens are decrypted when the attribute is read, not when the row loads:
 a missing key breaks only code that needs the secret, and an unread secret is
-saved back as the same token.
+saved back as the same token. What a read returns is a :class:`~labxblock.secret.Secret`,
+so the plaintext never shows in a ``repr`` (error reports, logs of locals).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.db import models
 from django.db.models.query_utils import DeferredAttribute
 
 from labxblock.conf import get_settings
+from labxblock.secret import hide
 
 
 class SecretUnavailable(Exception):
@@ -62,13 +64,13 @@ def reseal(token: str, *, what: str) -> Sealed:
 
 
 class _SecretAttribute(DeferredAttribute):
-    """Decrypts on read; keeps what the database returned until then."""
+    """Decrypts on read (into a Secret); keeps what the database returned until then."""
 
     def __get__(self, instance: Any, cls: Any = None) -> Any:
         value = super().__get__(instance, cls)
         if instance is not None and isinstance(value, Sealed):
-            return unseal(value, what=f"{type(instance).__name__}.{self.field.name} (id {instance.pk})")
-        return value
+            return hide(unseal(value, what=f"{type(instance).__name__}.{self.field.name} (id {instance.pk})"))
+        return hide(value) if instance is not None else value
 
     def __set__(self, instance: Any, value: Any) -> None:
         # A data descriptor, so __get__ runs even once the value is in __dict__.

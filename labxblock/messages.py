@@ -43,7 +43,11 @@ FAILURES: dict[Reason, str] = {
     Reason.RESUME_FAILED: _("Your lab could not be woken up. Please try again."),
     Reason.RESUME_TIMEOUT: _("Waking your lab up took too long. Please try again."),
     Reason.STACK_FAILED: _("Your lab broke down. Please try again."),
+    Reason.BAD_ADDRESS: _("Your lab gave an address this site may not connect to, so it was stopped. "
+                          "Please tell the course team."),
 }
+# Added for course staff to a failed lab's message: the stored reason (scrubbed of secrets).
+STAFF_DETAIL = _("For course staff: {detail}")
 GENERIC_FAILURE = _("Something went wrong with your lab. Please try again.")
 NOT_CONFIGURED = _("This lab is not set up correctly yet. Please tell the course team.")
 SITE_NOT_CONFIGURED = _("Labs are not configured on this site.")
@@ -52,6 +56,9 @@ NO_SUCH_PORT = _("This lab has no such port.")
 NO_CHECKS = _("This lab has no progress checks.")
 TERMINAL_UNAVAILABLE = _("The lab cannot be shown on this site yet. Please tell the course team.")
 NOT_READY = _("Your lab is not ready yet.")
+BAD_PORT = _("This lab's port is not set up correctly, so it cannot be shown. Please tell the course team.")
+ADDRESS_REFUSED = _("This lab's address is not one this site may connect to, so it cannot be shown. "
+                    "Please tell the course team.")
 MASQUERADE = _("You are viewing the lab of {username}. What you do here happens in their lab.")
 LMS_ONLY = _("Labs run in the LMS, not in Studio. View this unit in the LMS to try the lab.")
 
@@ -67,6 +74,8 @@ CHECK_FAILED: dict[str, str] = {
     "host_key": _("Your lab could not be verified, so it was not checked. This did not affect your score. "
                   "Please tell the course team."),
     "lost": _("The check did not finish. Please try again; this did not affect your score."),
+    "bad_address": _("Your lab's address is not one this site may connect to, so it was not checked. "
+                     "This did not affect your score. Please tell the course team."),
 }
 CHECK_DONE = _("{passed} of {total} checks passed. Score: {percent}%.")
 CHECK_DONE_SCORE = _("Score: {percent}%.")
@@ -116,8 +125,11 @@ def js_catalogue(gettext: Gettext) -> dict[str, str]:
     return {msgid: gettext(msgid) for msgid in JS_STRINGS}
 
 
-def status_answer(status: Any, now: datetime, gettext: Gettext) -> dict[str, Any]:
-    """The JSON the page gets for a ``labs.LabStatus`` (or None: no lab yet)."""
+def status_answer(status: Any, now: datetime, gettext: Gettext, *, staff: bool = False) -> dict[str, Any]:
+    """The JSON the page gets for a ``labs.LabStatus`` (or None: no lab yet).
+
+    ``staff``: the viewer is course staff, who also read why a lab failed (the stored reason).
+    """
     if status is None:
         return {"phase": str(Phase.DELETED), "label": gettext(PHASES[Phase.DELETED]), "ready": False,
                 "elapsed_seconds": None, "estimate_seconds": None, "error": None, "poll_ms": None}
@@ -126,6 +138,8 @@ def status_answer(status: Any, now: datetime, gettext: Gettext) -> dict[str, Any
     if phase is Phase.FAILED:
         reason = Reason(status.reason) if status.reason else None
         error = gettext(FAILURES.get(reason, GENERIC_FAILURE))  # type: ignore[arg-type]
+        if staff and getattr(status, "detail", ""):
+            error = f"{error} {gettext(STAFF_DETAIL).format(detail=status.detail)}"
     elapsed = max(0.0, (now - status.since).total_seconds()) if status.since else None
     return {
         "phase": str(phase),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import secrets
 from datetime import datetime
@@ -11,11 +12,14 @@ from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
-from labxblock.crypto import EncryptedTextField, Sealed, SecretUnavailable, reseal
+from labxblock.crypto import EncryptedTextField, Sealed, SecretUnavailable, reseal, unseal
 from labxblock.lifecycle import Desired, State
+from labxblock.secret import Secret, hide
 
 STACK_NAME_MAX = 64
 REDACTED = "[redacted]"
+# Encrypted columns: never loaded where they are not needed, never shown in the admin.
+SECRET_FIELDS = ("private_key", "password", "secret_outputs")
 # A private key pasted into a reason is redacted even when the lab's own key is unknown.
 _PEM_RE = re.compile(
     r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----.*?(-----END [A-Z0-9 ]*PRIVATE KEY-----|\Z)", re.S
@@ -99,6 +103,9 @@ class Lab(models.Model):
     port = models.PositiveIntegerField(null=True, blank=True, help_text="Null: the protocol's default.")
     private_key = EncryptedTextField(blank=True, default="")
     password = EncryptedTextField(blank=True, default="")
+    secret_outputs = EncryptedTextField(
+        blank=True, default="", help_text="The other secret outputs (setting secret_outputs), as JSON."
+    )
 
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -146,12 +153,27 @@ class Lab(models.Model):
             self.stack_name = derive_stack_name(get_settings().install_id)
         super().save(*args, **kwargs)
 
+    def other_secrets(self) -> dict[str, Secret]:
+        """The secret outputs besides private_key and password, by name (decrypted on read)."""
+        text = self.secret_outputs
+        return {name: hide(str(value)) for name, value in json.loads(text).items()} if text else {}
+
+    def secret_output(self, name: str) -> str:
+        """The value of the secret output ``name``; "" if the template gave none."""
+        if name in ("private_key", "password"):
+            return getattr(self, name)
+        return self.other_secrets().get(name, "")
+
     def known_secrets(self) -> list[str]:
         """This lab's secret values, for scrubbing text; [] if they cannot be decrypted."""
         try:
-            return [s for s in (self.private_key, self.password) if s]
+            return [s for s in (self.private_key, self.password, *self.other_secrets().values()) if s]
         except SecretUnavailable:
             return []
+
+    def scrub(self, text: str) -> str:
+        """``text`` (a cloud's or a worker's words) without this lab's secrets or any private key."""
+        return scrub(text, self.known_secrets())
 
 
 def scrub(text: str, known: list[str]) -> str:
@@ -165,21 +187,39 @@ def scrub(text: str, known: list[str]) -> str:
     return _PEM_RE.sub(REDACTED, text)
 
 
+def scrubbed(lab_id: int, text: str) -> str:
+    """``text`` scrubbed of lab ``lab_id``'s secrets, for a reason written without the row at hand."""
+    lab = Lab.objects.filter(pk=lab_id).only("pk", *SECRET_FIELDS).first()
+    return lab.scrub(text) if lab is not None else scrub(text, [])
+
+
 def reencrypt_secrets(batch_size: int = 500) -> int:
     """Re-encrypt every stored secret with the newest key; return the rows rewritten.
 
     Run after putting a new key first in ``secret_keys`` and before removing the
     old one. A token no key decrypts raises SecretUnavailable naming the lab.
+    Secret outputs that an older version (or a wider ``secret_outputs``) left in
+    the plain ``outputs`` are moved into the encrypted column on the way.
     """
+    from labxblock.conf import get_settings
+
+    is_secret = get_settings().is_secret_output
     count = 0
-    rows = Lab.objects.exclude(private_key="", password="").values_list("pk", "private_key", "password")
-    for pk, private_key, password in rows.iterator(chunk_size=batch_size):
-        changes = {}
-        for name, token in (("private_key", private_key), ("password", password)):
-            if token:
-                changes[name] = reseal(token, what=f"Lab.{name} (id {pk})")
-        Lab.objects.filter(pk=pk).update(**changes)
-        count += 1
+    rows = Lab.objects.values_list("pk", "outputs", *SECRET_FIELDS)
+    for pk, outputs, *tokens in rows.iterator(chunk_size=batch_size):
+        changes: dict[str, Any] = {
+            name: reseal(token, what=f"Lab.{name} (id {pk})")
+            for name, token in zip(SECRET_FIELDS, tokens, strict=True) if token
+        }
+        exposed = {k: v for k, v in (outputs or {}).items() if is_secret(k)}
+        if exposed:
+            sealed = tokens[SECRET_FIELDS.index("secret_outputs")]
+            others = json.loads(unseal(sealed, what=f"Lab.secret_outputs (id {pk})")) if sealed else {}
+            changes["secret_outputs"] = json.dumps({**others, **{k: str(v) for k, v in exposed.items()}})
+            changes["outputs"] = {k: v for k, v in outputs.items() if k not in exposed}
+        if changes:
+            Lab.objects.filter(pk=pk).update(**changes)
+            count += 1
     return count
 
 
@@ -284,6 +324,7 @@ __all__ = [
     "derive_stack_name",
     "reencrypt_secrets",
     "scrub",
+    "scrubbed",
 ]
 
 

@@ -19,18 +19,21 @@ import socket
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
-from labxblock import checks, clouds
+from labxblock import checks, clouds, hostkeys
 from labxblock.conf import LabSettings, LabSettingsError, require_settings
-from labxblock.labs import checking, engine, grading, jobs, periodic
+from labxblock.labs import addressing, checking, engine, grading, jobs, periodic
 from labxblock.labs.engine import Job, Observation
 from labxblock.lifecycle import Action, State
 from labxblock.providers.base import (
     NotFound,
     PermanentError,
+    Provider,
     ProviderError,
     QuotaExceeded,
     StackInfo,
+    StackRef,
     StackSpec,
     TemporaryError,
 )
@@ -60,13 +63,43 @@ def configured(operation: str) -> LabSettings | None:
         return None
 
 
-def probe(host: str, port: int, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
+def probe(address: str, port: int, timeout: float = PROBE_TIMEOUT_SECONDS) -> bool:
     """Does the lab accept a connection on its port? (Its service is up, not just its VM.)"""
     try:
-        with socket.create_connection((host, port), timeout=timeout):
+        with socket.create_connection((address, port), timeout=timeout):
             return True
     except OSError:
         return False
+
+
+def probe_lab(job: Job, claim: jobs.Claim, provider: Provider, ref: StackRef) -> str:
+    """Read a ready stack's outputs (first time), check its address, and see whether the lab answers.
+
+    The address is checked before every probe, and only the checked address is contacted. An
+    SSH lab whose template gives no ``host_key`` has answered when its SSH server completes a key
+    exchange; the key it shows is recorded (trust on first use) and verified from then on.
+    """
+    if not claim.host:  # first probe since the stack came up: read its outputs
+        if claim.reboot_on_resume:
+            provider.after_resume(ref)
+        info = provider.get(ref)
+        outcome = jobs.record_outputs(claim, dict(info.outputs), info.raw_status)
+        if outcome != jobs.STORED:
+            return outcome
+        claim = jobs.claim(job)
+        if claim is None or not claim.host:
+            return "no address"
+    try:
+        address, port = addressing.check(claim.provider, claim.host, claim.port)
+    except addressing.AddressRefused as exc:
+        jobs.record_bad_address(claim, str(exc))
+        return jobs.REFUSED
+    if claim.protocol == "ssh" and not claim.host_key:
+        key = hostkeys.read_host_key(address, port, PROBE_TIMEOUT_SECONDS)
+        jobs.record_probe(claim, key is not None, host_key=key or "")
+    else:
+        jobs.record_probe(claim, probe(address, port))
+    return "done"
 
 
 def carry_out(job: Job) -> str:
@@ -104,16 +137,7 @@ def carry_out(job: Job) -> str:
     elif action is Action.DELETE:
         provider.delete(ref)
     elif action is Action.PROBE:
-        if not claim.host:  # first probe since the stack came up: read its outputs
-            if claim.reboot_on_resume:
-                provider.after_resume(ref)
-            info = provider.get(ref)
-            if not jobs.record_outputs(claim, dict(info.outputs), info.raw_status):
-                return "stale"
-            claim = jobs.claim(job)
-            if claim is None or not claim.host:
-                return "no address"
-        jobs.record_probe(claim, probe(claim.host, int(claim.port or 22)))
+        return probe_lab(job, claim, provider, ref)
     return "done"
 
 
@@ -246,6 +270,7 @@ def delete_orphan(self, provider_name: str, stack_name: str, provider_state: dic
 
 @shared_task(name="labxblock.tasks.run_checks", acks_late=True, reject_on_worker_lost=True,
              ignore_result=True)
+@sensitive_variables("job", "target")
 def run_checks(run_id: int) -> str:
     """Run one CheckRun's scripts in its lab and store the results.
 

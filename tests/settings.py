@@ -104,6 +104,8 @@ XBLOCK_SETTINGS = {
             "default": {
                 "type": "openstack",
                 "capacity": None,
+                # Test labs (sshd, the lab port) run on this host: loopback is allowed on purpose.
+                "allowed_networks": ["127.0.0.0/8"],
                 "auth_url": "http://127.0.0.1:5000/v3",
                 "username": "test",
                 "password": "test",

@@ -91,7 +91,9 @@ _quick = 1  # seconds between ticks: the demo shows suspend and resume without w
 XBLOCK_SETTINGS = {
     "labxblock": {
         "install_id": "demo",
-        "providers": {"default": {"type": "local", "root": str(DEMO_DIR / "labs")}},
+        # The local provider's labs listen on 127.0.0.1: loopback is allowed for them on purpose.
+        "providers": {"default": {"type": "local", "root": str(DEMO_DIR / "labs"),
+                                  "allowed_networks": ["127.0.0.0/8"]}},
         "secret_keys": [_keys["secret"]],
         "ticket_keys": [_keys["ticket"]],
         "terminal_mode": "console",

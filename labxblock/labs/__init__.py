@@ -4,6 +4,7 @@ and starts tasks (always after commit).
 The block calls the learner functions; tasks call the engine, jobs and periodic ones.
 """
 
+from labxblock.labs.addressing import AddressRefused, BadPort
 from labxblock.labs.learner import (
     estimate_seconds,
     get_status,
@@ -17,6 +18,8 @@ from labxblock.labs.learner import (
 from labxblock.labs.specs import LabSpec, LabStatus, ProviderChoice, TerminalAccess
 
 __all__ = [
+    "AddressRefused",
+    "BadPort",
     "LabSpec",
     "LabStatus",
     "ProviderChoice",

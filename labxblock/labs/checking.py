@@ -14,6 +14,7 @@ lab's secrets: a script that prints the lab's key must not put it in the table.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -21,12 +22,16 @@ from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from labxblock.conf import get_settings
+from labxblock.labs import addressing
 from labxblock.labs.engine import send_after_commit
 from labxblock.labs.specs import DEFAULT_PORTS
 from labxblock.lifecycle import Desired, State
 from labxblock.models import CheckRun, Lab, scrub
+
+log = logging.getLogger(__name__)
 
 RUN_TASK = "labxblock.tasks.run_checks"
 CONNECT_TIMEOUT_SECONDS = 10
@@ -41,7 +46,8 @@ UNREACHABLE = "unreachable"  # the lab did not answer over SSH
 AUTH = "auth"  # the lab refused its own key
 HOST_KEY = "host_key"  # the lab's host key was not the template's: nothing was sent
 LOST = "lost"  # the run did not finish in time (worker or broker trouble)
-REASONS = (NOT_READY, UNREACHABLE, AUTH, HOST_KEY, LOST)
+BAD_ADDRESS = "bad_address"  # the lab's address or port is one this site refuses: nothing was sent
+REASONS = (NOT_READY, UNREACHABLE, AUTH, HOST_KEY, LOST, BAD_ADDRESS)
 
 
 @dataclass(frozen=True)
@@ -66,7 +72,7 @@ class CheckJob:
     """What the task needs to run the checks; holds the lab's secrets, so never logged or shown."""
 
     run_id: int
-    host: str
+    host: str  # the checked address: connect here, never to the name again
     port: int
     username: str
     private_key: str = field(repr=False)
@@ -140,10 +146,12 @@ def _close(run_id: int, reason: str, now: datetime) -> bool:
         state=CheckRun.State.FAILED, reason=reason, finished_at=now))
 
 
+@sensitive_variables("lab")
 def claim(run_id: int) -> CheckJob | None:
     """The job for a running run whose lab is still ready; None if there is nothing (more) to do.
 
-    A lab that went down since the request closes the run as ``not_ready``.
+    A lab that went down since the request closes the run as ``not_ready``; one whose address
+    or port the site refuses (checked before any secret is read) as ``bad_address``.
     """
     now = timezone.now()
     run = CheckRun.objects.filter(pk=run_id, state=CheckRun.State.RUNNING).select_related("lab").first()
@@ -156,8 +164,14 @@ def claim(run_id: int) -> CheckJob | None:
     if not _usable(lab):
         _close(run.pk, NOT_READY, now)
         return None
+    try:
+        address, port = addressing.check(lab.provider, lab.ip, lab.port or DEFAULT_PORTS["ssh"])
+    except addressing.AddressRefused as exc:
+        log.warning("labxblock: check run %s: lab %s not checked: %s", run.pk, lab.stack_name, exc)
+        _close(run.pk, BAD_ADDRESS, now)
+        return None
     return CheckJob(
-        run_id=run.pk, host=lab.ip, port=lab.port or DEFAULT_PORTS["ssh"], username=lab.stack_user,
+        run_id=run.pk, host=address, port=port, username=lab.stack_user,
         private_key=lab.private_key, password=lab.password, host_key=str(lab.outputs.get("host_key", "")),
         label=lab.stack_name, checks=tuple(run.checks),
     )

@@ -26,7 +26,7 @@ from labxblock import lifecycle
 from labxblock.conf import get_settings
 from labxblock.labs import placement
 from labxblock.lifecycle import Action, Decision, Desired, LabView, State
-from labxblock.models import Lab, LabEvent
+from labxblock.models import SECRET_FIELDS, Lab, LabEvent, scrubbed
 
 PERFORM_TASK = "labxblock.tasks.perform_job"
 MAX_CHAIN = 4  # decisions taken in a row for one lab while no call is needed
@@ -142,7 +142,7 @@ def _fields_for_move(lab: Lab, decision: Decision, obs: Observation, now: dateti
     if new is State.REQUESTED and obs.state is None:
         # The stack is gone: forget it entirely, and let placement choose a provider afresh.
         fields.update(provider="", provider_state={}, outputs={}, ip="", port=None, tried_providers=[])
-        fields.update(private_key="", password="", raw_status="")
+        fields.update(private_key="", password="", secret_outputs="", raw_status="")
     elif new is State.STARTING and lab.state == State.RESUMING:
         fields["ip"] = ""  # read the outputs again: a resumed server may have a new address
     elif new is State.READY:
@@ -154,7 +154,9 @@ def _fields_for_move(lab: Lab, decision: Decision, obs: Observation, now: dateti
         fields["suspended_at"] = now
     elif new is State.FAILED:
         # "<Reason>: <the cloud's words>": the learner is shown the first part, operators both.
+        # The cloud's words may quote a template's secret: scrubbed like an event's reason.
         detail = obs.reason or lab.status_reason
+        detail = scrubbed(lab.pk, detail) if detail else ""
         fields["status_reason"] = f"{decision.reason}: {detail}"[:2000] if detail else str(decision.reason)
     return fields
 
@@ -388,7 +390,7 @@ def audit(provider: str, listing: Mapping[str, Observation], now: datetime) -> l
             obs = listing.get(stack_name, Observation(None))
             if obs.state == state:
                 continue
-            lab = Lab.objects.filter(pk=lab_id).defer("private_key", "password").first()
+            lab = Lab.objects.filter(pk=lab_id).defer(*SECRET_FIELDS).first()
             job = apply(lab, obs, now, "auditor") if lab else None
             if job:
                 jobs.append(job)

@@ -6,20 +6,27 @@ The worker (tasks.py) makes the one provider call between ``claim`` and a
 
 from __future__ import annotations
 
+import json
+import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from django.db import transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
+from labxblock import hostkeys
 from labxblock.conf import get_settings
-from labxblock.labs import engine, placement
+from labxblock.labs import addressing, engine, placement
 from labxblock.labs.specs import DEFAULT_PORTS
 from labxblock.lifecycle import Action, Reason, State, check_transition
-from labxblock.models import Lab, LabEvent
+from labxblock.models import SECRET_FIELDS, Lab, LabEvent, scrubbed
 
-SECRET_OUTPUTS = ("private_key", "password")
+log = logging.getLogger(__name__)
+
+# What record_outputs made of a stack's outputs.
+STORED, STALE, REFUSED = "stored", "stale", "refused"
 
 
 @dataclass(frozen=True)
@@ -35,13 +42,15 @@ class Claim:
     parameters: dict[str, str] = field(default_factory=dict)
     host: str = ""  # for PROBE: empty until the outputs were read
     port: int | None = None
+    protocol: str = "ssh"
+    host_key: str = ""  # the template's, or the one recorded at this stack's first probe
     reboot_on_resume: bool = False  # the template asked for it, and these are a resume's outputs
 
 
 def claim(job: engine.Job) -> Claim | None:
     """The job's inputs, or None if the lab has moved on (a stale or duplicate job)."""
     lab = (
-        Lab.objects.filter(pk=job.lab_id).select_related("blueprint").defer("private_key", "password").first()
+        Lab.objects.filter(pk=job.lab_id).select_related("blueprint").defer(*SECRET_FIELDS).first()
     )
     if lab is None or lab.state != job.state or not lab.provider:
         return None
@@ -58,6 +67,8 @@ def claim(job: engine.Job) -> Claim | None:
         parameters=dict(spec.get("parameters", {})),
         host=lab.ip,
         port=port,
+        protocol=lab.protocol,
+        host_key=str(lab.outputs.get("host_key") or ""),
         # Outputs are already stored only when this stack ran before: this probe follows a resume.
         reboot_on_resume=str(lab.outputs.get("reboot_on_resume", "")).lower() in ("true", "1", "yes"),
     )
@@ -69,25 +80,79 @@ def install_tag() -> str:
 
 
 def record_created(claim: Claim, provider_state: dict[str, Any]) -> None:
-    """The cloud accepted the create: remember how to find the stack."""
-    Lab.objects.filter(pk=claim.job.lab_id, state=State.CREATING).update(provider_state=provider_state)
+    """The cloud accepted the create: remember how to find the stack.
+
+    A new stack has outputs of its own (address, keys, host key): the last stack's are forgotten.
+    """
+    Lab.objects.filter(pk=claim.job.lab_id, state=State.CREATING).update(
+        provider_state=provider_state, outputs={}, ip=""
+    )
 
 
-def record_outputs(claim: Claim, outputs: dict[str, Any], raw_status: str = "") -> bool:
-    """Store a ready stack's outputs: secrets encrypted apart, the rest as plain JSON."""
-    public = {k: v for k, v in outputs.items() if k not in SECRET_OUTPUTS}
-    fields: dict[str, Any] = {"outputs": public, "ip": str(outputs.get("public_ip") or "")}
-    for name in SECRET_OUTPUTS:
-        fields[name] = str(outputs.get(name) or "")
-    if str(outputs.get("port") or "").isdigit():
-        fields["port"] = int(outputs["port"])
+def _port(output: Any, default: int | None) -> int:
+    """The lab's port: the template's ``port`` output if it gave one, else the lab's own."""
+    if output is None or output == "":
+        return addressing.check_port(default)
+    if isinstance(output, str) and output.strip().isdigit():
+        output = int(output)
+    return addressing.check_port(output)
+
+
+@sensitive_variables("outputs", "secret", "others", "fields")
+def record_outputs(claim: Claim, outputs: dict[str, Any], raw_status: str = "") -> str:
+    """Store a ready stack's outputs: secret ones encrypted apart, the rest as plain JSON.
+
+    The address and port are checked first: one the site refuses fails the lab
+    (``bad_address``) and nothing is stored. A resumed stack keeps the host key recorded
+    at its first probe. Returns STORED, STALE (the lab moved on) or REFUSED.
+    """
+    is_secret = get_settings().is_secret_output
+    host = str(outputs.get("public_ip") or "")
+    try:
+        port = _port(outputs.get("port"), claim.port)
+        addressing.check(claim.provider, host, port)
+    except addressing.AddressRefused as exc:
+        return REFUSED if record_bad_address(claim, str(exc)) else STALE
+    public = {k: v for k, v in outputs.items() if not is_secret(k)}
+    if "host_key" not in public and claim.host_key:
+        public["host_key"] = claim.host_key  # this stack's, recorded when it first answered
+    secret = {k: str(v) for k, v in outputs.items() if is_secret(k) and v not in (None, "")}
+    others = {k: v for k, v in secret.items() if k not in ("private_key", "password")}
+    fields: dict[str, Any] = {
+        "outputs": public, "ip": host, "private_key": secret.get("private_key", ""),
+        "password": secret.get("password", ""), "secret_outputs": json.dumps(others) if others else "",
+    }
+    if outputs.get("port") not in (None, ""):
+        fields["port"] = port
     if raw_status:
         fields["raw_status"] = raw_status[:64]
-    return bool(Lab.objects.filter(pk=claim.job.lab_id, state=claim.job.state).update(**fields))
+    stored = Lab.objects.filter(pk=claim.job.lab_id, state=claim.job.state).update(**fields)
+    return STORED if stored else STALE
 
 
-def record_probe(claim: Claim, ok: bool, now: datetime | None = None) -> engine.Job | None:
-    """Store the probe's answer; a lab that answered becomes READY at once, not a pass later."""
+def record_bad_address(claim: Claim, message: str, now: datetime | None = None) -> bool:
+    """The lab's address or port is one this site refuses: fail the lab, saying why to its author.
+
+    False if the lab had moved on. ``message`` names the address and why, never a secret.
+    """
+    now = now or timezone.now()
+    with transaction.atomic():
+        lab = Lab.objects.select_for_update().filter(pk=claim.job.lab_id, state=claim.job.state).first()
+        if lab is None:
+            return False
+        _fail(lab, Reason.BAD_ADDRESS, message, now, actor="prober")
+    log.warning("labxblock: lab %s failed: %s", claim.stack_name, message)
+    return True
+
+
+def record_probe(
+    claim: Claim, ok: bool, now: datetime | None = None, host_key: str = ""
+) -> engine.Job | None:
+    """Store the probe's answer; a lab that answered becomes READY at once, not a pass later.
+
+    ``host_key``: the key the lab showed at its first answer, when its template gave none
+    (trust on first use): stored as the ``host_key`` output, which every later connection verifies.
+    """
     now = now or timezone.now()
     if not ok:
         return None
@@ -95,8 +160,14 @@ def record_probe(claim: Claim, ok: bool, now: datetime | None = None) -> engine.
         lab = Lab.objects.select_for_update().filter(pk=claim.job.lab_id, state=claim.job.state).first()
         if lab is None:
             return None
-        Lab.objects.filter(pk=lab.pk).update(probe_ok=True)
-        lab.probe_ok = True
+        fields: dict[str, Any] = {"probe_ok": True}
+        if host_key and not lab.outputs.get("host_key"):
+            fields["outputs"] = {**lab.outputs, "host_key": host_key}
+            LabEvent.record(lab, actor="prober", at=now,
+                            reason=f"host key recorded at first answer: {hostkeys.describe(host_key)}")
+        Lab.objects.filter(pk=lab.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(lab, name, value)
         job = engine.apply(lab, engine.believed(lab), now, "prober")
         engine.dispatch([job] if job else [])
     return job
@@ -116,7 +187,7 @@ def record_refused(claim: Claim, message: str, now: datetime | None = None) -> e
             provider="",
             provider_state={},
             tried_providers=tried,
-            status_reason=message[:2000],
+            status_reason=lab.scrub(message)[:2000],
             state_changed_at=now,
             attempts=0,
             next_attempt_at=None,
@@ -135,17 +206,17 @@ def record_refused(claim: Claim, message: str, now: datetime | None = None) -> e
     return engine.step(claim.job.lab_id, now, "worker")
 
 
-def _fail(lab: Lab, reason: Reason, message: str, now: datetime) -> None:
+def _fail(lab: Lab, reason: Reason, message: str, now: datetime, actor: str = "worker") -> None:
     check_transition(State(lab.state), State.FAILED)
     Lab.objects.filter(pk=lab.pk).update(
         state=State.FAILED.value,
-        status_reason=f"{reason.value}: {message}"[:2000],
+        status_reason=lab.scrub(f"{reason.value}: {message}")[:2000],
         state_changed_at=now,
         deadline_at=None,
         next_attempt_at=None,
     )
     LabEvent.record(
-        lab, actor="worker", reason=f"{reason.value}: {message}", to_state=State.FAILED.value, at=now
+        lab, actor=actor, reason=f"{reason.value}: {message}", to_state=State.FAILED.value, at=now
     )
 
 
@@ -157,7 +228,7 @@ def record_call_failed(claim: Claim, message: str, now: datetime | None = None) 
     """
     now = now or timezone.now()
     Lab.objects.filter(pk=claim.job.lab_id, state=claim.job.state).update(
-        deadline_at=now, next_attempt_at=now, status_reason=message[:2000]
+        deadline_at=now, next_attempt_at=now, status_reason=scrubbed(claim.job.lab_id, message)[:2000]
     )
 
 
@@ -166,6 +237,7 @@ __all__ = [
     "Claim",
     "claim",
     "install_tag",
+    "record_bad_address",
     "record_call_failed",
     "record_created",
     "record_outputs",

@@ -12,13 +12,15 @@ from typing import Any, TypeVar
 from django.core.cache import cache
 from django.db import OperationalError, transaction
 from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
 
 from labxblock import lifecycle
 from labxblock.conf import get_settings
+from labxblock.labs import addressing
 from labxblock.labs.engine import Job, dispatch, send_after_commit, view_of
 from labxblock.labs.specs import DEFAULT_PORTS, LabSpec, LabStatus, TerminalAccess, blueprint_digest
 from labxblock.lifecycle import Action, Desired, State
-from labxblock.models import Blueprint, Lab, LabEvent
+from labxblock.models import SECRET_FIELDS, Blueprint, Lab, LabEvent
 
 ADVANCE_TASK = "labxblock.tasks.advance_lab"
 DEADLOCK = 1213  # MariaDB/MySQL: "Deadlock found when trying to get lock; try restarting transaction"
@@ -114,7 +116,7 @@ def get_status(user: Any, course_run: str, lab_key: str) -> LabStatus | None:
     """The learner's lab as the view shows it; None if they never launched it."""
     lab = (
         Lab.objects.filter(learner=user, course_run=course_run, lab_key=lab_key)
-        .defer("private_key", "password")
+        .defer(*SECRET_FIELDS)
         .first()
     )
     return status_of(lab) if lab else None
@@ -122,12 +124,13 @@ def get_status(user: Any, course_run: str, lab_key: str) -> LabStatus | None:
 
 def status_of(lab: Lab) -> LabStatus:
     state, desired = State(lab.state), Desired(lab.desired)
-    reason = None
+    reason, detail = None, ""
     if state is State.FAILED:
         # status_reason is "<Reason>: <detail for operators>"; the learner gets the Reason only.
         word = lab.status_reason.split(":", 1)[0].strip()
         known = {r.value for r in lifecycle.Reason}
         reason = lifecycle.Reason(word) if word in known else lifecycle.Reason.CREATE_FAILED
+        detail = lab.status_reason  # scrubbed when written; for course staff only
     return LabStatus(
         lab_id=lab.pk,
         phase=lifecycle.phase(state, desired),
@@ -137,6 +140,7 @@ def status_of(lab: Lab) -> LabStatus:
         since=_since(lab, state, desired),
         estimate_seconds=estimate_seconds(lab.course_run, lab.lab_key),
         ready=state is State.READY and desired is Desired.UP,
+        detail=detail,
     )
 
 
@@ -239,19 +243,27 @@ def retry(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
     return request_launch(user, spec, actor=actor)
 
 
-def terminal_access(user: Any, course_run: str, lab_key: str) -> TerminalAccess | None:
-    """What a terminal ticket for the learner's ready lab carries; None unless it is ready."""
+@sensitive_variables("lab")
+def terminal_access(user: Any, course_run: str, lab_key: str, port: Any = None) -> TerminalAccess | None:
+    """What a terminal ticket for the learner's ready lab carries; None unless it is ready.
+
+    ``port``: the author's port the learner chose, if any (else the lab's own). The address
+    and port are checked before any secret is decrypted: BadPort or AddressRefused say why
+    not (safe to log), and then no ticket can be made.
+    """
     lab = Lab.objects.filter(
         learner=user, course_run=course_run, lab_key=lab_key, state=State.READY, desired=Desired.UP
     ).first()
     if lab is None or not lab.ip:
         return None
+    port = port if port is not None else lab.port or DEFAULT_PORTS.get(lab.protocol, 22)
+    address, port = addressing.check(lab.provider, lab.ip, port)
     return TerminalAccess(
         lab_id=lab.pk,
         stack_name=lab.stack_name,
         protocol=lab.protocol,
-        host=lab.ip,
-        port=lab.port or DEFAULT_PORTS.get(lab.protocol, 22),
+        host=address,
+        port=port,
         username=lab.stack_user,
         private_key=lab.private_key,
         password=lab.password,

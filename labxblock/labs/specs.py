@@ -67,6 +67,7 @@ class LabStatus:
     since: datetime | None  # when the current state began
     estimate_seconds: float | None  # typical launch time of this lab, once there is history
     ready: bool
+    detail: str = ""  # why it failed, for course staff: "<reason>: <the cloud's or worker's words>"
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -87,8 +88,8 @@ class TerminalAccess:
     lab_id: int
     stack_name: str
     protocol: str
-    host: str
-    port: int
+    host: str  # the checked address
+    port: int  # checked: 1-65535
     username: str
     private_key: str = field(repr=False, default="")
     password: str = field(repr=False, default="")

@@ -76,6 +76,7 @@ class Reason(enum.StrEnum):
     CREATE_FAILED = "create_failed"
     CREATE_TIMEOUT = "create_timeout"
     START_TIMEOUT = "start_timeout"  # the stack is up but the lab does not answer on its port
+    BAD_ADDRESS = "bad_address"  # the template's outputs name an address or port this site refuses
     SUSPEND_FAILED = "suspend_failed"
     SUSPEND_TIMEOUT = "suspend_timeout"
     RESUME_FAILED = "resume_failed"

@@ -45,7 +45,8 @@ class StackInfo:
     state: State  # only CREATING, READY, SUSPENDING, SUSPENDED, RESUMING, DELETING, DELETED, FAILED
     raw_status: str = ""  # the cloud's own status word, for operators
     reason: str = ""  # the cloud's own explanation, for operators
-    outputs: Mapping[str, Any] = field(default_factory=dict)  # empty unless complete
+    # Empty unless complete. Holds the lab's keys and passwords: never in a repr.
+    outputs: Mapping[str, Any] = field(default_factory=dict, repr=False)
     tags: tuple[str, ...] = ()
     created_at: datetime | None = None  # when the cloud created it (aware); the orphan sweep's clock
 

@@ -25,7 +25,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 #: Keys owned by conf.py for every provider type; not ours to judge.
-GENERIC_KEYS = frozenset({"type", "capacity", "actions_per_minute"})
+GENERIC_KEYS = frozenset({"type", "capacity", "actions_per_minute", "allowed_networks"})
 
 PASSWORD_KEYS = ("username", "password", "project_name", "project_id", "user_domain_name",
                  "user_domain_id", "project_domain_name", "project_domain_id")

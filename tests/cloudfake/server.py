@@ -245,10 +245,14 @@ class CloudFake:
 
     @property
     def provider_config(self) -> dict[str, Any]:
-        """Password-auth provider config, the same keys the real rig yields."""
+        """Password-auth provider config, the same keys the real rig yields.
+
+        Its labs (the engine tests' lab port, sshd) answer on this host, so loopback is allowed.
+        """
         return {"auth_url": f"{self.base_url}/v3", "username": USER["name"], "password": USER["password"],
                 "project_name": PROJECT["name"], "user_domain_name": DOMAIN["name"],
-                "project_domain_name": DOMAIN["name"], "region_name": "RegionOne", "interface": "public"}
+                "project_domain_name": DOMAIN["name"], "region_name": "RegionOne", "interface": "public",
+                "allowed_networks": ["127.0.0.0/8"]}
 
     @property
     def app_credential_config(self) -> dict[str, Any]:

@@ -8,7 +8,11 @@ import pytest
 
 from labxblock import authoring
 
-GOOD = (Path(__file__).parents[1] / "services/openstack/templates/lab_good.yaml").read_text()
+HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"
+HOST_KEY_OUTPUT = f"  host_key:\n    value: {HOST_KEY}\n"
+# The rig's template, with the lab's host key given as a good template gives it.
+RIG_TEMPLATE = Path(__file__).parents[1] / "services/openstack/templates/lab_good.yaml"
+GOOD = RIG_TEMPLATE.read_text() + HOST_KEY_OUTPUT
 KNOWN = frozenset({"default", "os2"})
 
 
@@ -61,6 +65,13 @@ def test_template_without_contract_outputs() -> None:
     text = GOOD.replace("  public_ip:\n", "  address:\n").replace("  private_key:\n", "  key:\n")
     assert problems(template=text) == [
         ("template", "The template (inline) lacks the outputs: public_ip, private_key.")
+    ]
+
+
+def test_a_template_without_host_key_is_warned_that_the_key_is_trusted_on_first_use() -> None:
+    assert problems(template=GOOD.replace(HOST_KEY_OUTPUT, "")) == [
+        ("template", "The template (inline) has no host_key output: the lab's SSH host key is then trusted "
+                     "the first time the lab answers. Output it so that it is verified from the start.")
     ]
 
 

@@ -359,3 +359,53 @@ def test_default_deadlines_are_the_lifecycles():
     from labxblock.lifecycle import DEFAULT_DEADLINES
 
     assert dict(load(valid()).state_deadline_seconds) == {str(k): v for k, v in DEFAULT_DEADLINES.items()}
+
+
+def provider_with(**changes: Any) -> dict[str, Any]:
+    return with_(providers={"default": {**valid()["providers"]["default"], **changes}})
+
+
+def test_allowed_networks_default_to_everywhere_and_are_parsed():
+    from labxblock.addresses import EVERYWHERE
+
+    assert load(valid()).providers["default"].allowed_networks == EVERYWHERE
+    allowed = load(provider_with(allowed_networks=["10.20.0.0/16", "127.0.0.1"])).providers["default"]
+    assert [str(n) for n in allowed.allowed_networks] == ["10.20.0.0/16", "127.0.0.1/32"]
+    assert "allowed_networks" not in allowed.options  # conf's key, not the provider's
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (["10.0.0.0/8", "10.0.0.0/33"],
+         "labxblock.providers.default.allowed_networks[1]: '10.0.0.0/33' is not"),
+        (["ten"], "labxblock.providers.default.allowed_networks[0]: 'ten' is not a network"),
+        ("10.0.0.0/8", "labxblock.providers.default.allowed_networks: expected a non-empty list of networks"),
+        ([], "labxblock.providers.default.allowed_networks: expected a non-empty list of networks"),
+    ],
+)
+def test_a_bad_allowed_network_is_named_by_its_position(value, message):
+    assert error(provider_with(allowed_networks=value)).startswith(message)
+
+
+def test_secret_outputs_default_and_rules():
+    s = load(valid())
+    secret = ["private_key", "password", "check_private_key", "admin_password", "db_secret", "api_key"]
+    assert all(s.is_secret_output(name) for name in secret)
+    assert not any(s.is_secret_output(name) for name in ("public_ip", "port", "host_key", "user", "url"))
+    narrowed = load(with_(secret_outputs=["*_token"]))
+    assert narrowed.is_secret_output("api_token") and not narrowed.is_secret_output("admin_password")
+    assert narrowed.is_secret_output("private_key") and narrowed.is_secret_output("password")  # always
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("*_password", "labxblock.secret_outputs: expected a list of output names or patterns"),
+        (["*_password", ""], "labxblock.secret_outputs[1]: expected an output name or pattern"),
+        (["a b"], "labxblock.secret_outputs[0]: expected an output name or pattern"),
+        (["host_key"], "labxblock.secret_outputs[0]: 'host_key' is a public output of the template contract"),
+    ],
+)
+def test_bad_secret_outputs(value, message):
+    assert error(with_(secret_outputs=value)).startswith(message)
