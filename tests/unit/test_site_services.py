@@ -29,7 +29,8 @@ PLATFORM = SimpleNamespace(
         "files": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache", "LOCATION": "/var/tmp/c"},
     },
 )
-DNS = {"mysql.internal": ["10.0.0.5"], "redis.internal": ["10.0.0.7", "127.0.0.1"], "gw.example.org": ["203.0.113.4"]}
+DNS = {"mysql.internal": ["10.0.0.5"], "redis.internal": ["10.0.0.7", "127.0.0.1"],
+       "gw.example.org": ["203.0.113.4"]}
 
 
 def fake_dns(host: str) -> list[str]:
