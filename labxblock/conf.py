@@ -31,6 +31,7 @@ from django.core.signals import setting_changed
 
 from labxblock import lifecycle, site_services
 from labxblock.addresses import EVERYWHERE, Network, parse_networks
+from labxblock.secret import Secret
 
 log = logging.getLogger(__name__)
 
@@ -252,7 +253,7 @@ def _url(key: str, value: Any, schemes: tuple[str, ...]) -> str:
     return value
 
 
-def _fernet_keys(key: str, value: Any) -> tuple[str, ...]:
+def _fernet_keys(key: str, value: Any) -> tuple[Secret, ...]:
     what = "a non-empty list of Fernet keys"
     if isinstance(value, str) or not isinstance(value, list | tuple) or not value:
         raise _fail(key, what, value, secret=True)
@@ -263,7 +264,7 @@ def _fernet_keys(key: str, value: Any) -> tuple[str, ...]:
             raise LabSettingsError(
                 f"{key}[{i}]: is not a valid Fernet key (32 url-safe base64 bytes)"
             ) from None
-    return tuple(value)
+    return tuple(Secret(k) for k in value)  # keys passed around stay hidden in error reports
 
 
 def _mapping(key: str, value: Any) -> Mapping[str, Any]:
@@ -366,7 +367,7 @@ def _terminal(raw: dict[str, Any]) -> dict[str, Any]:
             raise _fail(f"{ROOT}.guacamole_json_secret_key", what)
         if not isinstance(guac_key, str) or not HEX32_RE.fullmatch(guac_key):
             raise _fail(f"{ROOT}.guacamole_json_secret_key", what, guac_key, secret=True)
-        out["guacamole_json_secret_key"] = guac_key.lower()
+        out["guacamole_json_secret_key"] = Secret(guac_key.lower())
     return out
 
 

@@ -29,7 +29,10 @@ TEST_TICKET_KEYS = ["5EIJxo4ocC-Og6iqMy7YGgl3HaK7pvOjzhcL4GO_KdE="]
 
 
 class LabPort:
-    """A listening TCP port on 127.0.0.1 that accepts and drops connections: the lab's service."""
+    """A listening TCP port on 127.0.0.1 that accepts and drops connections: the lab's service.
+
+    ``accepted`` counts the connections: a test that a refused address is never contacted reads it.
+    """
 
     def __init__(self) -> None:
         self.sock = socket.socket()
@@ -37,6 +40,7 @@ class LabPort:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(512)
         self.port = self.sock.getsockname()[1]
+        self.accepted = 0
         self._thread = threading.Thread(target=self._serve, daemon=True)
         self._thread.start()
 
@@ -46,6 +50,7 @@ class LabPort:
                 conn, _ = self.sock.accept()
             except OSError:
                 return
+            self.accepted += 1
             conn.close()
 
     def close(self) -> None:

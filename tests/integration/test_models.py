@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import io
+import json
 import re
 from datetime import timedelta
 
@@ -17,7 +18,8 @@ from django.test import override_settings
 from django.utils import timezone
 
 from labxblock.crypto import SecretUnavailable
-from labxblock.lifecycle import Desired, State
+from labxblock.labs import engine, jobs
+from labxblock.lifecycle import Action, Desired, State
 from labxblock.models import REDACTED, Lab, LabEvent, derive_stack_name, reencrypt_secrets
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.django_db]
@@ -278,10 +280,83 @@ def test_admin_never_shows_secrets(learner, rf, admin_user):
     request.user = admin_user
     lab_admin = site._registry[Lab]
     form = lab_admin.get_form(request, lab)
-    assert not {"private_key", "password"} & set(form.base_fields)
-    assert lab_admin.get_queryset(request).query.deferred_loading == ({"private_key", "password"}, True)
+    assert not {"private_key", "password", "secret_outputs", "outputs"} & set(form.base_fields)
+    secret_columns = {"private_key", "password", "secret_outputs"}
+    assert lab_admin.get_queryset(request).query.deferred_loading == (secret_columns, True)
     event_admin = site._registry[LabEvent]
     event = LabEvent.objects.get(lab=lab)
     assert not event_admin.has_change_permission(request, event)
     assert not event_admin.has_add_permission(request)
     assert not event_admin.has_delete_permission(request, event)
+
+
+ADMIN_PASSWORD = "Adm1n-only-in-the-lab"
+
+
+def starting_lab(learner, **fields) -> tuple[Lab, jobs.Claim]:
+    """A lab whose stack just came up, and the worker's claim for its first probe."""
+    lab = make_lab(learner, state=State.STARTING, **fields)
+    claim = jobs.claim(engine.Job(lab.pk, Action.PROBE, State.STARTING))
+    assert claim is not None
+    return lab, claim
+
+
+def test_every_secret_output_is_encrypted_at_rest_and_absent_from_the_admin(learner, admin_client):
+    lab, claim = starting_lab(learner)
+    outputs = {"public_ip": "127.0.0.1", "private_key": PRIVATE_KEY, "password": PASSWORD,
+               "admin_password": ADMIN_PASSWORD, "api_key": "k-123-secret-value", "web_url": "http://lab.test/"}
+    assert jobs.record_outputs(claim, outputs) == jobs.STORED
+    lab.refresh_from_db()
+    assert lab.outputs == {"public_ip": "127.0.0.1", "web_url": "http://lab.test/"}
+    assert lab.secret_output("admin_password") == ADMIN_PASSWORD and lab.secret_output("api_key")
+    assert ADMIN_PASSWORD in lab.known_secrets()  # so reasons and check output are scrubbed of it too
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT outputs, secret_outputs FROM labxblock_lab WHERE id = %s", [lab.pk])
+        raw_outputs, raw_secrets = cursor.fetchone()
+    assert ADMIN_PASSWORD not in raw_outputs + raw_secrets and "k-123-secret-value" not in raw_secrets
+    assert ADMIN_PASSWORD in first_fernet().decrypt(raw_secrets.encode()).decode()
+
+    page = admin_client.get(f"/admin/labxblock/lab/{lab.pk}/change/").content.decode()
+    assert lab.stack_name in page and "http://lab.test/" in page  # the lab and its plain outputs
+    for secret in (ADMIN_PASSWORD, "k-123-secret-value", PASSWORD, *PRIVATE_KEY.splitlines()[1:3]):
+        assert secret not in page
+
+
+def test_reencrypt_moves_secret_outputs_left_in_plain_outputs_into_the_encrypted_column(
+    learner, admin_client
+):
+    # A row written before secret_outputs existed: admin_password in the plain JSON.
+    plain = {"public_ip": "192.0.2.7", "admin_password": ADMIN_PASSWORD}
+    lab = make_lab(learner, password=PASSWORD, outputs=plain)
+    page = admin_client.get(f"/admin/labxblock/lab/{lab.pk}/change/").content.decode()
+    assert "192.0.2.7" in page and ADMIN_PASSWORD not in page  # hidden even before it is moved
+    assert reencrypt_secrets() == 1
+    lab.refresh_from_db()
+    assert lab.outputs == {"public_ip": "192.0.2.7"}
+    assert lab.secret_output("admin_password") == ADMIN_PASSWORD and lab.password == PASSWORD
+
+
+def test_status_reason_is_scrubbed_wherever_it_is_written(learner):
+    leaky = f"cloud said: password {PASSWORD} refused; admin_password={ADMIN_PASSWORD}; key {PRIVATE_KEY}"
+    others = json.dumps({"admin_password": ADMIN_PASSWORD})
+    lab, claim = starting_lab(learner, password=PASSWORD, secret_outputs=others)
+
+    def stored() -> str:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT status_reason FROM labxblock_lab WHERE id = %s", [lab.pk])
+            return cursor.fetchone()[0]
+
+    def clean(reason: str) -> bool:
+        return PASSWORD not in reason and ADMIN_PASSWORD not in reason and "PRIVATE KEY" not in reason
+
+    jobs.record_call_failed(claim, leaky)  # a cloud call's error, retries spent
+    assert stored().startswith("cloud said: password [redacted] refused; admin_password=[redacted]")
+    # The cloud reports the stack failed, quoting a secret: the reconciler fails the lab.
+    engine.apply(Lab.objects.get(pk=lab.pk), engine.Observation(State.FAILED, "CREATE_FAILED", leaky),
+                 timezone.now(), "reconciler")
+    assert stored().startswith("stack_failed: cloud said: password [redacted]") and clean(stored())
+    Lab.objects.filter(pk=lab.pk).update(state=State.CREATING)
+    creating = jobs.claim(engine.Job(lab.pk, Action.CREATE, State.CREATING))
+    jobs.record_refused(creating, leaky)  # the provider refused the create, and no other is left
+    assert stored().startswith("create_failed: cloud said: password [redacted]") and clean(stored())
+    assert all(clean(reason) for reason in LabEvent.objects.filter(lab=lab).values_list("reason", flat=True))
