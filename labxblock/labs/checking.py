@@ -79,7 +79,7 @@ class CheckJob:
     password: str = field(repr=False)
     host_key: str
     label: str
-    checks: tuple[Mapping[str, Any], ...]
+    checks: tuple[Mapping[str, Any], ...] = field(repr=False)  # the author's scripts may hold secrets
     connect_timeout: float = CONNECT_TIMEOUT_SECONDS
 
 

@@ -136,8 +136,9 @@ def test_saving_without_reading_keeps_the_token(learner):
 
 def test_key_rotation(learner):
     old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    others = json.dumps({"admin_password": "Adm1n-only-in-the-lab"})
     with override_settings(XBLOCK_SETTINGS=xblock_settings_with(secret_keys=[old])):
-        lab = make_lab(learner, private_key=PRIVATE_KEY, password=PASSWORD)
+        lab = make_lab(learner, private_key=PRIVATE_KEY, password=PASSWORD, secret_outputs=others)
     old_token = raw_columns(lab.pk)[1]
 
     with override_settings(XBLOCK_SETTINGS=xblock_settings_with(secret_keys=[new, old])):
@@ -146,6 +147,8 @@ def test_key_rotation(learner):
         new_token = raw_columns(lab.pk)[1]
         assert new_token != old_token
         assert Fernet(new).decrypt(new_token.encode()).decode() == PASSWORD
+        raw_others = Lab.objects.filter(pk=lab.pk).values_list("secret_outputs", flat=True).get()
+        assert Fernet(new).decrypt(raw_others.encode()).decode() == others  # every secret column
         # new writes use the first key
         other = make_lab(learner, lab_key="other", password="x")
         Fernet(new).decrypt(raw_columns(other.pk)[1].encode())
