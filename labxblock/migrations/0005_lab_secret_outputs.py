@@ -7,7 +7,7 @@ from django.db import migrations
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('labxblock', '0003_fewer_lab_indexes'),
+        ('labxblock', '0004_checkrun_weight'),
     ]
 
     operations = [
