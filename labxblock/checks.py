@@ -3,10 +3,19 @@
 Pure of Django and Celery: the task hands in a ``CheckTarget`` (where the lab is,
 its key) and ``CheckSpec``s, and gets ``CheckResult``s back.
 
+Who runs them: whatever account the ``CheckTarget`` names. The labs layer gives
+the template's check account when there is one, so the learner's account, which
+the learner controls (``command="exit 0"`` in its ``authorized_keys`` passes every
+check), is not the one checked with. The script stays out of the learner's reach:
+it never appears in a process's arguments and is written into the login account's
+own temporary directory, which no other account can open. A learner with root in
+the lab defeats all of this (README, "Progress checks").
+
 How one script runs: it travels on the channel's stdin into a private temporary
-directory (``mktemp -d`` under ``umask 077``), is made ``chmod 700``, and runs
-under ``timeout`` (TERM, then KILL; GNU ``timeout`` signals the whole process
-group, so children go too). A script with a ``#!`` line runs under that
+directory (``mktemp -d`` makes it ``0700``, owned by the login account; /tmp's
+sticky bit stops another account swapping it), is written under ``umask 077``
+and made ``chmod 700``, and runs under ``timeout`` (TERM, then KILL; GNU
+``timeout`` signals the whole process group, so children go too). A script with a ``#!`` line runs under that
 interpreter, named explicitly so a ``noexec`` /tmp does not matter; one without
 runs under ``/bin/sh``. The directory is removed when the script ends. The lab
 needs a POSIX ``/bin/sh``, ``mktemp`` and ``timeout`` (coreutils or busybox).
@@ -23,9 +32,9 @@ nothing runs (``HostKeyMismatch``). Without one there is nothing to verify
 against (an RDP lab's SSH port is never probed), so the key is accepted and a
 warning logged: authors should output it.
 Hosts behind the lab (a check's ``host``) are reached through the lab's SSH
-connection (``direct-tcpip``, like ``ssh -J``) with the same user and key; their
-keys are accepted unverified, as the template has no key for them and the path
-to them runs through the verified lab.
+connection (``direct-tcpip``, like ``ssh -J``) with the same user and key (the
+check account's, when there is one); their keys are accepted unverified, as the
+template has no key for them and the path to them runs through the verified lab.
 
 Neither key nor password is ever logged or put into an exception message.
 """

@@ -40,11 +40,12 @@ TERMINAL_MODES = ("gateway", "guacamole-json", "console")
 INSTALL_ID_RE = re.compile(r"[a-z0-9-]{1,20}")
 HEX32_RE = re.compile(r"[0-9a-fA-F]{32}")
 
-# Outputs stored encrypted and never shown (fnmatch patterns); private_key and password always are.
+# Outputs stored encrypted and never shown (fnmatch patterns). The logins of the template
+# contract always are, whatever the operator lists: the learner's and the check account's keys.
 DEFAULT_SECRET_OUTPUTS = ("private_key", "password", "check_private_key", "*_password", "*_secret", "*_key")
-ALWAYS_SECRET_OUTPUTS = ("private_key", "password")
+ALWAYS_SECRET_OUTPUTS = ("private_key", "password", "check_private_key")
 # Outputs of the template contract that the code reads as plain text: never secret.
-PUBLIC_OUTPUTS = ("public_ip", "port", "host_key", "reboot_on_resume")
+PUBLIC_OUTPUTS = ("public_ip", "port", "host_key", "check_user", "reboot_on_resume")
 
 # How long each transitional state may last before the reconciler re-reads the
 # cloud and retries or fails the lab: the lifecycle's defaults, keyed by State value.

@@ -7,6 +7,10 @@ as failed with reason ``not_ready`` and the learner is asked to resume it first.
 A run that outlives its deadline (broker down, worker killed) is closed as
 ``lost`` the next time anyone looks, so nothing stays "running" for ever.
 
+Checks log in with the template's check account when it gives one (outputs
+``check_user`` and ``check_private_key``), else with the learner's own account,
+which the learner can change (``login_of``).
+
 What is stored per check is what the learner may see (name, passed, the author's
 hint, a tail of stderr) plus a head of stdout for staff, all scrubbed of the
 lab's secrets: a script that prints the lab's key must not put it in the table.
@@ -43,7 +47,7 @@ HISTORY = 5
 # Why a run was not scored (CheckRun.reason).
 NOT_READY = "not_ready"  # the lab was not up: resume it first
 UNREACHABLE = "unreachable"  # the lab did not answer over SSH
-AUTH = "auth"  # the lab refused its own key
+AUTH = "auth"  # the lab refused its own key (or the template gave half a check account)
 HOST_KEY = "host_key"  # the lab's host key was not the template's: nothing was sent
 LOST = "lost"  # the run did not finish in time (worker or broker trouble)
 BAD_ADDRESS = "bad_address"  # the lab's address or port is one this site refuses: nothing was sent
@@ -146,12 +150,13 @@ def _close(run_id: int, reason: str, now: datetime) -> bool:
         state=CheckRun.State.FAILED, reason=reason, finished_at=now))
 
 
-@sensitive_variables("lab")
+@sensitive_variables("lab", "login")
 def claim(run_id: int) -> CheckJob | None:
     """The job for a running run whose lab is still ready; None if there is nothing (more) to do.
 
     A lab that went down since the request closes the run as ``not_ready``; one whose address
-    or port the site refuses (checked before any secret is read) as ``bad_address``.
+    or port the site refuses (checked before any secret is read) as ``bad_address``; one whose
+    template gives half a check account as ``auth``.
     """
     now = timezone.now()
     run = CheckRun.objects.filter(pk=run_id, state=CheckRun.State.RUNNING).select_related("lab").first()
@@ -164,17 +169,51 @@ def claim(run_id: int) -> CheckJob | None:
     if not _usable(lab):
         _close(run.pk, NOT_READY, now)
         return None
-    try:
+    try:  # before any secret is read
         address, port = addressing.check(lab.provider, lab.ip, lab.port or DEFAULT_PORTS["ssh"])
     except addressing.AddressRefused as exc:
         log.warning("labxblock: check run %s: lab %s not checked: %s", run.pk, lab.stack_name, exc)
         _close(run.pk, BAD_ADDRESS, now)
         return None
+    login = login_of(lab)
+    if login is None:
+        log.warning("labxblock: lab %s: the template outputs only half a check account "
+                    "(check_user and check_private_key go together): its checks cannot run", lab.stack_name)
+        _close(run.pk, AUTH, now)
+        return None
     return CheckJob(
-        run_id=run.pk, host=address, port=port, username=lab.stack_user,
-        private_key=lab.private_key, password=lab.password, host_key=str(lab.outputs.get("host_key", "")),
-        label=lab.stack_name, checks=tuple(run.checks),
+        run_id=run.pk, host=address, port=port, username=login.username,
+        private_key=login.private_key, password=login.password,
+        host_key=str(lab.outputs.get("host_key", "")), label=lab.stack_name, checks=tuple(run.checks),
     )
+
+
+@dataclass(frozen=True)
+class Login:
+    """The account checks log in as."""
+
+    username: str
+    private_key: str = field(repr=False)
+    password: str = field(repr=False)
+
+
+@sensitive_variables("check_key")
+def login_of(lab: Lab) -> Login | None:
+    """Who checks log in as; None for half a check account.
+
+    With the template's check account (outputs ``check_user`` and ``check_private_key``)
+    checks log in with it alone, never with the learner's password. Without one they log
+    in as the learner, as before, and a learner who edits their own account can forge
+    them (Studio warns). Half an account is refused rather than run as the learner: the
+    author meant checks the learner cannot touch.
+    """
+    check_user = str(lab.outputs.get("check_user") or "").strip()
+    check_key = lab.secret_output("check_private_key")
+    if check_user and check_key:
+        return Login(check_user, check_key, "")
+    if check_user or check_key:
+        return None
+    return Login(lab.stack_user, lab.private_key, lab.password)
 
 
 def record_failure(run_id: int, reason: str) -> bool:

@@ -398,6 +398,20 @@ def test_secret_outputs_default_and_rules():
     assert narrowed.is_secret_output("private_key") and narrowed.is_secret_output("password")  # always
 
 
+@pytest.mark.parametrize("listed", [["*_token"], [], ["check_*"], ["*"]])
+def test_the_check_accounts_key_is_always_secret_and_its_user_never(listed):
+    """An operator's secret_outputs can neither leave the check key in plain JSON nor hide check_user,
+    which the checks read as plain text to log in."""
+    s = load(with_(secret_outputs=listed))
+    assert s.is_secret_output("check_private_key")
+    assert not s.is_secret_output("check_user")
+
+
+def test_check_user_cannot_be_listed_as_secret():
+    message = "labxblock.secret_outputs[1]: 'check_user' is a public output of the template contract"
+    assert error(with_(secret_outputs=["*_password", "check_user"])).startswith(message)
+
+
 @pytest.mark.parametrize(
     ("value", "message"),
     [
