@@ -25,6 +25,7 @@ from labxblock.fields import (
 )
 
 REQUIRED_OUTPUTS = ("public_ip", "private_key")
+CHECK_ACCOUNT_OUTPUTS = ("check_user", "check_private_key")  # optional, together
 STATIC_PREFIX = "/static/"
 
 Reader = Callable[[str], str | None]
@@ -113,8 +114,8 @@ def _where(value: str) -> str:
     return "(inline)" if is_inline(value) else value.strip()
 
 
-def check_template(field_name: str, value: str, read: Reader) -> list[Problem]:
-    """YAML, the ``run`` parameter and the contract's outputs."""
+def check_template(field_name: str, value: str, read: Reader, *, has_checks: bool = False) -> list[Problem]:
+    """YAML, the ``run`` parameter and the contract's outputs (the check account's, if there are checks)."""
     where = _where(value)
     text = load_text(value, read)
     if text is None:
@@ -144,7 +145,25 @@ def check_template(field_name: str, value: str, read: Reader) -> list[Problem]:
             "The template {where} has no host_key output: the lab's SSH host key is then trusted the "
             "first time the lab answers. Output it so that it is verified from the start."),
             {"where": where}))
+    if has_checks:
+        problems += check_account(field_name, where, outputs)
     return problems
+
+
+def check_account(field_name: str, where: str, outputs: Mapping[str, Any]) -> list[Problem]:
+    """Checks should log in with an account of their own: the learner's is the learner's to change."""
+    present = [name for name in CHECK_ACCOUNT_OUTPUTS if name in outputs]
+    if not present:
+        return [Problem("checks", _(
+            "The checks run as the learner, who can make them all pass (a forced command in their own "
+            "authorized_keys) and read the scripts. Give the template {where} a check account the learner "
+            "cannot change: the outputs check_user and check_private_key."), {"where": where})]
+    if len(present) == 1:
+        missing = next(name for name in CHECK_ACCOUNT_OUTPUTS if name not in present)
+        return [Problem(field_name, _("The template {where} outputs {present} without {missing}: "
+                                      "the checks will not run."),
+                        {"where": where, "present": present[0], "missing": missing})]
+    return []
 
 
 def check_environment(field_name: str, value: str, read: Reader) -> list[Problem]:
@@ -293,6 +312,7 @@ def check(
     """
     problems: list[Problem] = []
     srcs = sources(values)
+    has_checks = bool(check_specs(values))
     if not any(s.template.strip() for s in srcs):
         problems.append(Problem("template", _("No template: set one, or give each provider a template.")))
     else:
@@ -303,7 +323,7 @@ def check(
             elif s.template not in seen:  # one report per template, however many providers share it
                 seen.add(s.template)
                 problems += check_template("template" if not values.get("providers") else "providers",
-                                           s.template, read)
+                                           s.template, read, has_checks=has_checks)
             if s.environment.strip() and s.environment not in seen:
                 seen.add(s.environment)
                 problems += check_environment("environment", s.environment, read)

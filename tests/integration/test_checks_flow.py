@@ -34,6 +34,7 @@ from labxblock.labs import grading
 from labxblock.lifecycle import Desired, State
 from labxblock.models import CheckRun, Lab
 from tests.engine_harness import wait_for
+from tests.services.sshd import AccountsServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -78,11 +79,11 @@ class Checked:
 def checked(engine_factory, sshd) -> Callable[..., Checked]:
     engine_factory(beat=False)  # a real worker; no reconciler to touch the hand-made lab row
 
-    def make(slow_timeout: int = 2, slow_sleep: int = 0, **lab_fields: Any) -> Checked:
+    def make(slow_timeout: int = 2, slow_sleep: int = 0, xml: str = "", **lab_fields: Any) -> Checked:
         runtime = WorkbenchRuntime("ada")
         runtime.id_generator.set_scenario("checks")
         block = runtime.get_block(runtime.parse_xml_string(
-            XML.format(slow_timeout=slow_timeout, slow_sleep=slow_sleep)))
+            xml or XML.format(slow_timeout=slow_timeout, slow_sleep=slow_sleep)))
         request = Request.blank("/", method="POST", body=b"{}")
         assert json.loads(runtime.handle(block, "check_result", request).body)["state"] is None  # no runs yet
         # Only now does the block know its course run: the workbench patches it in on the first call.
@@ -215,3 +216,29 @@ def test_two_check_requests_at_once_start_one_run(checked) -> None:
     assert CheckRun.objects.count() == 1
     answer = c.finished()
     assert answer["state"] == "done" and len(c.grades) == 1
+
+
+def test_a_check_account_runs_the_checks_and_a_learners_forged_key_changes_nothing(
+    checked, accounts_sshd: AccountsServer,
+) -> None:
+    """The template's check account (outputs check_user, check_private_key), through the real worker."""
+    server = accounts_sshd
+    xml = f"""<labxblock display_name="Checked lab">
+      <template>/static/lab.yaml</template>
+      <check name="as the check account"><![CDATA[test "$(id -un)" = {server.checker.name}]]></check>
+      <check name="not done" hint="Start nginx."><![CDATA[exit 1]]></check>
+    </labxblock>"""
+    c = checked(xml=xml, ip=server.host, port=server.port, stack_user=server.learner.name,
+                private_key=server.learner.private_key,
+                secret_outputs=json.dumps({"check_private_key": server.checker.private_key}),
+                outputs={"host_key": server.host_key, "check_user": server.checker.name})
+    # The learner forces "exit 0" on their own key: checks run as them would all pass now.
+    keys = server.learner_keys
+    keys.write_text('command="exit 0" ' + keys.read_text())
+
+    c.call("check")
+    answer = c.finished()
+    assert answer["state"] == "done", answer
+    assert [(r["name"], r["passed"]) for r in answer["results"]] == [
+        ("as the check account", True), ("not done", False)]
+    assert c.grades == [{"value": pytest.approx(0.5), "max_value": 1.0, "only_if_higher": None}]

@@ -125,6 +125,54 @@ def test_database_columns_hold_no_plaintext_secret(learner):
     assert first_fernet().decrypt(raw_password.encode()).decode() == PASSWORD
 
 
+def test_the_check_accounts_key_is_kept_like_the_learners(learner):
+    """Outputs check_user (plain) and check_private_key (encrypted, rotated, scrubbed, reset).
+
+    The operator's ``secret_outputs`` here leaves the check key out: it is secret all the same.
+    """
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    check_key = PRIVATE_KEY.replace("b3Bl", "Y2hl")
+    outputs = {"public_ip": "127.0.0.1", "private_key": PRIVATE_KEY, "check_user": "checker",
+               "check_private_key": check_key}
+    with override_settings(XBLOCK_SETTINGS=xblock_settings_with(secret_keys=[old], secret_outputs=["*_pw"])):
+        lab, claim = starting_lab(learner)
+        assert jobs.record_outputs(claim, outputs) == jobs.STORED
+        fresh = Lab.objects.get(pk=lab.pk)
+        assert fresh.outputs == {"public_ip": "127.0.0.1", "check_user": "checker"}
+        assert fresh.secret_output("check_private_key") == check_key
+        assert check_key in fresh.known_secrets()  # scrubbed from check output and reasons
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT outputs, secret_outputs FROM labxblock_lab WHERE id = %s", [lab.pk])
+        raw_outputs, raw_secrets = cursor.fetchone()
+    assert "Y2hl" not in raw_outputs + raw_secrets
+    assert json.loads(Fernet(old).decrypt(raw_secrets.encode()))["check_private_key"] == check_key
+    with override_settings(XBLOCK_SETTINGS=xblock_settings_with(secret_keys=[new, old])):
+        assert reencrypt_secrets() == 1
+    with override_settings(XBLOCK_SETTINGS=xblock_settings_with(secret_keys=[new])):
+        fresh = Lab.objects.get(pk=lab.pk)
+        assert fresh.secret_output("check_private_key") == check_key
+        # The stack is gone: the lab is made afresh, and the old stack's check account is forgotten.
+        Lab.objects.filter(pk=lab.pk).update(state=State.READY, desired=Desired.UP)
+        engine.apply(Lab.objects.get(pk=lab.pk), engine.Observation(None), timezone.now(), "reconciler")
+        fresh = Lab.objects.get(pk=lab.pk)
+        assert fresh.state == State.REQUESTED
+        assert fresh.secret_output("check_private_key") == "" and "check_user" not in fresh.outputs
+
+
+def test_a_check_key_left_in_plain_outputs_is_hidden_in_the_admin_and_moved(learner, admin_client):
+    """A row from a site whose secret_outputs left the check key out: it is secret all the same."""
+    check_key = PRIVATE_KEY.replace("b3Bl", "Y2hl")
+    plain = {"public_ip": "192.0.2.7", "check_user": "checker", "check_private_key": check_key}
+    with override_settings(XBLOCK_SETTINGS=xblock_settings_with(secret_outputs=["*_pw"])):
+        lab = make_lab(learner, outputs=plain)
+        page = admin_client.get(f"/admin/labxblock/lab/{lab.pk}/change/").content.decode()
+        assert "checker" in page and not [line for line in check_key.splitlines()[1:3] if line in page]
+        assert reencrypt_secrets() == 1
+        lab.refresh_from_db()
+        assert lab.outputs == {"public_ip": "192.0.2.7", "check_user": "checker"}
+        assert lab.secret_output("check_private_key") == check_key
+
+
 def test_saving_without_reading_keeps_the_token(learner):
     lab = make_lab(learner, password=PASSWORD)
     before = raw_columns(lab.pk)

@@ -13,12 +13,16 @@ HOST_KEY_OUTPUT = f"  host_key:\n    value: {HOST_KEY}\n"
 # The rig's template, with the lab's host key given as a good template gives it.
 RIG_TEMPLATE = Path(__file__).parents[1] / "services/openstack/templates/lab_good.yaml"
 GOOD = RIG_TEMPLATE.read_text() + HOST_KEY_OUTPUT
+# The same lab with a check account (outputs is the template's last section).
+CHECK_USER = "  check_user:\n    value: checker\n"
+CHECK_KEY = "  check_private_key:\n    value: {get_attr: [server, private_key]}\n"
+CHECKED = GOOD + CHECK_USER + CHECK_KEY
 KNOWN = frozenset({"default", "os2"})
 
 
 def values(**overrides):
     base = {
-        "template": GOOD, "environment": "", "providers": [], "ports": [], "checks": [],
+        "template": CHECKED, "environment": "", "providers": [], "ports": [], "checks": [],
         "protocol": "ssh", "key_type": "ed25519", "lab_group": "",
         "launch_timeout": None, "suspend_timeout": None, "delete_timeout": None,
     }
@@ -179,3 +183,20 @@ def test_same_template_shares_a_lab_and_groups_override() -> None:
     assert a != authoring.lab_key("course-v1:Org+C+R2", values(template="/static/a.yaml"))
     assert authoring.lab_key(run, values(lab_group="week1")) == "week1"
     assert len(a) <= 64 and a.startswith("tpl-")
+
+
+def test_checks_without_a_check_account_warn_that_the_learner_can_forge_them() -> None:
+    checks = [{"name": "a", "script": "true"}]
+    assert problems(template=GOOD) == []  # no checks, nothing to forge
+    assert problems(template=GOOD, checks=checks) == [("checks", (
+        "The checks run as the learner, who can make them all pass (a forced command in their own "
+        "authorized_keys) and read the scripts. Give the template (inline) a check account the learner "
+        "cannot change: the outputs check_user and check_private_key."))]
+    assert problems(checks=checks) == []
+
+
+@pytest.mark.parametrize(("half", "output", "missing"), [(CHECK_USER, "check_user", "check_private_key"),
+                                                         (CHECK_KEY, "check_private_key", "check_user")])
+def test_half_a_check_account_is_a_problem(half, output, missing) -> None:
+    assert problems(template=GOOD + half, checks=[{"script": "true"}]) == [("template", (
+        f"The template (inline) outputs {output} without {missing}: the checks will not run."))]
