@@ -207,7 +207,8 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
         if (unconfigured := self._unconfigured("terminal")) is not None:
             return unconfigured
         settings = get_settings()
-        if settings.terminal_mode == "guacamole-json" or not settings.gateway_url:
+        json_mode = settings.terminal_mode == "guacamole-json"
+        if not (settings.guacamole_url if json_mode else settings.gateway_url):
             return messages.error_answer(messages.TERMINAL_UNAVAILABLE, self.ugettext)
         labs = _labs()
         try:  # the address and port are checked before any secret is read
@@ -218,6 +219,8 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
             return messages.error_answer(refused, self.ugettext)
         if access is None:
             return messages.error_answer(messages.NOT_READY, self.ugettext)
+        if json_mode:
+            return self._guacamole_json(settings, viewer, access)
         ticket = tickets.mint_ticket(
             settings.ticket_keys, learner_id=str(viewer.user.pk), stack_name=access.stack_name,
             protocol=access.protocol, host=access.host, port=access.port, username=access.username,
@@ -253,6 +256,30 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
         if viewer is None:
             return messages.error_answer(messages.NOT_SIGNED_IN, self.ugettext)
         return self._check_result(viewer)
+
+    @sensitive_variables()  # the lab's key and password, and guacd's parameters holding them
+    def _guacamole_json(self, settings: Any, viewer: compat.Viewer, access: Any) -> dict:
+        """The Guacamole web app's URL with a signed, encrypted, single-use login in its fragment.
+
+        ``access``: from ``terminal_access``, its address and port checked already.
+        """
+        from labxblock import guacamole_json
+
+        try:
+            parameters = guacamole_json.connection_parameters(
+                protocol=access.protocol, host=access.host, port=access.port, username=access.username,
+                private_key=access.private_key, password=access.password, host_key=access.host_key,
+                read_only=self.read_only,
+            )
+        except ValueError as exc:  # the lab's host_key is no key: connecting unverified is no answer
+            log.warning("labxblock: lab %s cannot be shown: %s", access.stack_name, exc)
+            return messages.error_answer(messages.TERMINAL_UNAVAILABLE, self.ugettext)
+        url = guacamole_json.lab_url(
+            settings.guacamole_url, settings.guacamole_json_secret_key, learner=f"learner-{viewer.user.pk}",
+            connection=access.stack_name, protocol=access.protocol, parameters=parameters,
+            ttl_seconds=settings.ticket_ttl_seconds,
+        )
+        return {"url": url}
 
     def _check_result(self, viewer: compat.Viewer) -> dict:
         runs = _checking().latest_runs(viewer.user, compat.course_run(self), self._usage_key())

@@ -1,11 +1,22 @@
-"""``guacamole-json`` mode: a ``data`` token for Apache Guacamole's JSON auth extension.
+"""``guacamole-json`` mode: the iframe URL of Apache Guacamole's web app with a ``data`` token
+for its JSON auth extension.
 
 Format (guacamole-auth-json): base64( AES-128-CBC, zero IV, PKCS#5 padding,
 over HMAC-SHA256(key, json) ‖ json ), one shared 128-bit key
 (``json-secret-key`` in guacamole.properties, 32 hex digits) signing and
 encrypting. The zero IV is the extension's choice, not ours; it is tolerable
 because every token's JSON differs (expiry, connection) and the HMAC comes
-first. Pure ``cryptography``; no Django.
+first. The extension refuses a token past ``expires`` and, with ``singleUse``,
+a token it has seen before.
+
+Where the token travels: in the URL's fragment, ``<guacamole_url>/#/?data=…``,
+which browsers never send to a server, so no access log, proxy or Referer sees
+it. That is the web app's own URL form: its AngularJS router reads parameters
+from the fragment (``relocateParameters.js`` moves a query string there) and
+``authenticationService.updateCurrentToken($location.search())`` POSTs them,
+``data`` included, to ``api/tokens`` as a form body. A single connection then
+opens at once (the web app's home page is the user's only connection).
+Pure ``cryptography`` (and ``hostkeys``, paramiko, to read the lab's host key); no Django.
 """
 
 from __future__ import annotations
@@ -14,12 +25,15 @@ import base64
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import quote
 
 from cryptography.hazmat.primitives import padding
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+
+from labxblock import hostkeys
 
 _ZERO_IV = bytes(16)
 
@@ -78,10 +92,45 @@ def _text(value: Any) -> str:
 
 
 def iframe_url(guacamole_url: str, token: str) -> str:
-    """The iframe ``src``: the web app reads ``?data=`` and moves it behind ``#/``.
+    """The iframe ``src``: the token behind ``#/?data=``, URL-encoded (base64 has ``+ / =``)."""
+    return f"{guacamole_url.rstrip('/')}/#/?data={quote(token, safe='')}"
 
-    The token is URL-encoded (base64 has ``+ / =``). It does reach the
-    Guacamole web app's access log; it is single use and expires, so keep
-    ``expires_at`` short (seconds) and make that log private.
+
+def connection_parameters(
+    *, protocol: str, host: str, port: int, username: str, private_key: str = "", password: str = "",
+    host_key: str = "", read_only: bool = False, options: Mapping[str, str] | None = None,
+) -> dict[str, str]:
+    """guacd's parameters for one lab connection, named as in Guacamole's manual.
+
+    ``host_key`` (the lab's ``<type> <base64>``, or a known_hosts line: the template's
+    output or the key recorded at the lab's first answer) becomes the known_hosts line
+    guacd's libssh2 matches against the host and port it connects to (``hostkeys``).
+    ``options`` are the display and RDP settings (``security``, ``ignore-cert`` …).
     """
-    return f"{guacamole_url.rstrip('/')}/?data={quote(token, safe='')}"
+    parameters = {"hostname": host, "port": str(port), "username": username}
+    if password:
+        parameters["password"] = password
+    if protocol == "ssh":
+        if private_key:
+            parameters["private-key"] = private_key
+        if host_key.strip():
+            try:
+                parameters["host-key"] = hostkeys.known_hosts_line(host_key, host, port)
+            except ValueError:
+                raise ValueError("the lab's host_key is not an SSH public key") from None
+    if read_only:
+        parameters["read-only"] = "true"
+    for name, value in (options or {}).items():
+        parameters.setdefault(name, _text(value))  # never overrides the lab's own address or login
+    return parameters
+
+
+def lab_url(
+    guacamole_url: str, secret_hex: str, *, learner: str, connection: str, protocol: str,
+    parameters: Mapping[str, str], ttl_seconds: int, now: float | None = None,
+) -> str:
+    """The iframe URL opening ``connection`` for ``learner``: a single-use token valid ``ttl_seconds``."""
+    at = time.time() if now is None else now
+    token = make_token(secret_hex, username=learner, expires_at=at + ttl_seconds, single_use=True,
+                       connections={connection: {"protocol": protocol, "parameters": parameters}})
+    return iframe_url(guacamole_url, token)

@@ -36,6 +36,16 @@ def parse_host_key(text: str) -> paramiko.PKey:
     raise ValueError("no public key found")
 
 
+def known_hosts_line(text: str, host: str, port: int) -> str:
+    """The key in ``text`` as a known_hosts line for ``host`` on ``port``; ValueError if none.
+
+    ``[host]:port <type> <base64>`` when the port is not 22, as OpenSSH and libssh2 match it.
+    """
+    key = parse_host_key(text)
+    name = host if port == 22 else f"[{host}]:{port}"
+    return f"{name} {key.get_name()} {key.get_base64()}"
+
+
 def describe(text: str) -> str:
     """``"<type> SHA256:<fingerprint>"``, as ``ssh-keygen -l`` shows it, for logs and events."""
     kind, _, blob = text.strip().partition(" ")
@@ -70,4 +80,4 @@ def read_host_key(address: str, port: int, timeout: float) -> str | None:
         sock.close()
 
 
-__all__ = ["describe", "parse_host_key", "read_host_key"]
+__all__ = ["describe", "known_hosts_line", "parse_host_key", "read_host_key"]

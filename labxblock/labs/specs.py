@@ -83,7 +83,7 @@ class LabStatus:
 
 @dataclass(frozen=True)
 class TerminalAccess:
-    """What a terminal ticket carries; only ever handed to tickets.mint_ticket, never to a page."""
+    """What a terminal login carries; only handed to tickets.mint_ticket or guacamole_json, never a page."""
 
     lab_id: int
     stack_name: str
