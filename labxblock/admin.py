@@ -6,6 +6,7 @@ from typing import Any
 
 from django.contrib import admin
 
+from labxblock.admin_ops import FailedFilter, LabOperationsMixin, StuckFilter
 from labxblock.conf import LabSettingsError, get_settings
 from labxblock.models import SECRET_FIELDS, Lab, LabEvent
 
@@ -33,7 +34,7 @@ class LabEventInline(ReadOnlyMixin, admin.TabularInline):
 
 
 @admin.register(Lab)
-class LabAdmin(admin.ModelAdmin):
+class LabAdmin(LabOperationsMixin, admin.ModelAdmin):
     list_display = (
         "stack_name",
         "state",
@@ -45,7 +46,7 @@ class LabAdmin(admin.ModelAdmin):
         "last_seen_at",
         "deadline_at",
     )
-    list_filter = ("state", "desired", "provider")
+    list_filter = ("state", "desired", "provider", "course_run", FailedFilter, StuckFilter)
     search_fields = ("stack_name", "course_run", "learner__username")
     list_select_related = ("learner",)
     raw_id_fields = ("learner",)

@@ -25,3 +25,11 @@ class LabXBlockConfig(AppConfig):
         from labxblock.schedule import install_ticks
 
         beat_init.connect(install_ticks, dispatch_uid="labxblock.schedule.install_ticks")
+
+        # A lab row deleted with its learner closes its up-time in the event log (usage accounting).
+        from django.db.models.signals import pre_delete
+
+        from labxblock.labs.usage import record_row_deletion
+        from labxblock.models import Lab
+
+        pre_delete.connect(record_row_deletion, sender=Lab, dispatch_uid="labxblock.usage.row_deletion")

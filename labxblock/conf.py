@@ -19,6 +19,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
 from fnmatch import fnmatchcase
 from types import MappingProxyType
 from typing import Any
@@ -39,6 +40,7 @@ ROOT = "labxblock"
 TERMINAL_MODES = ("gateway", "guacamole-json", "console")
 INSTALL_ID_RE = re.compile(r"[a-z0-9-]{1,20}")
 HEX32_RE = re.compile(r"[0-9a-fA-F]{32}")
+CURRENCY_RE = re.compile(r"[A-Z]{3}")
 
 # Outputs stored encrypted and never shown (fnmatch patterns). The logins of the template
 # contract always are, whatever the operator lists: the learner's and the check account's keys.
@@ -77,6 +79,9 @@ class ProviderSettings:
     allowed_networks: tuple[Network, ...] = field(
         default=EVERYWHERE,
         metadata=_help("Networks (CIDRs) lab addresses may be in; loopback, link-local… only if listed."),
+    )
+    price_per_hour: Decimal | None = field(
+        default=None, metadata=_help("What one lab-hour here costs the site (usage reports); null: unpriced.")
     )
     options: Mapping[str, Any] = field(
         default_factory=lambda: MappingProxyType({}),
@@ -127,6 +132,9 @@ class LabSettings:
         default=None,
         repr=False,
         metadata=_help("Guacamole JSON auth secret: 32 hex digits (guacamole-json)."),
+    )
+    currency: str = field(
+        default="USD", metadata=_help("ISO 4217 code of the providers' price_per_hour, shown with costs.")
     )
     ticket_ttl_seconds: int = field(
         default=60, metadata=_help("How long a terminal ticket may take to open.")
@@ -288,6 +296,7 @@ def _provider(key: str, name: str, raw: Any, load_class: Callable[[str], type]) 
     capacity = _int(f"{key}.capacity", raw.pop("capacity", None), minimum=0, allow_none=True)
     actions = _int(f"{key}.actions_per_minute", raw.pop("actions_per_minute", 120), minimum=1)
     allowed = _networks(f"{key}.allowed_networks", raw.pop("allowed_networks", dataclasses.MISSING))
+    price = _price(f"{key}.price_per_hour", raw.pop("price_per_hour", None))
     options = MappingProxyType(raw)
     problems = provider_class.check_config(options)
     if problems:
@@ -295,7 +304,7 @@ def _provider(key: str, name: str, raw: Any, load_class: Callable[[str], type]) 
         raise LabSettingsError("; ".join(f"{key}.{sub}: expected {what}" for sub, what in problems))
     return ProviderSettings(
         name=name, type=type_name, capacity=capacity, actions_per_minute=actions,
-        allowed_networks=allowed, options=options,
+        allowed_networks=allowed, price_per_hour=price, options=options,
     )
 
 
@@ -322,6 +331,22 @@ def _secret_outputs(key: str, raw: Any) -> tuple[str, ...]:
                 "by the probe, the checks and the terminal), so it cannot be secret"
             )
     return tuple(raw)
+
+
+def _price(key: str, value: Any) -> Decimal | None:
+    """A price as a Decimal (money is not a float); a string such as "0.12" keeps its digits."""
+    if value is None:
+        return None
+    what = "a number ≥ 0 (a price per lab-hour) or null"
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise _fail(key, what, value)
+    try:
+        price = Decimal(str(value))
+    except InvalidOperation:
+        raise _fail(key, what, value) from None
+    if not price.is_finite() or price < 0:
+        raise _fail(key, what, value)
+    return price
 
 
 def _deadlines(key: str, raw: Any) -> Mapping[str, int]:
@@ -404,6 +429,11 @@ def load_settings(raw: Mapping[str, Any], *, load_class: Callable[[str], type] |
         values[name] = _fernet_keys(f"{ROOT}.{name}", raw.pop(name, dataclasses.MISSING))
 
     values.update(_terminal(raw))
+    if "currency" in raw:
+        currency = raw.pop("currency")
+        if not isinstance(currency, str) or not CURRENCY_RE.fullmatch(currency):
+            raise _fail(f"{ROOT}.currency", "a three-letter ISO 4217 code such as EUR", currency)
+        values["currency"] = currency
     for name in _SECONDS_FIELDS:
         if name in raw:
             values[name] = _seconds(f"{ROOT}.{name}", raw.pop(name))

@@ -63,9 +63,17 @@ class Blueprint(models.Model):
 
 
 class ProviderLock(models.Model):
-    """One row per provider, locked while a launch counts that provider's stacks against capacity."""
+    """One row per provider, locked while a launch counts that provider's stacks against capacity.
+
+    It also holds the operator's drain flag, which placement reads from the very rows it locks.
+    """
 
     name = models.CharField(max_length=64, primary_key=True)
+    draining = models.BooleanField(default=False, help_text="No new launches are placed here.")
+    drain_moves = models.BooleanField(
+        default=False, help_text="While draining, labs here are rebuilt elsewhere at their next launch."
+    )
+    draining_since = models.DateTimeField(null=True, blank=True)
 
     def __str__(self) -> str:
         return self.name

@@ -16,7 +16,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from labxblock import lifecycle
 from labxblock.conf import get_settings
-from labxblock.labs import addressing
+from labxblock.labs import addressing, drain
 from labxblock.labs.engine import Job, dispatch, send_after_commit, view_of
 from labxblock.labs.specs import DEFAULT_PORTS, LabSpec, LabStatus, TerminalAccess, blueprint_digest
 from labxblock.lifecycle import Action, Desired, State
@@ -83,21 +83,38 @@ def _want_up(user: Any, spec: LabSpec, blueprint: Blueprint, actor: str, now: An
         lab = Lab.objects.select_for_update().get(
             learner=user, course_run=spec.course_run, lab_key=spec.lab_key
         )
+        if lab.desired != Desired.UP and drain.moves_off(lab):
+            begin_reset(lab, actor, now, reason=drain.MOVE_REASON)  # rebuilt on another provider
         fields = _usage_fields(spec.suspend_timeout, spec.delete_timeout, now)
         # A changed template reaches the learner at the next create, never by destroying work.
         fields.update(blueprint=blueprint, stack_user=spec.stack_user, protocol=spec.protocol)
-        wake = lab.desired != Desired.UP or lab.state in (State.REQUESTED, State.DELETED)
-        if lab.desired != Desired.UP:
-            fields["desired"] = Desired.UP.value
-            if lab.state in (State.SUSPENDED, State.SUSPENDING, State.DELETED):
-                fields["launch_requested_at"] = now
-            LabEvent.record(lab, actor=actor, reason="launch requested", at=now)
-        Lab.objects.filter(pk=lab.pk).update(**fields)
-        for name, value in fields.items():
-            setattr(lab, name, value)
-        if wake:
-            _advance_after_commit(lab.pk)
+        want_up_locked(lab, fields, actor, now)
     return status_of(lab)
+
+
+def want_up_locked(lab: Lab, fields: dict[str, Any], actor: str, now: Any,
+                   reason: str = "launch requested") -> bool:
+    """Make ``lab`` desired up with ``fields``, and wake a worker if it has to move; True if it changed.
+
+    Inside a transaction holding the lab's row lock (the learner's launch, an operator's resume).
+    """
+    wake = lab.desired != Desired.UP or lab.state in (State.REQUESTED, State.DELETED)
+    if lab.desired != Desired.UP:
+        fields["desired"] = Desired.UP.value
+        if lab.state in (State.SUSPENDED, State.SUSPENDING, State.DELETED):
+            fields["launch_requested_at"] = now
+        LabEvent.record(lab, actor=actor, reason=reason, at=now)
+    Lab.objects.filter(pk=lab.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(lab, name, value)
+    if wake:
+        _advance_after_commit(lab.pk)
+    return wake
+
+
+def usage_fields(now: Any) -> dict[str, Any]:
+    """A lab someone else wakes (an operator) is in use from now, by the site's timeouts."""
+    return _usage_fields(None, None, now)
 
 
 def retrying_deadlocks(operation: Callable[[], T], attempts: int = 4) -> T:
@@ -201,23 +218,36 @@ def request_reset(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
     now = timezone.now()
     with transaction.atomic():
         lab = _locked(user, spec)
-        if lab is not None and lab.state not in (State.REQUESTED, State.DELETED):
-            lifecycle.check_transition(State(lab.state), State.DELETING)
-            settings = get_settings()
-            fields = {
-                "state": State.DELETING.value,
-                "desired": Desired.UP.value,
-                "state_changed_at": now,
-                "deadline_at": lifecycle.deadline_for(State.DELETING, now, settings.state_deadline_seconds),
-                "attempts": 0,
-                "next_attempt_at": None,
-                "probe_ok": False,
-                "launch_requested_at": now,
-            }
-            LabEvent.record(lab, actor=actor, reason="reset", to_state=State.DELETING.value, at=now)
-            Lab.objects.filter(pk=lab.pk).update(**fields)
-            dispatch([Job(lab.pk, Action.DELETE, State.DELETING)])
+        if lab is not None:
+            begin_reset(lab, actor, now)
     return request_launch(user, spec, actor=actor)
+
+
+def begin_reset(lab: Lab, actor: str, now: Any, reason: str = "reset") -> bool:
+    """Start deleting ``lab``'s stack to build it afresh; False if it has none.
+
+    Inside a transaction holding the lab's row lock; the caller then wants it up.
+    """
+    if lab.state in (State.REQUESTED, State.DELETED):
+        return False
+    lifecycle.check_transition(State(lab.state), State.DELETING)
+    settings = get_settings()
+    fields = {
+        "state": State.DELETING.value,
+        "desired": Desired.UP.value,
+        "state_changed_at": now,
+        "deadline_at": lifecycle.deadline_for(State.DELETING, now, settings.state_deadline_seconds),
+        "attempts": 0,
+        "next_attempt_at": None,
+        "probe_ok": False,
+        "launch_requested_at": now,
+    }
+    LabEvent.record(lab, actor=actor, reason=reason, to_state=State.DELETING.value, at=now)
+    Lab.objects.filter(pk=lab.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(lab, name, value)
+    dispatch([Job(lab.pk, Action.DELETE, State.DELETING)])
+    return True
 
 
 def retry(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
@@ -225,22 +255,34 @@ def retry(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
     now = timezone.now()
     with transaction.atomic():
         lab = _locked(user, spec)
-        if lab is not None and lab.state == State.FAILED:
-            decision = lifecycle.retry(view_of(lab), now, get_settings().policy)
-            LabEvent.record(
-                lab, actor=actor, reason=str(decision.reason), to_state=decision.state.value, at=now
-            )
-            Lab.objects.filter(pk=lab.pk).update(
-                state=decision.state.value,
-                state_changed_at=now,
-                deadline_at=decision.deadline_at,
-                attempts=decision.attempts,
-                next_attempt_at=decision.next_attempt_at,
-                tried_providers=[],
-                status_reason="",
-                launch_requested_at=now,
-            )
+        if lab is not None:
+            begin_retry(lab, actor, now)
     return request_launch(user, spec, actor=actor)
+
+
+def begin_retry(lab: Lab, actor: str, now: Any) -> bool:
+    """Give a failed ``lab`` a fresh budget of attempts and providers; False unless it failed.
+
+    Inside a transaction holding the lab's row lock; the caller then wants it up.
+    """
+    if lab.state != State.FAILED:
+        return False
+    decision = lifecycle.retry(view_of(lab), now, get_settings().policy)
+    LabEvent.record(lab, actor=actor, reason=str(decision.reason), to_state=decision.state.value, at=now)
+    fields = {
+        "state": decision.state.value,
+        "state_changed_at": now,
+        "deadline_at": decision.deadline_at,
+        "attempts": decision.attempts,
+        "next_attempt_at": decision.next_attempt_at,
+        "tried_providers": [],
+        "status_reason": "",
+        "launch_requested_at": now,
+    }
+    Lab.objects.filter(pk=lab.pk).update(**fields)
+    for name, value in fields.items():
+        setattr(lab, name, value)
+    return True
 
 
 @sensitive_variables("lab")

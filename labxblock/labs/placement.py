@@ -59,7 +59,8 @@ class _Room:
     """Occupancy per provider and per (provider, lab): counted in the database once, when first
     asked, plus the slots this placement has taken and not yet written."""
 
-    def __init__(self) -> None:
+    def __init__(self, draining: frozenset[str] = frozenset()) -> None:
+        self.draining = draining  # the operator drains them: no new launches
         self.site_capacity = {name: conf.capacity for name, conf in get_settings().providers.items()}
         self.stored: dict[tuple[str, ...], int] = {}
         self.taken: Counter[tuple[str, ...]] = Counter()
@@ -74,6 +75,8 @@ class _Room:
 
     def take(self, provider: str, lab_capacity: int | None, lab: Lab) -> bool:
         """Take a slot on ``provider`` for ``lab`` if both the site's and the lab's capacity allow."""
+        if provider in self.draining:
+            return False
         site, own = (provider,), (provider, lab.course_run, lab.lab_key)
         site_capacity = self.site_capacity[provider]
         if site_capacity is not None and self._count(site) >= site_capacity:
@@ -84,13 +87,18 @@ class _Room:
         return True
 
 
-def _lock(names: list[str]) -> None:
-    """Lock the providers' rows, in name order so two placements never wait on each other crosswise."""
+def _lock(names: list[str]) -> frozenset[str]:
+    """Lock the providers' rows, in name order so two placements never wait on each other crosswise.
+
+    Returns the names of those being drained, read from the locked rows (no query of its own).
+    """
     assert transaction.get_connection().in_atomic_block
     rows = ProviderLock.objects.select_for_update().filter(name__in=names).order_by("name")
-    if len(list(rows)) < len(names):  # a provider's first placement ever: make its row, then lock it
+    locked = list(rows)
+    if len(locked) < len(names):  # a provider's first placement ever: make its row, then lock it
         ProviderLock.objects.bulk_create([ProviderLock(name=n) for n in names], ignore_conflicts=True)
-        list(rows.all())
+        locked = list(rows.all())
+    return frozenset(row.name for row in locked if row.draining)
 
 
 def place(labs: Sequence[Lab]) -> set[int]:
@@ -112,8 +120,7 @@ def place(labs: Sequence[Lab]) -> set[int]:
     names = sorted({name for options in choices.values() for name, _ in options})
     if not names:
         return ahead
-    _lock(names)
-    room, chosen = _Room(), dict[str, list[int]]()
+    room, chosen = _Room(_lock(names)), dict[str, list[int]]()
     for lab in waiting:
         for name, lab_capacity in choices[lab.pk]:
             if room.take(name, lab_capacity, lab):

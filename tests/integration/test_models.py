@@ -290,8 +290,11 @@ def test_deleting_a_learner_removes_the_lab_row_but_keeps_events(learner):
     LabEvent.record(lab, actor="system", reason="created")
     learner.delete()
     assert not Lab.objects.filter(pk=lab.pk).exists()
-    event = LabEvent.objects.get(stack_name=lab.stack_name)
-    assert (event.lab_id, event.learner_id) == (None, None)
+    events = LabEvent.objects.filter(stack_name=lab.stack_name)
+    assert {(event.lab_id, event.learner_id) for event in events} == {(None, None)}
+    # The row's end is logged, so usage accounting does not count the lab as up for ever.
+    assert [(e.reason, e.to_state) for e in events] == [
+        ("created", "requested"), ("lab row deleted", "deleted")]
 
 
 def test_idle_query_finds_only_idle_labs(learner):
