@@ -51,6 +51,14 @@ class StackInfo:
     created_at: datetime | None = None  # when the cloud created it (aware); the orphan sweep's clock
 
 
+@dataclass(frozen=True)
+class CheckReport:
+    """A provider's answer to an operator's check: can we work there, and what it found."""
+
+    ok: bool
+    details: tuple[str, ...] = ()  # one line each: who we are there, what was listed, the quota
+
+
 class ProviderError(Exception):
     """Base of every error a provider raises; ``str()`` is safe to log."""
 
@@ -118,6 +126,17 @@ class Provider(abc.ABC):
         when the template outputs ``reboot_on_resume``). Default: nothing.
         """
         return None
+
+    def check(self, tag: str) -> CheckReport:
+        """For the operator's ``labxblock check``: authenticate, list ``tag``'s stacks, report quota.
+
+        A few calls, never a change. Default: one list. Errors are reported, not raised.
+        """
+        try:
+            stacks = self.list(tag)
+        except ProviderError as exc:
+            return CheckReport(False, (f"list: {exc}",))
+        return CheckReport(True, (f"list: {len(stacks)} stack(s) tagged {tag}",))
 
     def get_state(self, ref: StackRef) -> dict[str, Any]:
         """The JSON-able dict the caller stores to find the stack again."""

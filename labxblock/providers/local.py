@@ -46,6 +46,7 @@ from labxblock.lifecycle import State
 from labxblock.providers import local_procs as procs
 from labxblock.providers import local_template as tmpl
 from labxblock.providers.base import (
+    CheckReport,
     NotFound,
     PermanentError,
     Provider,
@@ -305,6 +306,21 @@ class LocalProvider(Provider):
             if state is not None and tag in state.get("tags", ()):
                 infos.append(self._info(lab, state))
         return infos
+
+    def check(self, tag: str) -> CheckReport:
+        """The OpenSSH server runs, the root directory is writable, the labs there, the free disk."""
+        sshd = str(self.config.get("sshd") or DEFAULT_SSHD)
+        if not os.access(sshd, os.X_OK):
+            return CheckReport(False, (f"sshd: {sshd} is not an executable (Debian: openssh-server)",))
+        try:
+            self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except OSError as exc:
+            return CheckReport(False, (f"root: cannot create {self.root}: {exc.strerror}",))
+        if not os.access(self.root, os.W_OK | os.X_OK):
+            return CheckReport(False, (f"root: {self.root} is not writable by this user",))
+        free = shutil.disk_usage(self.root).free / 2**30
+        return CheckReport(True, (f"sshd: {sshd}", f"list: {len(self.list(tag))} lab(s) tagged {tag}",
+                                  f"quota: {free:.1f} GiB free under {self.root}"))
 
     def _running(self, ref: StackRef, doing: str) -> tuple[Path, dict[str, Any]]:
         found = self._find(ref)

@@ -24,6 +24,7 @@ import yaml
 from labxblock.lifecycle import State
 from labxblock.providers import openstack_config as conf
 from labxblock.providers.base import (
+    CheckReport,
     NotFound,
     PermanentError,
     Provider,
@@ -38,6 +39,9 @@ from labxblock.providers.openstack_status import heat_state, outputs_are_final
 
 DEFAULT_DELAY = 5.0  # seconds before retrying when the cloud gives no Retry-After
 SERVER_TYPE = "OS::Nova::Server"
+# What a check reports of Nova's absolute limits: (label, used, maximum).
+QUOTA = (("instances", "totalInstancesUsed", "maxTotalInstances"),
+         ("cores", "totalCoresUsed", "maxTotalCores"), ("RAM MiB", "totalRAMUsed", "maxTotalRAMSize"))
 
 
 # --- pure request builders and response readers -----------------------------------
@@ -337,6 +341,30 @@ class OpenStackProvider(Provider):
         for server_id in self.server_ids(ref):
             with contextlib.suppress(NotFound):  # a server gone away needs no reboot
                 self._call("server reboot", self.nova.servers.reboot, server_id, "SOFT")
+
+    def check(self, tag: str) -> CheckReport:
+        """Keystone authentication, one Heat list, and Nova's absolute limits where the cloud has Nova."""
+        try:
+            access = self._call("authenticate", lambda: self.session().auth.get_access(self.session()))
+        except ProviderError as exc:
+            return CheckReport(False, (f"authenticate: {exc}",))
+        lines = [f"authenticate: ok, project {access.project_name or access.project_id}"]
+        try:
+            stacks = self.list(tag)
+        except ProviderError as exc:
+            return CheckReport(False, (*lines, f"list: {exc}"))
+        return CheckReport(True, (*lines, f"list: {len(stacks)} stack(s) tagged {tag}", self._quota()))
+
+    def _quota(self) -> str:
+        """Nova's limits, as one line; a cloud without Nova (or without the right) just says so."""
+        try:
+            limits = self._call("quota", lambda: list(self.nova.limits.get(reserved=False).absolute))
+        except ProviderError as exc:
+            return f"quota: not reported ({exc})"
+        values = {item.name: item.value for item in limits}
+        parts = [f"{label} {values[used]} of {'unlimited' if values[most] < 0 else values[most]}"
+                 for label, used, most in QUOTA if used in values and most in values]
+        return "quota: " + ", ".join(parts) if parts else "quota: not reported"
 
     def server_ids(self, ref: StackRef) -> list[str]:
         """The Nova ids of the stack's servers, nested stacks included."""

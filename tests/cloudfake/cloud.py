@@ -35,6 +35,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "not_found": [],  # stack names for which every call answers 404
     "quota_exceeded": False,  # every create is refused for quota, as Heat says it
     "max_stacks": None,  # refuse creates beyond this many live stacks (Heat's per-tenant limit)
+    "max_instances": -1,  # Nova's instance quota, as its limits API reports it (-1: unlimited)
     "create_fail_rate": 0.0,  # probability a create ends CREATE_FAILED
     "token_ttl_seconds": 3600.0,  # tokens are refused (401) after this long...
     "token_expires_in_seconds": 3600.0,  # ...whatever expiry the token body announced
@@ -330,6 +331,15 @@ class FakeCloud:
         with self.lock:
             self._sweep(time.monotonic())
             return [s for s in self.stacks.values() if all(t in s.tags for t in tags)]
+
+    def limits(self) -> dict[str, Any]:
+        """Nova's absolute limits: the instance quota and the servers of the live stacks."""
+        with self.lock:
+            self._sweep(time.monotonic())
+            used = sum(len(s.servers) for s in self.stacks.values())
+            return {"maxTotalInstances": self.config["max_instances"], "totalInstancesUsed": used,
+                    "maxTotalCores": -1, "totalCoresUsed": used, "maxTotalRAMSize": -1,
+                    "totalRAMUsed": 512 * used}
 
     def reboot(self, server_id: str) -> None:
         """Record a Nova reboot of ``server_id``; 404 for an unknown server."""

@@ -96,6 +96,9 @@ class _Handler(BaseHTTPRequestHandler):
             if heat["project"] != PROJECT["id"]:
                 return 403, {"error": {"message": "wrong project"}}, {}
             return self._heat(method, heat["rest"] or "", query, body)
+        if path == "/nova/v2.1/limits" and method == "GET":
+            return self._faulted("nova_limits", None, lambda: (
+                200, {"limits": {"rate": [], "absolute": cloud.limits()}}, {}))
         nova = _NOVA_ACTION.match(path)
         if nova and method == "POST" and "reboot" in body:
             return self._faulted("server_reboot", None, lambda: self._reboot(nova["server"]))
