@@ -24,6 +24,7 @@ from xblock.validation import ValidationMessage
 from labxblock import authoring, compat, messages, olx
 from labxblock.fields import LIST_FIELDS, SCALAR_FIELDS, LabFieldsMixin
 from labxblock.scoring import LabScoringMixin
+from labxblock.staff import LabStaffMixin
 from labxblock.studio import NestedInstructionsMixin, lms_only
 
 log = logging.getLogger(__name__)
@@ -50,10 +51,12 @@ def _labs() -> Any:
 
 @XBlock.needs("i18n", "user")
 @XBlock.wants("mako")  # Studio's container markup for the nested instructions (studio.py)
-class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixin, LabScoringMixin, XBlock):
+class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixin, LabScoringMixin,
+               LabStaffMixin, XBlock):
     """A learner's own lab (an OpenStack Heat stack), shown as a terminal or desktop in the page.
 
-    Scoring and completion: ``scoring.py``; Studio (author mode, nested instructions): ``studio.py``.
+    Scoring and completion: ``scoring.py``; Studio (author mode, nested instructions): ``studio.py``;
+    course staff's panel: ``staff.py``.
     """
 
     has_children = True  # nested HTML components: instructions
@@ -88,6 +91,7 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
             "keepalive_seconds": self._keepalive_seconds(), "idle_seconds": self._idle_seconds(),
             "i18n": messages.js_catalogue(self.ugettext),
         })
+        self.add_staff_panel(frag, viewer)  # course staff only (staff.py)
         return frag
 
     def author_view(self, context: dict | None = None) -> Fragment:

@@ -12,9 +12,9 @@ from pathlib import Path
 
 PKG = Path(__file__).parents[2] / "labxblock"
 CATALOGUE = PKG / "locale/en/LC_MESSAGES/django.po"
-PYTHON = ("block.py", "fields.py", "authoring.py", "messages.py", "studio.py")
-TEMPLATES = ("templates/student_view.html", "templates/author_view.html")
-JS = ("static/js/labxblock.js",)
+PYTHON = ("block.py", "fields.py", "authoring.py", "messages.py", "studio.py", "staff.py")
+TEMPLATES = ("templates/student_view.html", "templates/author_view.html", "templates/staff_panel.html")
+JS = ("static/js/labxblock.js", "static/js/labxblock_staff.js")
 GETTEXT_NAMES = {"_", "gettext", "ugettext"}
 
 TRANS_RE = re.compile(r"""{%\s*trans\s+(["'])(.*?)\1\s*%}""")
