@@ -18,6 +18,7 @@ from django.utils import timezone
 from labxblock import admin_usage
 from labxblock.labs import operator
 from labxblock.lifecycle import TRANSITIONAL, State
+from labxblock.models import SECRET_FIELDS
 
 DAY = 86400
 # Fields only the lifecycle writes: editing them by hand would bypass it and leave no event.
@@ -92,7 +93,7 @@ def _confirmed(model_admin: Any, request: HttpRequest, queryset: Any, action: st
         return None
     context = {
         **model_admin.admin_site.each_context(request), "title": f"{CONFIRM[action]} these labs?",
-        "labs": queryset.select_related("learner").defer(*operator.SECRET_FIELDS)[:200],
+        "labs": queryset.select_related("learner").defer(*SECRET_FIELDS)[:200],
         "count": queryset.count(), "action": f"{action}_labs", "verb": CONFIRM[action],
         "extend": action == "extend", "opts": model_admin.model._meta,
         "selected": list(queryset.values_list("pk", flat=True)),

@@ -8,6 +8,7 @@ own template and script, so the learner's page is unchanged for learners.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from web_fragments.fragment import Fragment
@@ -17,6 +18,7 @@ from xblock.utils.resources import ResourceLoader
 from labxblock import compat, messages
 from labxblock.studio import lms_only
 
+log = logging.getLogger(__name__)
 loader = ResourceLoader(__name__)
 _ = messages._
 STAFF_ONLY = _("This is for course staff.")
@@ -29,6 +31,12 @@ STAFF_JS_STRINGS = (
     _("No learner has opened this lab yet."), _("Done."), _("Something went wrong. Please try again."),
 )
 EXTEND_DAYS = 7
+
+
+def _labs() -> Any:
+    from labxblock import labs
+
+    return labs
 
 
 def _staff() -> Any:
@@ -112,8 +120,13 @@ class LabStaffMixin:
             return messages.error_answer(messages.TERMINAL_UNAVAILABLE, self.ugettext)  # type: ignore
         lab_id, actor = data.get("lab_id"), f"staff:{viewer.real_user.pk}"
         access = None
-        if isinstance(lab_id, int):
-            access = _staff().open_read_only(*self._where(), lab_id, actor=actor)
+        try:  # the address and port are checked before any secret is read, as for the learner
+            if isinstance(lab_id, int):
+                access = _staff().open_read_only(*self._where(), lab_id, actor=actor,
+                                                 port=self._port())  # type: ignore[attr-defined]
+        except _labs().AddressRefused as exc:
+            log.warning("labxblock: no read-only terminal for block %s: %s", self._usage_key(), exc)  # type: ignore
+            return messages.error_answer(messages.ADDRESS_REFUSED, self.ugettext)  # type: ignore[attr-defined]
         if access is None:
             return messages.error_answer(messages.NOT_READY, self.ugettext)  # type: ignore[attr-defined]
         ticket = tickets.mint_ticket(

@@ -19,7 +19,7 @@ from labxblock.labs import operator, usage
 from labxblock.labs.learner import terminal_access
 from labxblock.labs.specs import TerminalAccess
 from labxblock.lifecycle import Desired, State
-from labxblock.models import CheckRun, Lab, LabEvent
+from labxblock.models import SECRET_FIELDS, CheckRun, Lab, LabEvent
 
 PAGE_SIZE = 25
 STAFF_ACTIONS = ("suspend", "reset", "extend")
@@ -95,13 +95,16 @@ def act(course_run: str, lab_key: str, lab_id: int, action: str, *, actor: str,
     return operator.act(action, [lab_id], actor=actor, seconds=seconds)
 
 
-def open_read_only(course_run: str, lab_key: str, lab_id: int, *, actor: str) -> TerminalAccess | None:
-    """What a read-only ticket to a learner's ready lab carries; the open is logged with ``actor``."""
-    lab = _labs(course_run, lab_key).filter(pk=lab_id).select_related("learner").defer(
-        *operator.SECRET_FIELDS).first()
+def open_read_only(course_run: str, lab_key: str, lab_id: int, *, actor: str, port: int | None = None
+                   ) -> TerminalAccess | None:
+    """What a read-only ticket to a learner's ready lab carries; the open is logged with ``actor``.
+
+    The learner's own terminal access, so the same address checks apply (AddressRefused).
+    """
+    lab = _labs(course_run, lab_key).filter(pk=lab_id).select_related("learner").defer(*SECRET_FIELDS).first()
     if lab is None:
         return None
-    access = terminal_access(lab.learner, course_run, lab_key)
+    access = terminal_access(lab.learner, course_run, lab_key, port)
     if access is not None:
         LabEvent.record(lab, actor=actor, reason="opened read-only by course staff")
     return access

@@ -24,7 +24,7 @@ if "workbench" not in settings.INSTALLED_APPS:
 
 from workbench.runtime import WorkbenchRuntime
 
-from labxblock import compat, staff
+from labxblock import compat, messages, staff
 from labxblock.lifecycle import Desired, State
 from labxblock.models import CheckRun, Lab, LabEvent
 from labxblock.tickets import ReplayGuard, verify_ticket
@@ -68,12 +68,14 @@ def users():
     return {"staff": make("teacher", is_staff=True), "learner": make("lina")}
 
 
+PROVIDER = {"type": "openstack", "auth_url": "http://127.0.0.1:9/v3", "username": "u", "password": "p",
+            "project_name": "p", "user_domain_name": "Default", "project_domain_name": "Default",
+            "allowed_networks": ["127.0.0.0/8"]}  # the test's lab address is loopback
+
+
 @pytest.fixture
 def lab_site():
-    with active_lab_settings(lab_settings({"default": {"type": "openstack", "auth_url": "http://127.0.0.1:9/v3",
-                                                       "username": "u", "password": "p", "project_name": "p",
-                                                       "user_domain_name": "Default",
-                                                       "project_domain_name": "Default"}})):
+    with active_lab_settings(lab_settings({"default": PROVIDER})):
         yield
 
 
@@ -178,3 +180,14 @@ def test_staff_open_a_learners_ready_lab_read_only_and_the_open_is_logged(users,
     assert (event.actor, event.reason) == (f"staff:{users['staff'].pk}", "opened read-only by course staff")
     assert panel.call("staff_open", {"lab_id": paused.pk}) == {"error": "Your lab is not ready yet."}
     assert not LabEvent.objects.filter(lab=paused).exists()
+
+
+def test_a_lab_at_a_refused_address_is_not_opened_and_nothing_is_logged(users) -> None:
+    provider = {**PROVIDER, "allowed_networks": ["10.0.0.0/8"]}
+    with active_lab_settings(lab_settings({"default": provider})):
+        panel = Panel(users["staff"], is_staff=True)
+        (ready,) = labs_for(panel, 1, state=State.READY, desired=Desired.UP)
+        Lab.objects.filter(pk=ready.pk).update(ip="127.0.0.1", port=2222, stack_user="training")
+        answer = panel.call("staff_open", {"lab_id": ready.pk})
+    assert answer == {"error": messages.ADDRESS_REFUSED}
+    assert not LabEvent.objects.exists()

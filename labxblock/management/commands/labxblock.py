@@ -20,7 +20,7 @@ from labxblock import reports, sitecheck
 from labxblock.conf import LabSettingsError, require_settings
 from labxblock.labs import operator, usage
 from labxblock.lifecycle import State
-from labxblock.models import Lab
+from labxblock.models import SECRET_FIELDS, Lab
 
 LAB_FILTERS = (("course_run", "--course-run"), ("provider", "--provider"))
 
@@ -89,7 +89,7 @@ class Command(BaseCommand):
 
     def do_list(self, *, state: list[str] | None, learner: str | None, limit: int | None, format: str,
                 **options: Any) -> None:
-        labs = self._labs(**options).select_related("learner").defer(*operator.SECRET_FIELDS)
+        labs = self._labs(**options).select_related("learner").defer(*SECRET_FIELDS)
         if state:
             labs = labs.filter(state__in=state)
         if learner:
