@@ -43,6 +43,7 @@ EXTRAS_REQUIRE = {
         # alters a column that does not exist (submissions_studentitem.uuid) on MariaDB.
         "edx-submissions>=3.7,<3.12",
         "edx-django-utils>=5,<9",  # edx-platform's plugin loader, for the settings-chain tests
+        "event-tracking>=3,<5",  # edx-platform's tracker: the worker's analytics events go through it
         "tutor>=22,<23",  # the Tutor plugin's tests render a real Tutor environment
     ],
 }

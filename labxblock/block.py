@@ -21,7 +21,7 @@ from xblock.utils.resources import ResourceLoader
 from xblock.utils.studio_editable import StudioEditableXBlockMixin
 from xblock.validation import ValidationMessage
 
-from labxblock import authoring, compat, messages, olx
+from labxblock import analytics, authoring, compat, messages, olx
 from labxblock.fields import LIST_FIELDS, SCALAR_FIELDS, LabFieldsMixin
 from labxblock.scoring import LabScoringMixin
 from labxblock.staff import LabStaffMixin
@@ -248,8 +248,9 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
         specs = authoring.check_specs(self._values())
         if not specs:
             return messages.error_answer(messages.NO_CHECKS, self.ugettext)
-        _checking().request_check(viewer.user, compat.course_run(self), self._lab_key(), self._usage_key(),
-                                  specs, actor=viewer.actor, weight=self.weight)
+        run = _checking().request_check(viewer.user, compat.course_run(self), self._lab_key(),
+                                        self._usage_key(), specs, actor=viewer.actor, weight=self.weight)
+        analytics.check_started(self, run, lab_key=self._lab_key())
         return self._check_result(viewer)
 
     @XBlock.json_handler
@@ -311,6 +312,7 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
                 return messages.error_answer(messages.NOT_CONFIGURED, self.ugettext)
             call = {"launch": labs.request_launch, "reset": labs.request_reset, "retry": labs.retry}[action]
             result = call(viewer.user, spec, actor=viewer.actor)
+            analytics.learner_request(self, action, result, lab_key=key, by_staff=viewer.masquerading)
         return messages.status_answer(result, datetime.now(UTC), self.ugettext, staff=viewer.is_staff)
 
     # --- helpers ---

@@ -150,3 +150,41 @@ def anonymous_user_id(user: Any, course_run: str) -> str | None:
         username = user.get_username()
         return username[len(WORKBENCH_USER_PREFIX):] if username.startswith(WORKBENCH_USER_PREFIX) else None
     return anonymous_id_for_user(user, CourseKey.from_string(course_run))
+
+
+def emit_tracking_event(name: str, data: dict[str, Any], *, course_run: str | None = None) -> bool:
+    """Emit an analytics event where there is no request (a worker): edx-platform's tracker.
+
+    With the course's context when edx-platform's ``track`` app is there (as its own
+    tasks emit). Elsewhere (the workbench, tests without event-tracking) a no-op with a
+    debug log; False then. Tracking never breaks the caller: a failing backend is logged.
+    """
+    try:
+        from eventtracking import tracker
+    except ImportError:
+        log.debug("labxblock: no event tracker here; not emitted: %s", name)
+        return False
+    context = _course_context(course_run)
+    try:
+        with tracker.get_tracker().context(name, context):
+            tracker.emit(name, data)
+    except Exception:  # analytics must never fail a lab's lifecycle
+        log.warning("labxblock: tracking event %s was not emitted", name, exc_info=True)
+        return False
+    return True
+
+
+def _course_context(course_run: str | None) -> dict[str, Any]:
+    """The tracking context of a course run: edx-platform's (org, course id) where it is there."""
+    if not course_run:
+        return {}
+    try:
+        from common.djangoapps.track import contexts
+        from opaque_keys import InvalidKeyError
+        from opaque_keys.edx.keys import CourseKey
+    except ImportError:
+        return {"course_id": course_run}
+    try:
+        return contexts.course_context_from_course_id(CourseKey.from_string(course_run))
+    except InvalidKeyError:
+        return {"course_id": course_run}

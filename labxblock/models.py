@@ -235,6 +235,18 @@ class LabEventQuerySet(models.QuerySet):
     def update(self, **kwargs: Any) -> int:
         raise TypeError("LabEvent is append-only")
 
+    def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> list[LabEvent]:
+        created = super().bulk_create(objs, *args, **kwargs)
+        _published(created)
+        return created
+
+
+def _published(events: list[LabEvent]) -> None:
+    """Every event written goes by here: the analytics of lab moves (ready, suspend, resume)."""
+    from labxblock import analytics
+
+    analytics.lab_events_saved(events)
+
 
 class LabEvent(models.Model):
     """One transition or decision about a lab. Append-only; never holds a secret.
@@ -277,6 +289,7 @@ class LabEvent(models.Model):
         if not self._state.adding:
             raise TypeError("LabEvent is append-only: an existing event cannot be changed")
         super().save(*args, **kwargs)
+        _published([self])
 
     @classmethod
     def build(

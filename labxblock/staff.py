@@ -15,7 +15,7 @@ from web_fragments.fragment import Fragment
 from xblock.core import XBlock
 from xblock.utils.resources import ResourceLoader
 
-from labxblock import compat, messages
+from labxblock import analytics, compat, messages
 from labxblock.studio import lms_only
 
 log = logging.getLogger(__name__)
@@ -103,6 +103,9 @@ class LabStaffMixin:
                                    seconds=seconds)
         if outcome is None:
             return messages.error_answer(NO_SUCH_LEARNER_LAB, self.ugettext)  # type: ignore[attr-defined]
+        if outcome.changed and action == "reset":
+            analytics.publish(self, "reset", {"lab_key": self._where()[1], "lab_id": lab_id, "by_staff": True,
+                                              "usage_id": self._usage_key()})  # type: ignore[attr-defined]
         return {"changed": bool(outcome.changed), "why": outcome.unchanged.get(lab_id, "")}
 
     @XBlock.json_handler

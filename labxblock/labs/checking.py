@@ -28,6 +28,7 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
+from labxblock import analytics
 from labxblock.conf import get_settings
 from labxblock.labs import addressing
 from labxblock.labs.engine import send_after_commit
@@ -237,6 +238,7 @@ def record_results(run_id: int, results: Sequence[Mapping[str, Any]]) -> bool:
         run.score = sum(r["weight"] for r in stored if r["passed"]) / total if total else 0.0
         run.state, run.finished_at = CheckRun.State.DONE, now
         run.save(update_fields=["results", "score", "state", "finished_at"])
+        analytics.check_finished(run)
     return True
 
 

@@ -1,0 +1,80 @@
+"""Analytics events for the platform's tracking logs, named ``edx.labxblock.<name>``.
+
+Events with a request (launch, reset, check) are published by the block through its
+runtime (``runtime.publish``), which adds the platform's own context (user, course,
+page). Events that happen with no request (ready, suspend, resume, check_result) are
+emitted by the worker through edx-platform's tracker (``compat.emit_tracking_event``)
+once the transaction that recorded them has committed. No event carries a secret, a
+lab's address or a cloud's own words; README's "Analytics events" lists the fields.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from django.db import transaction
+
+from labxblock import compat
+from labxblock.lifecycle import Reason, State
+
+PREFIX = "edx.labxblock."
+# Events of the lab's log published as it enters a state (a transition, not a decision).
+ON_ENTER = {State.READY: "ready", State.SUSPENDED: "suspend", State.RESUMING: "resume"}
+_REASONS = frozenset(r.value for r in Reason)
+
+
+def publish(block: Any, name: str, data: Mapping[str, Any]) -> None:
+    """A block's event, through its runtime (edx-platform adds user, course and page context)."""
+    block.runtime.publish(block, PREFIX + name, dict(data))
+
+
+def learner_request(block: Any, action: str, status: Any, *, lab_key: str, by_staff: bool) -> None:
+    """A learner's launch (when it sets the lab moving) or reset, as the block's event."""
+    data = {"lab_key": lab_key, "usage_id": str(block.scope_ids.usage_id), "by_staff": by_staff}
+    if action == "launch" and status is not None and not status.ready:
+        publish(block, "launch", {**data, "phase": str(status.phase)})
+    elif action == "reset":
+        publish(block, "reset", data)
+
+
+def check_started(block: Any, run: Any, *, lab_key: str) -> None:
+    """A press of the check button: the run's id, its state (running, or failed if the lab was not up)."""
+    publish(block, "check", {"lab_key": lab_key, "usage_id": str(block.scope_ids.usage_id), "run_id": run.id,
+                             "state": run.state, "reason": run.reason or ""})
+
+
+def _lab_data(event: Any) -> dict[str, Any]:
+    return {
+        "course_id": event.course_run, "lab_key": event.lab_key, "lab_id": event.lab_id,
+        "user_id": event.learner_id, "provider": event.provider, "from_state": str(event.from_state),
+        "to_state": str(event.to_state), "actor": _actor_kind(event.actor),
+        # Only our own fixed words: a free text reason may quote a cloud.
+        "reason": event.reason if event.reason in _REASONS else "",
+    }
+
+
+def _actor_kind(actor: str) -> str:
+    """Who moved it, without ids of staff or operators: learner, staff, operator, or the system part."""
+    return actor.split(":", 1)[0]
+
+
+def lab_events_saved(events: Iterable[Any]) -> None:
+    """Called for every LabEvent written: those entering a tracked state are emitted after commit."""
+    wanted = [(PREFIX + ON_ENTER[State(e.to_state)], _lab_data(e)) for e in events
+              if e.from_state != e.to_state and e.to_state in ON_ENTER]
+    if wanted:
+        transaction.on_commit(lambda: _emit(wanted), robust=True)
+
+
+def check_finished(run: Any) -> None:
+    """A check run was scored by the worker (``check_result``), emitted after commit."""
+    data = {"course_id": run.course_run, "lab_key": run.lab_key, "usage_id": run.usage_id, "run_id": run.pk,
+            "user_id": run.learner_id, "score": run.score, "checks": len(run.checks or ()),
+            "passed": sum(1 for r in run.results or () if r.get("passed"))}
+    transaction.on_commit(lambda: _emit([(PREFIX + "check_result", data)]), robust=True)
+
+
+def _emit(items: list[tuple[str, dict[str, Any]]]) -> None:
+    for name, data in items:
+        compat.emit_tracking_event(name, data, course_run=data["course_id"])
