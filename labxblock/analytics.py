@@ -22,10 +22,13 @@ PREFIX = "edx.labxblock."
 # Events of the lab's log published as it enters a state (a transition, not a decision).
 ON_ENTER = {State.READY: "ready", State.SUSPENDED: "suspend", State.RESUMING: "resume"}
 _REASONS = frozenset(r.value for r in Reason)
+# Every event there is (README's table lists each with its fields).
+EVENTS = ("launch", "reset", "check", "check_result", *ON_ENTER.values())
 
 
 def publish(block: Any, name: str, data: Mapping[str, Any]) -> None:
     """A block's event, through its runtime (edx-platform adds user, course and page context)."""
+    assert name in EVENTS, name
     block.runtime.publish(block, PREFIX + name, dict(data))
 
 

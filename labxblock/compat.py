@@ -164,10 +164,15 @@ def emit_tracking_event(name: str, data: dict[str, Any], *, course_run: str | No
     except ImportError:
         log.debug("labxblock: no event tracker here; not emitted: %s", name)
         return False
+    try:
+        default = tracker.get_tracker()
+    except KeyError:  # installed, but this process set up no tracker (edx-platform's apps do)
+        log.debug("labxblock: no event tracker set up; not emitted: %s", name)
+        return False
     context = _course_context(course_run)
     try:
-        with tracker.get_tracker().context(name, context):
-            tracker.emit(name, data)
+        with default.context(name, context):
+            default.emit(name, data)
     except Exception:  # analytics must never fail a lab's lifecycle
         log.warning("labxblock: tracking event %s was not emitted", name, exc_info=True)
         return False

@@ -155,6 +155,14 @@ def test_compat_without_event_tracking_is_a_logged_no_op(monkeypatch, caplog) ->
     assert "no event tracker here; not emitted: edx.labxblock.ready" in caplog.text
 
 
+def test_compat_with_event_tracking_but_no_tracker_set_up_is_a_logged_no_op(monkeypatch, caplog) -> None:
+    monkeypatch.setattr(tracker_module, "TRACKERS", {})  # a process whose apps registered none
+    with caplog.at_level(logging.DEBUG, logger="labxblock.compat"):
+        assert compat.emit_tracking_event("edx.labxblock.suspend", {"lab_id": 1}) is False
+    assert "no event tracker set up; not emitted: edx.labxblock.suspend" in caplog.text
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
 def test_a_failing_tracker_never_fails_the_caller_and_is_logged(caplog) -> None:
     class Broken(tracker_module.Tracker):
         def emit(self, name=None, data=None):
