@@ -185,3 +185,25 @@ def test_a_worker_carries_out_what_the_operator_asked(engine_factory, transactio
     actors = list(LabEvent.objects.filter(lab=lab).values_list("actor", "to_state"))
     assert (f"operator:{operator.pk}", "ready") in actors  # the decision, then the workers' moves
     assert actors[-1][1] == "suspended"
+
+
+def test_the_usage_page_shows_a_table_an_escaped_chart_and_a_csv(client, operator) -> None:
+    run = "course-v1:Org+<script>alert(1)</script>+Run"
+    lab = make_lab("uma", course_run=run)
+    start = timezone.now() - timedelta(hours=3)
+    LabEvent.record(lab, actor="t", from_state="", to_state=State.CREATING, at=start)
+    LabEvent.record(lab, actor="t", from_state="creating", to_state=State.SUSPENDED,
+                    at=start + timedelta(hours=2))
+    since = (start - timedelta(days=1)).date().isoformat()
+    query = urlencode({"since": since, "course_run": run, "by": "learner"})
+    page = client.get(f"{CHANGELIST}usage/?{query}")
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "<script>alert(1)</script>" not in html and "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert html.count("<rect ") == 48 and "Labs up at once in" in html
+    assert re.search(r"<td>uma</td><td>2\.0</td><td>1</td>", html)
+    csv_page = client.get(f"{CHANGELIST}usage/?{query}&format=csv")
+    assert csv_page["Content-Type"].startswith("text/csv")
+    lines = csv_page.content.decode().splitlines()
+    assert lines[0].startswith("course_run,lab_key,learner,up_hours") and ",uma,2.0,1,0,0,0,,USD" in lines[1]
+    assert b"Usage and cost" in client.get(CHANGELIST).content  # linked from the list
