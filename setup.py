@@ -70,7 +70,12 @@ setup(
             "labxblock-gateway = labxblock.gateway.cli:main",
             "labxblock = labxblock.cli:main",
         ],
-        "xblock.v1": ["labxblock = labxblock.block:LabBlock"],
+        "xblock.v1": [
+            "labxblock = labxblock.block:LabBlock",
+            # The old packages' names, for courses made with them (legacy/names.py: with both installed).
+            "stackamole = labxblock.legacy.block:StackamoleLabBlock",
+            "hastexo = labxblock.legacy.block:HastexoLabBlock",
+        ],
         "tutor.plugin.v1": ["labxblock = labxblock.tutor.plugin"],
         "lms.djangoapp": ["labxblock = labxblock.apps:LabXBlockConfig"],
         "cms.djangoapp": ["labxblock = labxblock.apps:LabXBlockConfig"],

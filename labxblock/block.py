@@ -23,6 +23,7 @@ from xblock.validation import ValidationMessage
 
 from labxblock import analytics, authoring, compat, messages, olx
 from labxblock.fields import LIST_FIELDS, SCALAR_FIELDS, LabFieldsMixin
+from labxblock.legacy import olx as legacy_olx
 from labxblock.scoring import LabScoringMixin
 from labxblock.staff import LabStaffMixin
 from labxblock.studio import NestedInstructionsMixin, lms_only
@@ -133,9 +134,16 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
 
     # --- OLX ---
 
+    # A ``<stackamole>``/``<hastexo>`` element is converted into labxblock's fields; a class serving
+    # the old names (legacy/block.py) keeps the old fields instead.
+    legacy_storage = False
+
     @classmethod
     def parse_xml(cls, node: etree._Element, runtime: Any, keys: Any) -> LabBlock:
-        values, child_nodes = olx.parse(node)
+        if legacy_olx.dialect_of(node) is not None:
+            values, child_nodes = legacy_olx.parse_for_block(node, runtime, keep_old=cls.legacy_storage)
+        else:
+            values, child_nodes = olx.parse(node)
         block = runtime.construct_xblock_from_class(cls, keys)
         for name, value in values.items():
             setattr(block, name, value)

@@ -93,8 +93,8 @@ def read_course_asset(block: Any, path: str) -> str | None:
         from xmodule.contentstore.content import StaticContent
         from xmodule.contentstore.django import contentstore
         from xmodule.exceptions import NotFoundError
-    except ImportError:  # the workbench and the tests have no contentstore
-        return None
+    except ImportError:  # no contentstore: a runtime over a course directory has its files
+        return _course_directory_file(block, path)
     usage_id = block.scope_ids.usage_id
     course_key = getattr(usage_id, "context_key", None) or getattr(usage_id, "course_key", None)
     if course_key is None:
@@ -105,6 +105,16 @@ def read_course_asset(block: Any, path: str) -> str | None:
         return None
     data = content.data
     return data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+
+
+def _course_directory_file(block: Any, path: str) -> str | None:
+    """``static/<path>`` from the runtime's ``resources_fs``, which a runtime reading a course
+    directory offers (edx-platform's XML import system; the workbench when a test gives it one)."""
+    resources = getattr(block.runtime, "resources_fs", None)
+    name = f"static/{path.lstrip('/')}"
+    if resources is None or ".." in name.split("/") or not resources.exists(name):
+        return None
+    return resources.readbytes(name).decode("utf-8", "replace")
 
 
 def known_provider_names() -> frozenset[str] | None:
@@ -193,3 +203,14 @@ def _course_context(course_run: str | None) -> dict[str, Any]:
         return contexts.course_context_from_course_id(CourseKey.from_string(course_run))
     except InvalidKeyError:
         return {"course_id": course_run}
+
+
+def platform_select() -> Any:
+    """edx-platform's XBLOCK_SELECT_FUNCTION default (``prefer_xmodules``); XBlock's own elsewhere."""
+    try:
+        from xmodule.modulestore import prefer_xmodules
+    except ImportError:
+        from xblock.plugin import default_select
+
+        return default_select
+    return prefer_xmodules

@@ -178,6 +178,11 @@ class LabSettings:
         default=DEFAULT_SECRET_OUTPUTS,
         metadata=_help("Template outputs (names or fnmatch patterns) stored encrypted and never shown."),
     )
+    # Moving from stackamole/hastexo (labxblock.legacy).
+    serve_legacy_block_types: bool = field(
+        default=False,
+        metadata=_help("Run stackamole and hastexo components (their old XBlock names) as labxblock labs."),
+    )
     state_deadline_seconds: Mapping[str, int] = field(
         default_factory=lambda: DEFAULT_STATE_DEADLINES,
         metadata=_help(
@@ -448,6 +453,13 @@ def load_settings(raw: Mapping[str, Any], *, load_class: Callable[[str], type] |
     if "state_deadline_seconds" in raw:
         key = f"{ROOT}.state_deadline_seconds"
         values["state_deadline_seconds"] = _deadlines(key, raw.pop("state_deadline_seconds"))
+
+    # Moving from stackamole/hastexo (labxblock.legacy).
+    if "serve_legacy_block_types" in raw:
+        value = raw.pop("serve_legacy_block_types")
+        if not isinstance(value, bool):
+            raise _fail(f"{ROOT}.serve_legacy_block_types", "true or false", value)
+        values["serve_legacy_block_types"] = value
 
     if raw:  # typos must not pass silently; name keys, not values
         unknown = sorted(str(k) for k in raw)

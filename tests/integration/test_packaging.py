@@ -106,7 +106,9 @@ def test_pip_install_into_fresh_virtualenv(fresh_install: FreshInstall) -> None:
     shown = fresh_install.run(python, "-c", ENTRY_POINTS_SCRIPT)
     assert shown.returncode == 0, shown.stderr
     groups = json.loads(shown.stdout)
-    assert groups["xblock.v1"] == ["labxblock=labxblock.block:LabBlock"]
+    assert groups["xblock.v1"] == ["hastexo=labxblock.legacy.block:HastexoLabBlock",
+                                   "labxblock=labxblock.block:LabBlock",
+                                   "stackamole=labxblock.legacy.block:StackamoleLabBlock"]
     assert groups["lms.djangoapp"] == ["labxblock=labxblock.apps:LabXBlockConfig"]
     assert groups["cms.djangoapp"] == ["labxblock=labxblock.apps:LabXBlockConfig"]
     assert groups["tutor.plugin.v1"] == ["labxblock=labxblock.tutor.plugin"]

@@ -423,3 +423,17 @@ def test_check_user_cannot_be_listed_as_secret():
 )
 def test_bad_secret_outputs(value, message):
     assert error(with_(secret_outputs=value)).startswith(message)
+
+
+# Moving from stackamole/hastexo (labxblock.legacy).
+
+
+def test_serving_the_old_block_names_is_off_unless_turned_on():
+    assert load(valid()).serve_legacy_block_types is False
+    assert load({**valid(), "serve_legacy_block_types": True}).serve_legacy_block_types is True
+
+
+@pytest.mark.parametrize("value", ["true", 1, None])
+def test_serving_the_old_block_names_takes_true_or_false_only(value):
+    message = error({**valid(), "serve_legacy_block_types": value})
+    assert message.startswith("labxblock.serve_legacy_block_types: expected true or false")
