@@ -23,7 +23,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from labxblock import checks, clouds, hostkeys
 from labxblock.conf import LabSettings, LabSettingsError, require_settings
-from labxblock.labs import addressing, checking, engine, grading, jobs, periodic
+from labxblock.labs import addressing, adoption, checking, engine, grading, jobs, periodic
 from labxblock.labs.engine import Job, Observation
 from labxblock.lifecycle import Action, State
 from labxblock.providers.base import (
@@ -203,6 +203,33 @@ def _observations(name: str, infos: list[StackInfo]) -> dict[str, Observation]:
     }
 
 
+def _untagged(name: str, *, settled: bool) -> list[StackInfo] | None:
+    """Adopted stacks (no install tag, so ``list`` misses them), read one by one; None if one could
+    not be read (the provider is skipped this tick rather than taking the stack for gone). They are
+    few, and fewer as they are deleted: a lab made again gets an ordinary, tagged stack."""
+    provider, found = clouds.provider(name), []
+    for stack_name, state in adoption.untagged_stacks(name, settled=settled):
+        try:
+            info = provider.get(provider.load_state(stack_name, state))
+        except ProviderError as exc:
+            log.warning("labxblock: cannot read adopted stack %s on provider %s, skipping it this tick: %s",
+                        stack_name, name, exc)
+            return None
+        if info.state is not State.DELETED:
+            found.append(info)
+    return found
+
+
+def _listing(name: str, *, settled: bool) -> tuple[list[StackInfo], dict[str, Observation]] | None:
+    """The provider's listed stacks, and observations of those and the adopted ones; None if the
+    cloud could not be read."""
+    infos = _list(name)
+    untagged = _untagged(name, settled=settled) if infos is not None else None
+    if infos is None or untagged is None:
+        return None
+    return infos, _observations(name, [*infos, *untagged])
+
+
 @shared_task(name="labxblock.tasks.reconcile", **TICK_TASK_OPTIONS)
 def reconcile() -> int:
     """The reconcile tick: one list per provider; every unsettled lab moves at most one step."""
@@ -210,10 +237,10 @@ def reconcile() -> int:
     if settings is None:
         return 0
     for name, conf in settings.providers.items():
-        infos = _list(name)
-        if infos is not None:
+        listing = _listing(name, settled=False)
+        if listing is not None:
             budget = engine.call_budget(name, conf.actions_per_minute, settings.reconcile_interval_seconds)
-            started += len(engine.reconcile_provider(name, _observations(name, infos), now, budget))
+            started += len(engine.reconcile_provider(name, listing[1], now, budget))
     return started + len(engine.place_queued(now))
 
 
@@ -234,10 +261,11 @@ def reap() -> int:
     now = timezone.now()
     count = periodic.mark_expired(now)
     for name in settings.providers:
-        infos = _list(name)
-        if infos is None:
+        listing = _listing(name, settled=True)
+        if listing is None:
             continue
-        count += len(engine.audit(name, _observations(name, infos), now))
+        infos, observations = listing
+        count += len(engine.audit(name, observations, now))
         refs = {info.ref.name: info.ref for info in infos}
         listed = [periodic.ListedStack(info.ref.name, info.created_at) for info in infos]
         for stack_name in periodic.orphans(name, listed, now):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -85,7 +86,7 @@ def record_created(claim: Claim, provider_state: dict[str, Any]) -> None:
     A new stack has outputs of its own (address, keys, host key): the last stack's are forgotten.
     """
     Lab.objects.filter(pk=claim.job.lab_id, state=State.CREATING).update(
-        provider_state=provider_state, outputs={}, ip=""
+        provider_state=provider_state, outputs={}, ip="", private_key="", password="", secret_outputs=""
     )
 
 
@@ -98,30 +99,44 @@ def _port(output: Any, default: int | None) -> int:
     return addressing.check_port(output)
 
 
-@sensitive_variables("outputs", "secret", "others", "fields")
+@sensitive_variables("outputs", "secret", "others")
+def output_fields(outputs: Mapping[str, Any], host_key: str = "") -> dict[str, Any]:
+    """A stack's outputs as Lab fields: secret ones encrypted apart, the rest as plain JSON.
+
+    A key or password the outputs lack is left out, so the one the lab has stays: a stack's
+    key does not change on resume, and a stack adopted from stackamole has its key only from
+    the old table (the old package made it). A new stack's row holds none (``record_created``).
+    ``host_key``: this stack's, recorded when it first answered, kept when the outputs lack one.
+    """
+    is_secret = get_settings().is_secret_output
+    public = {k: v for k, v in outputs.items() if not is_secret(k)}
+    if "host_key" not in public and host_key:
+        public["host_key"] = host_key
+    secret = {k: str(v) for k, v in outputs.items() if is_secret(k) and v not in (None, "")}
+    others = {k: v for k, v in secret.items() if k not in ("private_key", "password")}
+    fields: dict[str, Any] = {
+        "outputs": public, "ip": str(outputs.get("public_ip") or ""),
+        "secret_outputs": json.dumps(others) if others else "",
+    }
+    fields.update({name: secret[name] for name in ("private_key", "password") if name in secret})
+    return fields
+
+
+@sensitive_variables("outputs", "fields")
 def record_outputs(claim: Claim, outputs: dict[str, Any], raw_status: str = "") -> str:
-    """Store a ready stack's outputs: secret ones encrypted apart, the rest as plain JSON.
+    """Store a ready stack's outputs (``output_fields``).
 
     The address and port are checked first: one the site refuses fails the lab
     (``bad_address``) and nothing is stored. A resumed stack keeps the host key recorded
     at its first probe. Returns STORED, STALE (the lab moved on) or REFUSED.
     """
-    is_secret = get_settings().is_secret_output
     host = str(outputs.get("public_ip") or "")
     try:
         port = _port(outputs.get("port"), claim.port)
         addressing.check(claim.provider, host, port)
     except addressing.AddressRefused as exc:
         return REFUSED if record_bad_address(claim, str(exc)) else STALE
-    public = {k: v for k, v in outputs.items() if not is_secret(k)}
-    if "host_key" not in public and claim.host_key:
-        public["host_key"] = claim.host_key  # this stack's, recorded when it first answered
-    secret = {k: str(v) for k, v in outputs.items() if is_secret(k) and v not in (None, "")}
-    others = {k: v for k, v in secret.items() if k not in ("private_key", "password")}
-    fields: dict[str, Any] = {
-        "outputs": public, "ip": host, "private_key": secret.get("private_key", ""),
-        "password": secret.get("password", ""), "secret_outputs": json.dumps(others) if others else "",
-    }
+    fields = output_fields(outputs, claim.host_key)
     if outputs.get("port") not in (None, ""):
         fields["port"] = port
     if raw_status:
@@ -237,6 +252,7 @@ __all__ = [
     "Claim",
     "claim",
     "install_tag",
+    "output_fields",
     "record_bad_address",
     "record_call_failed",
     "record_created",

@@ -1,0 +1,144 @@
+"""The old package's learner stacks on a running site: which are still alive, and adopting or deleting them.
+
+Each row of the old table is looked for in the cloud by its stack name, on every configured
+provider (the one of the same name first). A stack that is ready or suspended can be
+adopted (``labs.adoption``: the learner keeps their lab, under the lab group converted blocks
+use) or deleted; nothing changes without ``adopt`` or ``delete``, and a stack a labxblock lab
+uses is never deleted. Run it again at will: what is done is not done twice.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from labxblock.labs import adoption
+from labxblock.legacy.convert import LEGACY_LAB_GROUP
+from labxblock.legacy.stacks import OldStack
+from labxblock.lifecycle import State
+from labxblock.providers.base import Provider, ProviderError, StackInfo, StackRef
+
+MOVING = {State.CREATING, State.SUSPENDING, State.RESUMING}
+ADOPT, DELETE = "adopt", "delete"
+
+
+@dataclass
+class Finding:
+    """One old row and what the cloud says of its stack."""
+
+    old: OldStack
+    provider: str = ""
+    info: StackInfo | None = None
+    problem: str = ""  # no provider could be asked
+    outcome: str = ""
+
+    @property
+    def cloud(self) -> str:
+        if self.info is not None:
+            return f"{self.info.state.value} on {self.provider}"
+        return "unknown" if self.problem else "gone"
+
+    @property
+    def alive(self) -> bool:
+        return self.info is not None and self.info.state in adoption.ADOPTABLE
+
+
+def locate(old: OldStack, providers: Mapping[str, Provider]) -> Finding:
+    """Ask each provider for the stack by name (the same-named one first); the first that has it wins."""
+    problems = []
+    for name in sorted(providers, key=lambda n: n != old.provider):
+        try:
+            info = providers[name].get(StackRef(old.name))
+        except ProviderError as exc:
+            problems.append(f"{name}: {exc}")
+            continue
+        if info.state is not State.DELETED:
+            return Finding(old, name, info)
+    return Finding(old, problem="; ".join(problems))
+
+
+def plan(finding: Finding, mode: str, owned: set[str]) -> str:
+    """What ``mode`` does with this stack ("adopt" or "delete"), or why it leaves it alone."""
+    info = finding.info
+    if info is None:
+        return f"nothing: could not ask ({finding.problem})" if finding.problem else "nothing: gone"
+    if info.state is State.DELETING:
+        return "nothing: being deleted"
+    if mode == DELETE:
+        return "left alone: a labxblock lab uses it" if finding.old.name in owned else DELETE
+    if info.state in MOVING:
+        return "left alone: in motion, run again when it settles"
+    if info.state is State.FAILED:
+        return "left alone: failed in the cloud (--delete removes it)"
+    if finding.old.learner_id is None:
+        return "left alone: the old row names no learner (--delete removes it)"
+    return ADOPT
+
+
+def stray(finding: Finding, provider: Provider) -> adoption.Stray:
+    old, info = finding.old, finding.info
+    assert info is not None and old.learner_id is not None
+    return adoption.Stray(
+        stack_name=old.name, learner_id=old.learner_id, course_run=old.course_id, lab_key=LEGACY_LAB_GROUP,
+        provider=finding.provider, provider_state=provider.get_state(info.ref), state=info.state,
+        raw_status=info.raw_status, outputs=dict(info.outputs),
+        fallback={"ip": old.ip, "private_key": old.key, "password": old.password},
+        stack_user=old.user, protocol=old.protocol, port=old.port, launched_at=old.launch_timestamp,
+        suspended_at=old.suspend_timestamp, delete_by=old.delete_by, origin=f"{old.table} id {old.id}",
+    )
+
+
+def carry_out(findings: list[Finding], mode: str | None, providers: Mapping[str, Provider],
+              now: datetime) -> None:
+    """Set each finding's outcome: what was done (``mode``), or what ``adopt`` would do (None)."""
+    owned = adoption.owned([f.old.name for f in findings])
+    for finding in findings:
+        step = plan(finding, mode or ADOPT, owned)
+        if step not in (ADOPT, DELETE):
+            finding.outcome = step
+        elif mode is None and step == ADOPT:
+            finding.outcome = _preview(finding, providers[finding.provider])
+        elif mode is None:
+            finding.outcome = f"would {step}"
+        elif step == ADOPT:
+            finding.outcome = adoption.adopt(stray(finding, providers[finding.provider]), now)
+        else:
+            finding.outcome = _delete(finding, providers[finding.provider])
+
+
+def _preview(finding: Finding, provider: Provider) -> str:
+    reason = adoption.obstacle(stray(finding, provider))
+    if reason is None:
+        return "would adopt"
+    return reason if reason == adoption.ALREADY else f"would not adopt: {reason}"
+
+
+def _delete(finding: Finding, provider: Provider) -> str:
+    assert finding.info is not None
+    try:
+        provider.delete(finding.info.ref)
+    except ProviderError as exc:
+        return f"not deleted: {exc}"
+    return "deletion requested"
+
+
+def summary(findings: list[Finding], mode: str | None) -> list[str]:
+    """The closing lines: counts, and what to do next."""
+    clouds = Counter(f.info.state.value if f.info else ("unknown" if f.problem else "gone") for f in findings)
+    alive = sum(f.alive for f in findings)
+    lines = [f"{len(findings)} old stack(s): " + ", ".join(f"{n} {s}" for s, n in sorted(clouds.items()))
+             + f"; {alive} alive (ready or suspended)."]
+    if mode is None:
+        adoptable = sum(f.outcome == "would adopt" for f in findings)
+        deletable = sum(plan(f, DELETE, set()) == DELETE for f in findings)
+        lines.append(f"Dry run: nothing changed. --adopt makes {adoptable} stack(s) the learners' labs; "
+                     f"--delete deletes the {deletable} stack(s) still in the cloud.")
+    else:
+        done = Counter(f.outcome for f in findings)
+        lines.append("Done: " + ", ".join(f"{n} {o}" for o, n in sorted(done.items())) + ".")
+    lines.append("The old table keeps keys and passwords in plain text: drop it (and its stacklog) once the "
+                 "move is over. Nova key pairs the old package made (stack_key_type) are named after the "
+                 "stacks and are not deleted by labxblock.")
+    return lines
