@@ -120,7 +120,7 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
 
     def validate_field_data(self, validation: Any, data: Any) -> None:
         """Only what cannot be stored blocks saving: each nested list must hold objects."""
-        for name in LIST_FIELDS:
+        for name in self.object_list_fields:
             if not all(isinstance(item, dict) for item in getattr(data, name) or []):
                 message = self.ugettext("{field} must be a JSON list of objects.").format(field=name)
                 validation.add(ValidationMessage(ValidationMessage.ERROR, message))
@@ -137,6 +137,7 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
     # A ``<stackamole>``/``<hastexo>`` element is converted into labxblock's fields; a class serving
     # the old names (legacy/block.py) keeps the old fields instead.
     legacy_storage = False
+    object_list_fields = LIST_FIELDS  # edited as JSON lists of objects in Studio
 
     @classmethod
     def parse_xml(cls, node: etree._Element, runtime: Any, keys: Any) -> LabBlock:

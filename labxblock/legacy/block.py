@@ -54,7 +54,8 @@ SERVED_FOR_AUTHORS = _("This {dialect} component runs as a labxblock lab. Not ca
 def operator_hint(dialect: str) -> str:
     """What the operator reads in the log when the old names are not served."""
     return (f"labxblock: a {dialect} component was shown, but XBLOCK_SETTINGS['labxblock']"
-            "['serve_legacy_block_types'] is not true, so learners are told the lab cannot be shown yet. "
+            "['serve_legacy_block_types'] is not true (or labxblock's settings cannot be read), so learners "
+            "are told the lab cannot be shown yet. "
             "Set it to True in the LMS and Studio settings and restart them, or convert the course export "
             "with `manage.py lms labxblock_import_legacy <export.tar.gz>` and import the result.")
 
@@ -70,6 +71,7 @@ class LegacyLabBlock(LabBlock):
     dialect = ""  # set by _served
     legacy_storage = True  # parse_xml keeps the old fields as they are (block.py)
     editable_fields = OLD_SETTINGS
+    object_list_fields = ("ports", "providers")  # the old tests are a list of scripts
 
     # --- labxblock's values, from the old fields ---
 
@@ -95,7 +97,7 @@ class LegacyLabBlock(LabBlock):
         frag = super().author_view(context)
         if names.serving():
             heading = self.ugettext(SERVED_FOR_AUTHORS).format(dialect=self.dialect)
-            notes = [n.line() for n in self.conversion().notes if n.kind != CHANGED or n.field != "tests"]
+            notes = [n.line() for n in self.conversion().notes]
         else:
             heading, notes = self.ugettext(OFF_FOR_AUTHORS).format(dialect=self.dialect), []
         if notes or not names.serving():
@@ -113,12 +115,6 @@ class LegacyLabBlock(LabBlock):
             if note.kind != CHANGED:  # what is lost or wrong; the author view lists the rest
                 validation.add(ValidationMessage(ValidationMessage.WARNING, note.line()))
         return validation
-
-    def validate_field_data(self, validation: Any, data: Any) -> None:
-        for name in ("ports", "providers"):
-            if not all(isinstance(item, dict) for item in getattr(data, name) or []):
-                message = self.ugettext("{field} must be a JSON list of objects.").format(field=name)
-                validation.add(ValidationMessage(ValidationMessage.ERROR, message))
 
     # --- scores the old block recorded ---
 

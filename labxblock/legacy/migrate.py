@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from labxblock.labs import adoption
@@ -30,7 +30,7 @@ class Finding:
 
     old: OldStack
     provider: str = ""
-    info: StackInfo | None = None
+    info: StackInfo | None = field(default=None, repr=False)  # its outputs may hold secrets
     problem: str = ""  # no provider could be asked
     outcome: str = ""
 

@@ -115,7 +115,9 @@ def test_pip_install_into_fresh_virtualenv(fresh_install: FreshInstall) -> None:
     assert "openstack=labxblock.providers.openstack:OpenStackProvider" in groups["labxblock.providers"]
     # The block class and the provider import with nothing but the declared dependencies.
     imported = fresh_install.run(
-        python, "-c", "import labxblock.block, labxblock.providers.openstack, xblock.utils.resources"
+        python, "-c",
+        "import labxblock.block, labxblock.legacy.block, labxblock.providers.openstack, "
+        "xblock.utils.resources",
     )
     assert imported.returncode == 0, imported.stderr
 
