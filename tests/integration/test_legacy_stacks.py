@@ -104,7 +104,7 @@ class Site:
         self.row("LNX101_2024_T1_ada", self.ada, "CREATE_COMPLETE", template=lab_template(port),
                  launch_timestamp=now - timedelta(hours=1), delete_by=self.delete_by)
         self.row("LNX101_2024_T1_bob", self.bob, "SUSPEND_COMPLETE", template=keyless_template(port),
-                 suspend=True, key=OLD_KEY, ip="192.0.2.77", user="student", protocol="rdp", port=3389,
+                 suspend=True, key=OLD_KEY, ip="127.0.0.2", user="student", protocol="rdp", port=3389,
                  provider="old-cloud", suspend_timestamp=now - timedelta(days=1))
         self.row("LNX101_2024_T1_cy", self.cy, "CREATE_COMPLETE", template=None)  # gone from the cloud
         self.row("K8S201_2023_dee", self.dee, "CREATE_FAILED", template=FAILING, course=OTHER_COURSE)
@@ -182,7 +182,7 @@ def test_adopt_gives_learners_their_stacks_as_labs_and_a_second_run_changes_noth
     assert ada.delete_by == site.delete_by and ada.idle_at is not None
     assert (bob.state, bob.desired, bob.stack_user, bob.protocol) == (State.SUSPENDED, Desired.SUSPENDED,
                                                                        "student", "rdp")
-    assert bob.private_key == OLD_KEY and bob.ip == "192.0.2.77"  # the old record where the cloud is silent
+    assert bob.private_key == OLD_KEY and bob.ip == "127.0.0.2"  # the old record where the cloud is silent
     with connection.cursor() as cursor:
         cursor.execute("SELECT stack_name, private_key FROM labxblock_lab")
         raw = dict(cursor.fetchall())
@@ -202,6 +202,19 @@ def test_a_learner_who_already_has_a_labxblock_lab_keeps_it(site: Site) -> None:
                                                            "lab-test-new")
     assert "not adopted" in line_of(migrate("--adopt"), "LNX101_2024_T1_ada")
     assert Lab.objects.get(learner=site.ada).stack_name == "lab-test-new"
+
+
+def test_a_stack_at_an_address_the_site_refuses_is_not_adopted(site: Site) -> None:
+    far = get_user_model().objects.create_user("far")
+    site.row("LNX101_2024_T1_far", far, "SUSPEND_COMPLETE", template=keyless_template(22), suspend=True,
+             ip="192.0.2.77")  # outside the provider's allowed_networks
+    wait_for("far's stack suspended", lambda: site.cloud.document(
+        site.cloud.find("LNX101_2024_T1_far"), "", detail=False)["stack_status"] == "SUSPEND_COMPLETE",
+        timeout=10, interval=0.05)
+    line = line_of(migrate("--adopt"), "LNX101_2024_T1_far")
+    assert line.endswith("not adopted: this site refuses its address: lab address 192.0.2.77 is not allowed: "
+                         "outside the allowed networks")
+    assert not Lab.objects.filter(learner=far).exists()
 
 
 def test_delete_removes_the_stacks_but_never_one_a_lab_uses(site: Site) -> None:
