@@ -7,6 +7,7 @@ learner's words, ``compat`` hides edx-platform.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from datetime import UTC, datetime
 from typing import Any
@@ -90,7 +91,7 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
         frag.initialize_js("LabXBlock", {
             "hidden": self.hidden, "fullscreen": self.fullscreen, "has_checks": bool(self.checks),
             "keepalive_seconds": self._keepalive_seconds(), "idle_seconds": self._idle_seconds(),
-            "i18n": messages.js_catalogue(self.ugettext),
+            "i18n": messages.js_catalogue(self.ugettext), "lab": self._lab_tag(),
         })
         self.add_staff_panel(frag, viewer)  # course staff only (staff.py)
         return frag
@@ -195,6 +196,17 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
             suspend_timeout=self.suspend_timeout, delete_timeout=self.delete_timeout,
         )
         return {"ok": alive}
+
+    @XBlock.json_handler
+    @lms_only
+    def leave(self, data: dict, suffix: str = "") -> dict:
+        """The page was hidden or closed: suspend the lab after a short grace, unless a keepalive comes."""
+        viewer = compat.viewer(self)
+        if viewer is None:
+            return messages.error_answer(messages.NOT_SIGNED_IN, self.ugettext)
+        if (unconfigured := self._unconfigured("leave")) is not None:
+            return unconfigured
+        return {"ok": _labs().leave(viewer.user, compat.course_run(self), self._lab_key())}
 
     @XBlock.json_handler
     @lms_only
@@ -341,6 +353,10 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
 
     def _lab_key(self) -> str:
         return authoring.lab_key(compat.course_run(self), self._values())
+
+    def _lab_tag(self) -> str:
+        """Names the lab among the learner's open pages (tabs answer each other's leave), nothing more."""
+        return hashlib.sha256(f"{compat.course_run(self)}\n{self._lab_key()}".encode()).hexdigest()[:16]
 
     def _port(self) -> int | None:
         numbers = [p.get("number") for p in self.ports if isinstance(p, dict)]

@@ -151,6 +151,11 @@ class LabSettings:
     keepalive_interval_seconds: int = field(
         default=30, metadata=_help("How often an open, active lab page sends a keepalive.")
     )
+    leave_grace_seconds: int = field(
+        default=30,
+        metadata=_help("Seconds after the learner leaves the page (hidden or closed) before the lab is "
+                       "suspended, unless a keepalive from any tab comes first."),
+    )
     reconcile_interval_seconds: int = field(
         default=1, metadata=_help("Period of the reconciler (one stack list per provider per pass).")
     )

@@ -236,6 +236,7 @@ def reconcile() -> int:
     settings, now, started = configured("the reconcile tick"), timezone.now(), 0
     if settings is None:
         return 0
+    periodic.mark_idle(now)  # a learner who left (labs.leave) is suspended this pass, not at the idle tick
     for name, conf in settings.providers.items():
         listing = _listing(name, settled=False)
         if listing is not None:

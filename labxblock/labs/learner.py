@@ -1,4 +1,4 @@
-"""What the block asks of labs for one learner: launch, status, keepalive, reset, retry, terminal."""
+"""What the block asks of labs for one learner: launch, status, keepalive, leave, reset, retry, terminal."""
 
 from __future__ import annotations
 
@@ -202,6 +202,22 @@ def keepalive(
     # Only a lab meant to be up: a paused or reaped one answers False, and the page relaunches it.
     labs = Lab.objects.filter(learner=user, course_run=course_run, lab_key=lab_key, desired=Desired.UP)
     return bool(labs.update(**fields))
+
+
+def leave(user: Any, course_run: str, lab_key: str) -> bool:
+    """The learner's page was hidden or closed: the lab is idle after the site's short grace.
+
+    One indexed UPDATE that only ever brings ``idle_at`` closer, so a lab whose own suspend
+    timeout is shorter keeps it. Any keepalive or launch within the grace (the learner came
+    back, or another tab or block showing the same lab answered) moves ``idle_at`` forward
+    again; otherwise the reconcile tick marks the lab idle and suspends it. False if there
+    was nothing to bring forward.
+    """
+    soon = timezone.now() + timedelta(seconds=get_settings().leave_grace_seconds)
+    labs = Lab.objects.filter(
+        learner=user, course_run=course_run, lab_key=lab_key, desired=Desired.UP, idle_at__gt=soon
+    )
+    return bool(labs.update(idle_at=soon))
 
 
 def _locked(user: Any, spec: LabSpec) -> Lab | None:

@@ -65,7 +65,7 @@ def test_choose_port_refuses_other_ports_in_words(lab) -> None:
 @pytest.mark.parametrize("xblock_settings", [{}, {"labxblock": {"install_id": "Not A Slug"}}])
 @pytest.mark.parametrize(("handler", "data"), [
     ("status", {}), ("status", {"launch": True}), ("reset", {}), ("retry", {}), ("keepalive", {}),
-    ("terminal", {}), ("check", {}),
+    ("leave", {}), ("terminal", {}), ("check", {}),
 ])
 def test_on_a_site_without_lab_settings_the_learner_is_told_and_the_operator_logs_the_key(
         lab, caplog, handler, data, xblock_settings) -> None:

@@ -196,6 +196,21 @@ def test_keepalive_moves_last_seen_and_idle_with_one_update(flow) -> None:
     assert len(sql) <= 2, sql  # the learner's row (user service) and the UPDATE
 
 
+def test_leave_brings_the_suspension_to_the_grace_and_a_keepalive_takes_it_back(flow) -> None:
+    f = flow(suspend_timeout="300")
+    assert f.call("leave") == {"ok": False}  # no lab yet: nothing to do
+    f.call("status", {"launch": True})
+    f.wait_phase("ready")
+    answer, sql = f.counted("leave")
+    assert answer == {"ok": True}
+    writes = [s for s in sql if not s.lstrip().upper().startswith("SELECT")]
+    assert len(writes) == 1 and writes[0].lstrip().upper().startswith("UPDATE"), sql
+    left = f.lab()
+    assert left.idle_at - timezone.now() <= timedelta(seconds=30)  # the site's default grace
+    assert f.call("keepalive") == {"ok": True}  # the learner is back, or another tab answered
+    assert f.lab().idle_at - timezone.now() > timedelta(seconds=290)
+
+
 def test_reset_deletes_the_stack_and_comes_back_ready_with_a_new_one(flow, cloud_fake) -> None:
     f = flow()
     f.call("status", {"launch": True})
@@ -257,7 +272,8 @@ def test_the_learner_comes_from_the_user_service_never_from_the_body(flow) -> No
 def test_anonymous_visitors_are_asked_to_sign_in_and_get_no_lab(flow) -> None:
     f = flow()
     f.runtime._services["user"] = PlatformUserService(AnonymousUser())
-    for handler, data in (("status", {"launch": True}), ("keepalive", {}), ("reset", {}), ("terminal", {})):
+    for handler, data in (("status", {"launch": True}), ("keepalive", {}), ("leave", {}), ("reset", {}),
+                          ("terminal", {})):
         assert f.call(handler, data) == {"error": messages.NOT_SIGNED_IN}
     assert "Please sign in to use this lab." in f.page()
     assert not Lab.objects.exists()

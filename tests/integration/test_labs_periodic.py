@@ -66,6 +66,52 @@ def test_suspend_idle_marks_only_silent_labs_and_says_why():
     assert periodic.mark_idle(now) == 0  # a second tick changes nothing
 
 
+def with_lab_settings(settings, **overrides):
+    labxblock = {**settings.XBLOCK_SETTINGS["labxblock"], **overrides}
+    return override_settings(XBLOCK_SETTINGS={"labxblock": labxblock})
+
+
+@pytest.mark.parametrize("grace", [30, 5])
+def test_leave_brings_the_idle_moment_to_the_sites_grace_in_one_update(settings, grace):
+    lab = make_lab("leaver", idle_at=timezone.now() + timedelta(seconds=600))
+    with with_lab_settings(settings, leave_grace_seconds=grace), \
+            CaptureQueriesContext(connection) as queries:
+        assert labs.leave(lab.learner, lab.course_run, lab.lab_key)
+    assert len(queries) == 1 and queries[0]["sql"].upper().startswith("UPDATE")
+    lab.refresh_from_db()
+    assert timedelta(seconds=grace - 5) < lab.idle_at - timezone.now() <= timedelta(seconds=grace)
+    assert lab.desired == Desired.UP  # marked at the next reconcile pass, once the grace is over
+
+
+def test_leave_never_postpones_a_sooner_suspension_and_a_keepalive_cancels_it():
+    now = timezone.now()
+    soon = make_lab("short-timeout", idle_at=now + timedelta(seconds=5))
+    assert not labs.leave(soon.learner, soon.course_run, soon.lab_key)  # 5 s < the 30 s grace
+    assert Lab.objects.get(pk=soon.pk).idle_at == soon.idle_at
+    paused = make_lab("paused", state=State.SUSPENDED, desired=Desired.SUSPENDED,
+                      idle_at=now + timedelta(seconds=600))
+    assert not labs.leave(paused.learner, paused.course_run, paused.lab_key)
+
+    lab = make_lab("back-again", idle_at=now + timedelta(seconds=600))
+    assert labs.leave(lab.learner, lab.course_run, lab.lab_key)
+    assert labs.keepalive(lab.learner, lab.course_run, lab.lab_key, suspend_timeout=600)  # another tab
+    periodic.mark_idle(timezone.now() + timedelta(seconds=31))  # the grace went by
+    assert Lab.objects.get(pk=lab.pk).desired == Desired.UP  # kept up by the keepalive
+    assert Lab.objects.get(pk=soon.pk).desired == Desired.SUSPENDED  # its own 5 s timeout, as before
+
+
+def test_the_reconcile_tick_marks_a_lab_left_past_its_grace(settings):
+    lab = make_lab("gone-home", idle_at=timezone.now() + timedelta(seconds=600))
+    with with_lab_settings(settings, leave_grace_seconds=1):
+        labs.leave(lab.learner, lab.course_run, lab.lab_key)
+        tasks.reconcile.run()
+        assert Lab.objects.get(pk=lab.pk).desired == Desired.UP  # within the grace
+        Lab.objects.filter(pk=lab.pk).update(idle_at=timezone.now() - timedelta(seconds=1))
+        tasks.reconcile.run()
+    assert Lab.objects.get(pk=lab.pk).desired == Desired.SUSPENDED
+    assert LabEvent.objects.filter(lab=lab, reason="idle", desired=Desired.SUSPENDED).count() == 1
+
+
 def test_reaper_expires_unused_labs_only():
     now = timezone.now()
     unused = make_lab("unused", delete_by=now - timedelta(seconds=1))
