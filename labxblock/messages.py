@@ -108,6 +108,10 @@ JS_STRINGS = (
     _("Your last checks"),
     _("{score}% on {when}"),
     _("not scored on {when}"),
+    _("{status}. Go back to the course page to continue."),
+    _("Your lab was paused to save resources. Press the button to wake it up."),
+    _("The course page was closed, so typing here no longer keeps your lab running. Open the course page "
+      "again to keep working."),
 )
 
 # How soon the page should ask again, by phase (ms): fast while something is happening.

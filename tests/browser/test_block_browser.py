@@ -22,9 +22,10 @@ from django.conf import settings
 if "workbench" not in settings.INSTALLED_APPS:
     pytest.skip("needs --ds tests.workbench_settings (the xblock-sdk workbench app)", allow_module_level=True)
 
+from django.utils import timezone
 from workbench import scenarios
 
-from labxblock.lifecycle import State
+from labxblock.lifecycle import Desired, State
 from labxblock.models import Lab
 from tests.engine_harness import lab_template, wait_for
 from tests.integration import conftest as engine_fixtures
@@ -62,8 +63,8 @@ new MutationObserver(function (records) {
 """
 
 
-def lab_xml(port: int) -> str:
-    return (f'<labxblock display_name="Browser lab" suspend_timeout="{SUSPEND_TIMEOUT}">'
+def lab_xml(port: int, suspend_timeout: int = SUSPEND_TIMEOUT) -> str:
+    return (f'<labxblock display_name="Browser lab" suspend_timeout="{suspend_timeout}">'
             "<instructions><![CDATA[<p>Watch your lab start.</p>]]></instructions>"
             f"<template><![CDATA[{lab_template(port)}]]></template></labxblock>")
 
@@ -75,6 +76,26 @@ def scenario(engine_factory, cloud_fake) -> Iterator[Any]:
     engine = engine_factory(keepalive_interval_seconds=KEEPALIVE_SECONDS)
     # Registered before the workbench first lists its scenarios, so only this one is loaded.
     scenarios.add_xml_scenario(SCENARIO, "labxblock browser flow", lab_xml(engine.lab_port.port))
+    try:
+        yield engine
+    finally:
+        scenarios.remove_scenario(SCENARIO)
+
+
+LEAVE_GRACE = 4  # leave_grace_seconds of these tests: short, so they wait little
+LONG_SUSPEND_TIMEOUT = 600  # only the leave signal can suspend the lab within a test's time
+
+
+@pytest.fixture
+def leave_scenario(engine_factory, cloud_fake) -> Iterator[Any]:
+    """A lab only leaving suspends: a long suspend timeout, and the suspend-idle tick (almost) never runs.
+
+    Whatever is marked is marked by the reconcile tick (every second), as the leave signal needs.
+    """
+    engine = engine_factory(keepalive_interval_seconds=KEEPALIVE_SECONDS, leave_grace_seconds=LEAVE_GRACE,
+                            suspend_idle_interval_seconds=3600)
+    xml = lab_xml(engine.lab_port.port, suspend_timeout=LONG_SUSPEND_TIMEOUT)
+    scenarios.add_xml_scenario(SCENARIO, "labxblock browser flow", xml)
     try:
         yield engine
     finally:
@@ -224,6 +245,13 @@ def test_still_here_after_the_lab_was_paused_wakes_it_up(chromium, live_server, 
     dialog = chromium.find_element(By.CSS_SELECTOR, "[data-role=idle]")
     WebDriverWait(chromium, 40, poll_frequency=0.2).until(lambda d: dialog.is_displayed())
     assert "Are you still there?" in dialog.text
+    # While the dialog asks, the page shows the lab's real state: paused, not "ready".
+    phase = chromium.find_element(By.CSS_SELECTOR, "[data-role=phase]")
+    WebDriverWait(chromium, KEEPALIVE_SECONDS + 3, poll_frequency=0.2).until(
+        lambda d: phase.text == "Your lab is paused")
+    box = chromium.find_element(By.CSS_SELECTOR, ".labxblock")
+    assert (box.get_attribute("data-phase"), box.get_attribute("data-ready")) == ("suspended", "false")
+    assert "Your lab was paused to save resources. Press the button to wake it up." in dialog.text
     shot(chromium, "07-still-there")
     seen_before = Lab.objects.get(pk=lab.pk).last_seen_at
 
@@ -273,3 +301,77 @@ def test_a_failure_is_told_in_words_with_retry_and_reset_asks_first(chromium, li
     shot(chromium, "11-reset-ready")
     assert len(engine.cloud.cloud.stacks) == 1 and set(engine.cloud.cloud.stacks) != first_stack
     assert engine.stacks() == {Lab.objects.get().stack_name}
+
+
+def the_lab() -> Lab:
+    return Lab.objects.get(learner__username=f"workbench-{STUDENT}")
+
+
+def seconds_to_idle(lab: Lab) -> float:
+    return (lab.idle_at - timezone.now()).total_seconds()
+
+
+def test_closing_the_tab_suspends_the_lab_after_the_grace(chromium, live_server, leave_scenario) -> None:
+    engine = leave_scenario
+    first_tab = chromium.current_window_handle  # stays open on about:blank: the browser keeps running
+    chromium.switch_to.new_window("tab")
+    chromium.get(f"{live_server.url}/scenario/{SCENARIO}/?student={STUDENT}")
+    wait_ready(chromium)
+    assert seconds_to_idle(the_lab()) > LONG_SUSPEND_TIMEOUT - 30
+
+    chromium.close()  # the learner closes the tab
+    closed_at = time.monotonic()
+    chromium.switch_to.window(first_tab)
+    wait_for("suspend requested", lambda: the_lab().desired == Desired.SUSPENDED, timeout=LEAVE_GRACE + 10,
+             interval=0.1)
+    waited = time.monotonic() - closed_at
+    print(f"suspend requested {waited:.1f} s after the tab was closed (grace {LEAVE_GRACE} s)")
+    assert LEAVE_GRACE - 1 <= waited <= LEAVE_GRACE + 2, waited
+    wait_for("the lab suspended", lambda: the_lab().state == State.SUSPENDED, timeout=20)
+    assert engine.cloud.counters().get("stack_suspend") == 1
+
+
+def test_switching_tabs_and_back_within_the_grace_changes_nothing(
+        chromium, live_server, leave_scenario) -> None:
+    from selenium.webdriver.common.by import By
+
+    engine = leave_scenario
+    chromium.get(f"{live_server.url}/scenario/{SCENARIO}/?student={STUDENT}")
+    wait_ready(chromium)
+    lab_tab = chromium.current_window_handle
+
+    chromium.switch_to.new_window("tab")  # the lab's tab is hidden now: the page said it was left
+    wait_for("the leave signal", lambda: seconds_to_idle(the_lab()) <= LEAVE_GRACE, timeout=5, interval=0.1)
+    time.sleep(LEAVE_GRACE - 2)
+    chromium.switch_to.window(lab_tab)  # back within the grace
+    wait_for("kept up", lambda: seconds_to_idle(the_lab()) > LONG_SUSPEND_TIMEOUT - 30, timeout=5,
+             interval=0.1)
+    time.sleep(LEAVE_GRACE + 3)  # past the grace: nothing happens
+    lab = the_lab()
+    assert (lab.desired, lab.state) == (Desired.UP, State.READY)
+    assert chromium.find_element(By.CSS_SELECTOR, ".labxblock").get_attribute("data-ready") == "true"
+    assert not engine.cloud.counters().get("stack_suspend")
+
+
+def test_a_window_still_showing_the_lab_keeps_it_up_when_another_closes(
+        chromium, live_server, leave_scenario) -> None:
+    """Two windows, both in sight, one lab: closing one leaves the lab to the other."""
+    engine = leave_scenario
+    url = f"{live_server.url}/scenario/{SCENARIO}/?student={STUDENT}"
+    chromium.get(url)
+    wait_ready(chromium)
+    staying = chromium.current_window_handle
+    chromium.switch_to.new_window("window")
+    chromium.get(url)
+    wait_ready(chromium)
+    # The learner reads in the first window without touching anything: it sends no keepalives of its
+    # own now (two quiet intervals), so only its answer to the other window's leave can keep the lab.
+    time.sleep(KEEPALIVE_SECONDS * 2 + 1)
+
+    chromium.close()
+    chromium.switch_to.window(staying)
+    time.sleep(LEAVE_GRACE + 3)
+    lab = the_lab()
+    assert (lab.desired, lab.state) == (Desired.UP, State.READY)
+    assert seconds_to_idle(lab) > LONG_SUSPEND_TIMEOUT - 30
+    assert not engine.cloud.counters().get("stack_suspend")

@@ -1,6 +1,9 @@
-/* The learner's view of a lab: launch status, terminal, keepalives, idle dialog, reset, ports, checks.
+/* The learner's view of a lab: launch status, terminal, keepalives, leaving, idle dialog, reset, ports, checks.
  *
  * Driven by the block's JSON handlers. Everything shown is set with textContent (never innerHTML).
+ * The terminal pages (iframe and "Open in a new window") live on the gateway's origin: they post
+ * {type: "labxblock:activity"} to this page's exact origin, and this page accepts it only from that
+ * origin and from those windows; it tells a popup when the lab stops being ready.
  * For tests: the root carries data-phase and data-ready; controls carry data-action; areas data-role.
  */
 /* exported LabXBlock */
@@ -33,7 +36,7 @@ function LabXBlock(runtime, element, args) {
   var el = {
     phase: find("[data-role=phase]"), elapsed: find("[data-role=elapsed]"), estimate: find("[data-role=estimate]"),
     error: find("[data-role=error]"), terminal: find("[data-role=terminal]"), feedback: find("[data-role=feedback]"),
-    confirm: find("[data-role=confirm-reset]"), idle: find("[data-role=idle]"),
+    confirm: find("[data-role=confirm-reset]"), idle: find("[data-role=idle]"), idleText: find("[data-role=idle-text]"),
     retry: find("[data-action=retry]"), reset: find("[data-action=reset]"), check: find("[data-action=check]"),
     port: find("[data-action=port]"), fullscreen: find("[data-action=fullscreen]")
   };
@@ -42,9 +45,9 @@ function LabXBlock(runtime, element, args) {
     var match = document.cookie.match(/(?:^|;\s*)csrftoken=([^;]+)/);
     return match ? decodeURIComponent(match[1]) : "";
   }
-  function post(handler, data) {
+  function post(handler, data, options) {
     return fetch(runtime.handlerUrl(root, handler), {
-      method: "POST", credentials: "same-origin",
+      method: "POST", credentials: "same-origin", keepalive: !!(options && options.keepalive),
       headers: {"Content-Type": "application/json", "X-CSRFToken": csrfToken(), "X-Requested-With": "XMLHttpRequest"},
       body: JSON.stringify(data || {})
     }).then(function (response) {
@@ -63,6 +66,7 @@ function LabXBlock(runtime, element, args) {
       show(el.retry, true);
       return;
     }
+    var wasReady = state.ready;
     state.phase = answer.phase;
     state.ready = !!answer.ready;
     box.setAttribute("data-phase", answer.phase);
@@ -79,7 +83,18 @@ function LabXBlock(runtime, element, args) {
     if (el.reset) { el.reset.disabled = !(state.ready || answer.phase === "failed"); }
     if (el.check) { el.check.disabled = !state.ready; }
     if (state.ready && !state.terminalLoaded) { loadTerminal(); }
-    if (!state.ready) { state.terminalLoaded = false; show(el.terminal, false); show(el.fullscreen, false); }
+    if (!state.ready) {
+      unloadFrame();
+      show(el.fullscreen, false);
+      if (wasReady) {  // a popup would freeze on a paused lab without a word: tell it
+        tellPopups("paused", format(gettext("{status}. Go back to the course page to continue."),
+                                    {status: answer.label}));
+        var paused = answer.phase === "suspending" || answer.phase === "suspended";
+        if (paused && !args.hidden && el.idle && !idleShown) { askStillHere(); }  // with a way to wake it
+      }
+    }
+    if (idleShown) { setText(el.idleText, state.ready ? idleText : gettext(
+      "Your lab was paused to save resources. Press the button to wake it up.")); }
     schedule(answer.poll_ms);
   }
 
@@ -108,12 +123,37 @@ function LabXBlock(runtime, element, args) {
 
   function launch() { return request("status", {launch: true}); }
 
-  // --- terminal: a fresh single-use ticket each time ---
+  // --- terminal: a fresh single-use ticket each time; its pages say where to post activity ---
+  var gateway = {origin: "", popups: []};
   function terminalUrl() {
     return post("terminal", {}).then(function (answer) {
       if (!answer.url) { throw new Error(answer.error || ""); }
-      return answer.url;
+      gateway.origin = new URL(answer.url, location.href).origin;
+      return answer.url + "&origin=" + encodeURIComponent(location.origin);
     });
+  }
+  function popupOpen() {
+    gateway.popups = gateway.popups.filter(function (win) { return !win.closed; });
+    return gateway.popups.length > 0;
+  }
+  function tellPopups(what, message) {
+    if (!popupOpen() || !gateway.origin) { return; }
+    gateway.popups.forEach(function (win) {
+      win.postMessage({type: "labxblock:lab", state: what, message: message}, gateway.origin);
+    });
+  }
+  // Detached and put back without a src: its document goes at once (its websocket and the SSH
+  // session close), and a page restored from the back/forward cache loads a fresh terminal.
+  function unloadFrame() {
+    state.terminalLoaded = false;
+    var frame = el.terminal;
+    if (!frame || !frame.parentNode) { return; }
+    show(frame, false);
+    if (!frame.hasAttribute("src")) { return; }
+    var holder = frame.parentNode, next = frame.nextSibling;
+    holder.removeChild(frame);
+    frame.removeAttribute("src");
+    holder.insertBefore(frame, next);
   }
   function loadTerminal() {
     if (!el.terminal) { return; }
@@ -131,36 +171,93 @@ function LabXBlock(runtime, element, args) {
 
   // --- activity, keepalives and the idle dialog ---
   var lastActivity = Date.now();
+  var lastKeepalive = 0;
   var idleShown = false;
+  var idleText = el.idleText ? el.idleText.textContent : "";
   function activity() { if (!idleShown) { lastActivity = Date.now(); } }
   ["keydown", "mousemove", "mousedown", "touchstart", "wheel"].forEach(function (name) {
     document.addEventListener(name, activity, {passive: true});
   });
-  window.addEventListener("message", function (event) {  // the terminal page reports input
-    if (el.terminal && event.source === el.terminal.contentWindow && event.data &&
-        event.data.type === "labxblock:activity") { activity(); }
-  });
-
-  function keepaliveTick() {
-    if (el.terminal && document.activeElement === el.terminal) { activity(); }  // typing in the terminal
-    var idleFor = (Date.now() - lastActivity) / 1000;
-    if (!args.hidden && el.idle && idleFor > args.idle_seconds && state.ready && !idleShown) {
-      idleShown = true;  // no keepalives until answered
-      show(el.idle, true);
-      var button = el.idle.querySelector("[data-action=still-here]");
-      if (button) { button.focus(); }
-      return;
-    }
-    if (idleShown || document.visibilityState !== "visible" || idleFor > args.keepalive_seconds * 2) { return; }
-    if (!state.phase || state.phase === "failed") { return; }
+  // Someone can see the lab: this page, or a terminal window it opened (while this tab is hidden).
+  function watched() { return document.visibilityState === "visible" || popupOpen(); }
+  function sendKeepalive() {
+    lastKeepalive = Date.now();
     post("keepalive", {}).then(function (answer) {
       if (answer.ok === false) { launch(); }  // suspended meanwhile: resume it
     }, function () { /* the status poll reports a lost connection */ });
   }
+  window.addEventListener("message", function (event) {  // the terminal pages report input
+    var data = event.data;
+    if (!gateway.origin || event.origin !== gateway.origin || !data || data.type !== "labxblock:activity") { return; }
+    var fromFrame = el.terminal && event.source === el.terminal.contentWindow;
+    if (!fromFrame && gateway.popups.indexOf(event.source) < 0) { return; }
+    if (idleShown && state.ready) { stillHere(); return; }  // typing in a window that hides this dialog
+    activity();
+    // A hidden tab's timers are slowed down: the popup's typing sends the keepalive itself.
+    if (!fromFrame && Date.now() - lastKeepalive > args.keepalive_seconds * 1000) { sendKeepalive(); }
+  });
+
+  function askStillHere() {
+    idleShown = true;  // no keepalives until answered
+    setText(el.idleText, idleText);
+    show(el.idle, true);
+    var button = el.idle.querySelector("[data-action=still-here]");
+    if (button) { button.focus(); }
+  }
+  function stillHere() {
+    idleShown = false;
+    show(el.idle, false);
+    activity();
+    // A launch, not a keepalive: the lab may have been paused while nobody answered, and the
+    // page stopped polling once it was ready. Launching marks it used, wakes it, and shows the phase.
+    launch();
+  }
+  function keepaliveTick() {
+    if (el.terminal && document.activeElement === el.terminal) { activity(); }  // typing in the terminal
+    var idleFor = (Date.now() - lastActivity) / 1000;
+    if (!args.hidden && el.idle && idleFor > args.idle_seconds && state.ready && !idleShown) { askStillHere(); }
+    if (!state.phase || state.phase === "failed" || !watched()) { return; }
+    if (!idleShown && idleFor <= args.keepalive_seconds * 2) { sendKeepalive(); return; }
+    // Nobody keeps the lab up now: show its real state, which may be paused by the time anyone looks.
+    if (state.ready) { request("status", {}); }
+  }
   setInterval(keepaliveTick, Math.max(5, args.keepalive_seconds) * 1000);
   setInterval(tickElapsed, 1000);
+
+  // --- leaving: hidden or closed, the lab is suspended after a short grace unless a keepalive comes ---
+  var ANSWER_LEAVE_MS = 1500;  // after the leaving tab's request, so that the keepalive lands last
+  var channel = typeof BroadcastChannel === "function" ? new BroadcastChannel("labxblock") : null;
+  var hasLeft = false;
+  function leave() {
+    if (hasLeft || popupOpen() || !state.phase || state.phase === "failed") { return; }
+    hasLeft = true;
+    // keepalive: the request outlives the page; the CSRF header is the runtime's usual one.
+    post("leave", {}, {keepalive: true}).catch(function () { /* the keepalive timeout still applies */ });
+    if (channel) { channel.postMessage({type: "labxblock:left", lab: args.lab}); }
+  }
+  if (channel) {  // another tab or window with the same lab was left: if the learner is here, say so
+    channel.onmessage = function (event) {
+      var data = event.data;
+      if (data && data.type === "labxblock:left" && data.lab === args.lab && watched() && !idleShown &&
+          state.phase && state.phase !== "failed") { setTimeout(sendKeepalive, ANSWER_LEAVE_MS); }
+    };
+  }
   document.addEventListener("visibilitychange", function () {
-    if (document.visibilityState === "visible" && !idleShown) { activity(); launch(); }
+    if (document.visibilityState !== "visible") { leave(); return; }
+    hasLeft = false;
+    if (!idleShown) { activity(); launch(); }  // back within the grace: the launch keeps the lab up
+  });
+  window.addEventListener("pagehide", function () {
+    leave();
+    unloadFrame();
+    tellPopups("detached", gettext("The course page was closed, so typing here no longer keeps your lab running. Open the course page again to keep working."));
+  });
+  window.addEventListener("pageshow", function (event) {
+    if (!event.persisted) { return; }  // back from the back/forward cache: a fresh terminal
+    hasLeft = false;
+    tellPopups("attached", "");
+    activity();
+    launch();
   });
 
   // --- controls ---
@@ -168,14 +265,7 @@ function LabXBlock(runtime, element, args) {
     var node = find("[data-action=" + action + "]");
     if (node) { node.addEventListener(node.tagName === "SELECT" ? "change" : "click", handler); }
   }
-  on("still-here", function () {
-    idleShown = false;
-    show(el.idle, false);
-    activity();
-    // A launch, not a keepalive: the lab may have been paused while nobody answered, and the
-    // page stopped polling once it was ready. Launching marks it used, wakes it, and shows the phase.
-    launch();
-  });
+  on("still-here", stillHere);
   on("retry", function () {
     setText(el.error, "");
     show(el.retry, false);
@@ -189,9 +279,8 @@ function LabXBlock(runtime, element, args) {
   on("reset-no", function () { show(el.confirm, false); if (el.reset) { el.reset.focus(); } });
   on("reset-yes", function () {
     show(el.confirm, false);
-    state.terminalLoaded = false;
-    show(el.terminal, false);
-    if (el.terminal) { el.terminal.removeAttribute("src"); }
+    unloadFrame();
+    clearChecks();  // the last result was about the lab that is going away
     request("reset", {});
   });
   on("port", function () {
@@ -202,13 +291,19 @@ function LabXBlock(runtime, element, args) {
   });
   on("fullscreen", function (event) {
     event.preventDefault();
-    var win = window.open("", "_blank");  // opened now, inside the click, so no popup blocker objects
+    // Opened now, inside the click, so no popup blocker objects. It keeps its opener: the gateway's
+    // page posts the learner's activity here (to this exact origin) and hears when the lab is paused.
+    var win = window.open("", "_blank");
     if (!win) { return; }
-    win.opener = null;
-    terminalUrl().then(function (url) { win.location.href = url; }, function () { win.close(); });
+    terminalUrl().then(function (url) {
+      gateway.popups.push(win);
+      win.location.href = url;
+    }, function () { win.close(); });
   });
   // --- progress checks: start a run, poll its result, show each check, the score and the last runs ---
   var checkTimer = null;
+  var checkAsked = false;  // the learner pressed Check here: show them the result when it comes
+  var checkBox = find("[data-role=checks]");
   var checkList = find("[data-role=check-results]");
   var history = find("[data-role=check-history]");
   var historyList = find("[data-role=check-history-list]");
@@ -251,6 +346,14 @@ function LabXBlock(runtime, element, args) {
       });
       show(history, !!(answer.history && answer.history.length));
     }
+    // The learner pressed Check here: bring the result into view (the live region announces it).
+    if (checkAsked && checkBox) { checkAsked = false; checkBox.scrollIntoView({block: "nearest"}); }
+  }
+  function clearChecks() {
+    clearTimeout(checkTimer);
+    checkAsked = false;
+    setText(el.feedback, "");
+    if (checkList) { checkList.textContent = ""; show(checkList, false); }
   }
   function collectChecks() {
     post("check_result", {}).then(renderChecks, function () {
@@ -259,6 +362,7 @@ function LabXBlock(runtime, element, args) {
     });
   }
   on("check", function () {
+    checkAsked = true;
     setText(el.feedback, gettext("Checking…"));
     el.check.disabled = true;
     post("check", {}).then(renderChecks, function () {

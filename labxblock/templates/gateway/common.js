@@ -1,10 +1,10 @@
 // Shared by the gateway pages: ticket from the fragment, status line.
 
-/** Read "#ticket=…&ro=1" once and wipe it from the address bar and history. */
+/** Read "#ticket=…&ro=1&origin=…" once and wipe it from the address bar and history. */
 export function takeFragment() {
     const params = new URLSearchParams(location.hash.slice(1));
     history.replaceState(null, "", location.pathname + location.search);
-    return { ticket: params.get("ticket") || "", readOnly: params.get("ro") === "1" };
+    return { ticket: params.get("ticket") || "", readOnly: params.get("ro") === "1", origin: params.get("origin") || "" };
 }
 
 const MESSAGES = {
@@ -20,6 +20,7 @@ const MESSAGES = {
 
 /** Show a status line (textContent only: nothing here is HTML). */
 export function setStatus(text, state) {
+    if (document.body.dataset.state === "paused") return; // page.js said why the session ended
     document.getElementById("status").textContent = text;
     if (state) document.body.dataset.state = state;
 }

@@ -2,8 +2,9 @@
 import { Terminal } from "./xterm-6.0.0.mjs";
 import { FitAddon } from "./xterm-addon-fit-0.11.0.mjs";
 import { setStatus, statusText, takeFragment } from "./common.js";
+import { watchCoursePage } from "./page.js";
 
-const { ticket } = takeFragment();
+const { ticket, origin } = takeFragment();
 const term = new Terminal({ cursorBlink: true, scrollback: 2000 });
 const fit = new FitAddon();
 term.loadAddon(fit);
@@ -13,6 +14,7 @@ fit.fit();
 const scheme = location.protocol === "https:" ? "wss://" : "ws://";
 const ws = new WebSocket(scheme + location.host + location.pathname + "ws", "labxblock-console");
 ws.binaryType = "arraybuffer";
+watchCoursePage(origin, () => ws.close(1000));
 const ACK_EVERY = 16 * 1024;
 let drawn = 0;
 const send = (msg) => { if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg)); };

@@ -1,8 +1,9 @@
 // Gateway mode: guacamole-common-js through the gateway's relay to guacd.
 import Guacamole from "./guacamole-common-js-1.5.0.min.mjs";
 import { setStatus, statusText, takeFragment } from "./common.js";
+import { watchCoursePage } from "./page.js";
 
-const { ticket, readOnly } = takeFragment();
+const { ticket, readOnly, origin } = takeFragment();
 const screen = document.getElementById("screen");
 // Relative URL: the library builds ws(s)://host/<this page's path>ws from it.
 const tunnel = new Guacamole.WebSocketTunnel("ws");
@@ -38,5 +39,5 @@ if (!readOnly) {
     screen.addEventListener("click", () => screen.focus());
     screen.focus();
 }
-window.addEventListener("pagehide", () => client.disconnect());
+watchCoursePage(origin, () => client.disconnect());
 client.connect("");
