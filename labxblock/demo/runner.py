@@ -1,8 +1,10 @@
 """Start, watch and stop the demo's processes: web server, Celery worker and beat, gateway.
 
-Each child runs in a process group of its own, so stopping it stops whatever it
-forked (the worker's pool). Ctrl-C or SIGTERM stops them all and deletes the
-labs the demo started, so nothing it started outlives it.
+Each child runs in a session (process group) of its own, so a Ctrl-C at the terminal
+reaches the demo only, and stopping a child also stops whatever it forked. Ctrl-C,
+SIGTERM or SIGHUP (handled by the demo even if it was started with them ignored)
+stops them all and deletes the labs the demo started; if the demo is killed outright,
+its watchdog (``watchdog.py``) does that. Nothing it started outlives it.
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from cryptography.fernet import Fernet
 
 from labxblock.conf import QueueSettings
 from labxblock.demo.scenario import SCENARIO_ID
+from labxblock.demo.watchdog import Watchdog, delete_labs, die_with_parent, stop_children
 
 SETTINGS = "labxblock.demo.settings"
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 REDIS = ("127.0.0.1", 6379)
 
 
@@ -81,6 +85,8 @@ class Demo:
     env: dict[str, str] = field(default_factory=dict)
     children: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     logs: list[IO[bytes]] = field(default_factory=list)
+    watchdog: Watchdog | None = None
+    started_at: float = field(default_factory=time.monotonic)
 
     @property
     def url(self) -> str:
@@ -113,14 +119,21 @@ class Demo:
         if done.returncode:
             raise RuntimeError(f"{name} failed:\n{self.log_tail(name)}")
 
+    def say(self, text: str) -> None:
+        """A line of progress: the start takes a while, and whoever waits sees what it is doing."""
+        print(f"  [{time.monotonic() - self.started_at:4.1f} s] {text}", flush=True)
+
     def start(self, name: str, *args: str) -> None:
         """Start a long-running child in its own process group, logging to ``logs/<name>.log``."""
+        assert self.watchdog is not None, "start_all starts the watchdog first"
         log = (self.options.directory / "logs" / f"{name}.log").open("ab")
         self.logs.append(log)
         self.children[name] = subprocess.Popen(
             [sys.executable, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,  # Ctrl-C reaches us only; we stop them
+            preexec_fn=die_with_parent,  # safe here: the demo starts its children from one thread
         )
+        self.watchdog.watch(self.children[name].pid)
 
     def log_tail(self, name: str, lines: int = 15) -> str:
         path = self.options.directory / "logs" / f"{name}.log"
@@ -130,13 +143,18 @@ class Demo:
 
     def start_all(self) -> None:
         opts = self.options
+        self.watchdog = Watchdog(opts.directory, self.env)  # first: it must know of every child
+        self.say("preparing the database (migrate)…")
         self.run("migrate", "-m", "django", "migrate", "--run-syncdb", "--noinput")
         # A clean slate: the last run's labs were deleted at its end (or are deleted now, if it was
         # killed), so their rows go too; the page launches a fresh lab.
+        self.say("clearing the last run's labs…")
         self.delete_labs()
         self.run("forget-labs", "-m", "django", "shell", "-c",
                  "from labxblock.models import Lab; print(Lab.objects.all().delete())")
+        self.say(f"starting the terminal gateway on 127.0.0.1:{opts.gateway_port}…")
         self.start("gateway", "-m", "labxblock.gateway.cli")
+        self.say("starting the Celery worker (lab tasks, checks) and beat (ticks)…")
         app = "labxblock.demo.celery_app"
         queues = QueueSettings()  # the demo's settings keep the default queues; one worker takes them all
         self.start("worker", "-m", "celery", "-A", app, "worker", "--loglevel", "INFO", "--pool", "prefork",
@@ -145,7 +163,9 @@ class Demo:
                    "--hostname", f"demo-{opts.port}@%h")
         self.start("beat", "-m", "celery", "-A", app, "beat", "--loglevel", "INFO", "--max-interval", "1",
                    "--schedule", str(opts.directory / "beat-schedule"))
+        self.say(f"starting the web server (the xblock-sdk workbench) on 127.0.0.1:{opts.port}…")
         self.start("web", "-m", "django", "runserver", f"127.0.0.1:{opts.port}", "--noreload")
+        self.say("waiting for the web server and the gateway to answer…")
 
     def wait_until_up(self, timeout: float = 60) -> None:
         """Until the page and the gateway answer; a child that exits meanwhile fails the start."""
@@ -167,33 +187,19 @@ class Demo:
                 raise RuntimeError(f"{name} exited with status {proc.returncode}:\n{self.log_tail(name)}")
 
     def stop(self) -> None:
-        """Stop every child (its whole process group), then the labs the demo started."""
+        """Stop every child and what it left in its process group, then the labs; then the watchdog."""
+        stop_children(proc.pid for proc in self.children.values())
         for proc in self.children.values():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGTERM)
-        deadline = time.monotonic() + 10
-        for proc in self.children.values():
-            try:
-                proc.wait(max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            with contextlib.suppress(ProcessLookupError):  # what a child left in its group
-                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()  # exited already: collect the status
         for log in self.logs:
             log.close()
         self.delete_labs()
+        if self.watchdog is not None:
+            self.watchdog.done()
 
     def delete_labs(self) -> int:
         """Delete the local labs (the next start recreates what a learner opens)."""
-        from labxblock.providers.local import LocalProvider
-
-        provider = LocalProvider("default", {"root": str(self.options.directory / "labs")})
-        labs = provider.list("labxblock-demo")
-        for info in labs:
-            provider.delete(info.ref)
-        return len(labs)
+        return delete_labs(self.options.directory)
 
 
 def main(options: Options) -> int:
@@ -203,15 +209,23 @@ def main(options: Options) -> int:
     broker = broker_url(options.broker)
     demo.setup_env(broker)
 
-    def stop_on_signal(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+    stopping = False
 
-    signal.signal(signal.SIGTERM, stop_on_signal)
+    def stop_on_signal(signum: int, frame: object) -> None:
+        nonlocal stopping
+        if not stopping:  # a second Ctrl-C while stopping must not cut the clean-up short
+            stopping = True
+            raise KeyboardInterrupt
+
+    # Installed whatever was inherited: a supervisor or a test may start the demo with SIGINT ignored.
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, stop_on_signal)
     status = 0
     try:
         print(f"labxblock demo in {options.directory} (broker {broker.split(':')[0]}); starting…", flush=True)
         demo.start_all()
         demo.wait_until_up()
+        demo.say("ready.")
         print(f"\n  Open {demo.url}\n\n  Logs in {options.directory / 'logs'}. Ctrl-C stops everything.\n",
               flush=True)
         while True:
@@ -223,7 +237,7 @@ def main(options: Options) -> int:
         print(f"labxblock demo: {exc}", file=sys.stderr, flush=True)
         status = 1
     finally:
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        stopping = True
         demo.stop()
     print("stopped.", flush=True)
     return status

@@ -8,141 +8,35 @@ from __future__ import annotations
 
 import os
 import re
-import shlex
 import signal
-import sqlite3
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.browser.conftest import screenshot
-from tests.services import missing_service
+from tests.browser.demo_harness import (
+    PROGRESS,
+    ROOT,
+    RunningDemo,
+    assert_cleaned_up,
+    processes_of,
+    run_demo,
+    running,
+    terminal,
+    type_and_see,
+    wait_stopped,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
-ROOT = Path(__file__).parents[2]
-README = ROOT / "README.md"
 SUSPEND_TIMEOUT = 10  # the demo's --suspend-timeout, short so the test waits little
-
-
-def quickstart_command() -> list[str]:
-    """The demo command exactly as README.md gives it (the line starting ``labxblock demo``)."""
-    lines = [line.strip() for line in README.read_text().splitlines()]
-    command = next(line for line in lines if line.startswith("labxblock demo"))
-    argv = shlex.split(command)
-    # The console script of this virtualenv, as `pip install` put it on the PATH.
-    return [str(Path(sys.executable).parent / argv[0]), *argv[1:]]
-
-
-@dataclass
-class RunningDemo:
-    url: str
-    directory: Path
-    output: list[str]
-
-    def lab_state(self) -> str | None:
-        with sqlite3.connect(self.directory / "demo.sqlite3", timeout=10) as db:
-            row = db.execute("SELECT state FROM labxblock_lab ORDER BY id DESC LIMIT 1").fetchone()
-        return row[0] if row else None
 
 
 @pytest.fixture
 def demo(tmp_path: Path) -> Iterator[RunningDemo]:
     yield from run_demo(tmp_path / "demo", "--suspend-timeout", str(SUSPEND_TIMEOUT))
-
-
-def run_demo(directory: Path, *options: str) -> Iterator[RunningDemo]:
-    """Run the quickstart's command until the test is done, then Ctrl-C it and check it cleaned up."""
-    if not Path("/usr/sbin/sshd").exists():
-        missing_service("the demo's local provider needs /usr/sbin/sshd (openssh-server)")
-    argv = [*quickstart_command(), "--dir", str(directory), "--port", "0", *options]
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            start_new_session=True)
-    output: list[str] = []
-    found = threading.Event()
-
-    def read() -> None:
-        for line in proc.stdout:  # type: ignore[union-attr]
-            output.append(line)
-            if "Open http" in line:
-                found.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        assert found.wait(120) or proc.poll() is not None, "".join(output)
-        match = re.search(r"Open (http://\S+)", "".join(output))
-        assert match, "".join(output)
-        assert len(_processes_of(directory)) >= 5, "the check below would see nothing"  # web, worker…
-        yield RunningDemo(match.group(1), directory, output)
-    finally:
-        proc.send_signal(signal.SIGINT)  # what Ctrl-C sends
-        try:
-            status = proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            raise
-        reader.join(5)
-        print("".join(output))
-    assert status == 0, "".join(output)
-    assert "stopped." in "".join(output)
-    labs = directory / "labs"
-    assert not labs.exists() or [p for p in labs.iterdir()] == [], "Ctrl-C left labs behind"
-    assert _processes_of(directory) == [], "Ctrl-C left processes behind"
-
-
-def _processes_of(directory: Path) -> list[int]:
-    """Pids of live processes started by the demo in ``directory`` (labs inherit its environment)."""
-    marker = f"LABXBLOCK_DEMO_DIR={directory}".encode()
-    pids = []
-    for entry in Path("/proc").iterdir():
-        try:
-            if (entry.name.isdigit() and marker in (entry / "environ").read_bytes().split(b"\0")
-                    and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"):  # zombies are dead
-                pids.append(int(entry.name))
-        except OSError:
-            continue
-    return pids
-
-
-def _terminal(driver, timeout: float = 90):
-    """Switch into the lab's terminal iframe once the lab is ready; return xterm's keyboard input."""
-    from selenium.webdriver.common.by import By
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    driver.switch_to.default_content()
-    frame = WebDriverWait(driver, timeout).until(
-        lambda d: next((f for f in d.find_elements(By.CSS_SELECTOR, "iframe.labxblock-terminal")
-                        if f.is_displayed()), None)
-    )
-    driver.switch_to.frame(frame)
-    WebDriverWait(driver, 30).until(
-        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "ready"
-    )
-    return WebDriverWait(driver, 10).until(
-        lambda d: d.find_element(By.CSS_SELECTOR, ".xterm-helper-textarea")
-    )
-
-
-def _screen(driver) -> str:
-    from selenium.webdriver.common.by import By
-
-    return driver.find_element(By.CSS_SELECTOR, ".xterm-rows").text
-
-
-def _type_and_see(driver, keyboard, command: str, expect: str, timeout: float = 20) -> None:
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    # Wait for a prompt first: keys typed before the shell reads are dropped by tmux.
-    WebDriverWait(driver, timeout).until(lambda d: _screen(d).strip() != "")
-    keyboard.send_keys(command + "\n")
-    WebDriverWait(driver, timeout).until(lambda d: expect in _screen(d))
 
 
 def _wait_state(demo: RunningDemo, state: str, timeout: float) -> float:
@@ -155,10 +49,10 @@ def _wait_state(demo: RunningDemo, state: str, timeout: float) -> float:
 
 def test_the_demo_lab_works_suspends_when_left_and_resumes_with_the_same_shell(chromium, demo) -> None:
     chromium.get(demo.url)
-    keyboard = _terminal(chromium)
+    keyboard = terminal(chromium)
     assert demo.lab_state() == "ready"
-    _type_and_see(chromium, keyboard, "export MARK=42", "MARK=42")
-    _type_and_see(chromium, keyboard, "echo mark-$MARK", "mark-42\n")
+    type_and_see(chromium, keyboard, "export MARK=42", "MARK=42")
+    type_and_see(chromium, keyboard, "echo mark-$MARK", "mark-42\n")
     chromium.switch_to.default_content()
     screenshot(chromium, "demo-lab")
     if os.environ.get("LABXBLOCK_UPDATE_SCREENSHOTS") == "1":  # refresh the README's picture of the demo
@@ -171,9 +65,9 @@ def test_the_demo_lab_works_suspends_when_left_and_resumes_with_the_same_shell(c
     assert stopped and set(stopped) == {"T"}, stopped  # every process of the lab is really stopped
 
     chromium.get(demo.url)
-    keyboard = _terminal(chromium)
+    keyboard = terminal(chromium)
     assert demo.lab_state() == "ready"
-    _type_and_see(chromium, keyboard, "echo again-$MARK", "again-42")
+    type_and_see(chromium, keyboard, "echo again-$MARK", "again-42")
     screenshot(chromium, "demo-lab-resumed")
 
 
@@ -217,7 +111,40 @@ def test_a_second_run_in_the_same_directory_gives_a_working_lab_again(chromium, 
         running = run_demo(tmp_path / "demo")
         demo = next(running)
         chromium.get(demo.url)
-        _type_and_see(chromium, _terminal(chromium), f"echo {attempt}-run-ok", f"{attempt}-run-ok\n")
+        type_and_see(chromium, terminal(chromium), f"echo {attempt}-run-ok", f"{attempt}-run-ok\n")
         chromium.get("about:blank")
         with pytest.raises(StopIteration):
             next(running)
+
+
+@pytest.mark.parametrize("stop_with", [signal.SIGTERM, signal.SIGINT])
+def test_started_with_sigint_ignored_it_says_what_it_starts_and_a_signal_stops_everything(
+        tmp_path: Path, stop_with: signal.Signals) -> None:
+    """As a supervisor or a script's `&` starts it: its own signal handling, and a clean stop."""
+    with running(tmp_path / "demo", ignore_sigint=True) as demo:
+        started = "".join(demo.output)
+        progress = [line.strip() for line in demo.output if PROGRESS.match(line)]
+        # What it is doing during the start, before the URL: each part, as it starts it.
+        for part in ("migrate", "terminal gateway", "Celery worker", "web server", "waiting", "ready"):
+            assert any(part in line for line in progress), (part, started)
+        assert started.index(progress[-1]) < started.index("Open http")
+        demo.proc.send_signal(stop_with)
+        assert wait_stopped(demo) == 0
+        assert "stopped." in "".join(demo.output)
+        assert_cleaned_up(demo)
+
+
+def test_killed_outright_what_it_started_goes_too(chromium, tmp_path: Path) -> None:
+    """SIGKILL (a test's timeout, an OOM kill): the watchdog stops the children and deletes the lab."""
+    with running(tmp_path / "demo") as demo:
+        chromium.get(demo.url)
+        terminal(chromium)  # a lab runs: its sshd and tmux are the demo's too
+        chromium.get("about:blank")
+        assert list((demo.directory / "labs").iterdir())
+        before = len(processes_of(demo.directory))
+        os.kill(demo.proc.pid, signal.SIGKILL)
+        demo.proc.wait(5)
+        killed_at = time.monotonic()
+        assert_cleaned_up(demo, timeout=15)
+    print(f"{before} processes gone {time.monotonic() - killed_at:.1f} s after the demo was killed")
+    assert "the demo died" in demo.log("watchdog"), demo.log("watchdog")
