@@ -44,6 +44,15 @@ def chromium() -> Iterator:
         shutil.rmtree(profile, ignore_errors=True)
 
 
+# Back/forward cache: installed before a page's scripts, records how each top-level page was shown
+# (``[False, True]``: loaded, then restored from the cache by Back).
+PAGESHOW = """
+window.addEventListener('pageshow', function (e) {
+  if (window.top === window) { window.__shows = (window.__shows || []).concat([e.persisted]); }
+});
+"""
+
+
 def screenshot(driver, name: str) -> Path:
     """Save a PNG under test-artifacts/browser/ and print where it is."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)

@@ -12,19 +12,13 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.browser.conftest import screenshot
+from tests.browser.conftest import PAGESHOW, screenshot
 from tests.browser.demo_harness import RunningDemo, keyboard, run_demo, terminal, type_and_see
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 SUSPEND_TIMEOUT = 10  # the demo's --suspend-timeout: short, so the tests wait little
 KEEPALIVE_SECONDS = 5  # the demo's keepalive interval; the page stops keepalives after two idle ones
-# Backwards-forwards cache: records how each top-level page was shown (restored: persisted).
-PAGESHOW = """
-window.addEventListener('pageshow', function (e) {
-  if (window.top === window) { window.__shows = (window.__shows || []).concat([e.persisted]); }
-});
-"""
 
 
 @pytest.fixture(scope="module")
