@@ -228,8 +228,12 @@ function LabXBlock(runtime, element, args) {
   var ANSWER_LEAVE_MS = 1500;  // after the leaving tab's request, so that the keepalive lands last
   var channel = typeof BroadcastChannel === "function" ? new BroadcastChannel("labxblock") : null;
   var hasLeft = false;
-  function leave() {
-    if (hasLeft || popupOpen() || !state.phase || state.phase === "failed") { return; }
+  // Hidden: only a ready lab (a learner who looks elsewhere while it is built wants it ready on return;
+  // the keepalive timeout still applies). Closed: whatever its phase.
+  function leave(closed) {
+    if (hasLeft || popupOpen() || !state.phase || state.phase === "failed" || !(closed || state.ready)) {
+      return;
+    }
     hasLeft = true;
     // keepalive: the request outlives the page; the CSRF header is the runtime's usual one.
     post("leave", {}, {keepalive: true}).catch(function () { /* the keepalive timeout still applies */ });
@@ -243,12 +247,12 @@ function LabXBlock(runtime, element, args) {
     };
   }
   document.addEventListener("visibilitychange", function () {
-    if (document.visibilityState !== "visible") { leave(); return; }
+    if (document.visibilityState !== "visible") { leave(false); return; }
     hasLeft = false;
     if (!idleShown) { activity(); launch(); }  // back within the grace: the launch keeps the lab up
   });
   window.addEventListener("pagehide", function () {
-    leave();
+    leave(true);
     unloadFrame();
     tellPopups("detached", gettext("The course page was closed, so typing here no longer keeps your lab running. Open the course page again to keep working."));
   });
