@@ -12,11 +12,14 @@ key mints, every key verifies). AES-GCM would be shorter but needs our own
 timestamp, nonce and rotation code; tickets are small and short-lived, so the
 standard construction wins.
 
+Time to open: each ticket carries its own ``ttl`` (1-60 s, the site's
+``ticket_ttl_seconds``); the verifier honours it, never more than 60 s.
+
 Single use: every ticket has a random id; ``verify_ticket`` claims it in a
 replay guard, which remembers it until the ticket could no longer be valid.
-The in-process ``ReplayGuard`` only covers one gateway process: several
-replicas need sticky routing or a shared guard (e.g. Redis ``SET NX EXAT``)
-implementing ``claim``.
+The in-process ``ReplayGuard`` only covers one process; the gateway claims in
+Redis when it runs as several (``labxblock.gateway.replay``), so it splits the
+steps: ``open_ticket`` → claim → ``check_binding``.
 """
 
 from __future__ import annotations
@@ -38,25 +41,33 @@ MAX_TTL_SECONDS = 60
 # an id for as long as such a ticket could still be accepted.
 _CLOCK_SKEW_SECONDS = 60
 PROTOCOLS = frozenset({"ssh", "rdp", "vnc"})
-# Display options a ticket may carry (Guacamole parameter names). Connection
-# parameters (hostname, port, read-only …) are fields of their own, never here.
-DISPLAY_OPTIONS = frozenset(
-    {
-        "color-scheme",
-        "font-name",
-        "font-size",
-        "scrollback",
-        "terminal-type",
-        "backspace",
-        "locale",
-        "timezone",
-        "color-depth",
-        "resize-method",
-        "enable-wallpaper",
-        "enable-font-smoothing",
-        "disable-audio",
-    }
-)
+# Options a ticket may carry (Guacamole parameter names), each with the values
+# it accepts: a set of words, or a pattern. Connection parameters (hostname,
+# port, read-only …) are fields of their own, never here.
+_WORD = re.compile(r"^[A-Za-z0-9_.+\-/ ]{0,64}$")
+_NUMBER = re.compile(r"^[0-9]{1,5}$")
+_BOOLEAN = frozenset({"true", "false", ""})
+_FINGERPRINTS = re.compile(r"^[a-z0-9]{3,8}:[0-9A-Fa-f:]{16,200}(,[a-z0-9]{3,8}:[0-9A-Fa-f:]{16,200}){0,7}$")
+OPTION_VALUES: Mapping[str, frozenset[str] | re.Pattern[str]] = {
+    "color-scheme": re.compile(r"^[A-Za-z0-9_\-#:;,/ ]{0,512}$"),
+    "font-name": _WORD,
+    "font-size": _NUMBER,
+    "scrollback": _NUMBER,
+    "terminal-type": _WORD,
+    "backspace": _NUMBER,
+    "locale": _WORD,
+    "timezone": _WORD,
+    "color-depth": frozenset({"8", "16", "24", "32"}),
+    "enable-wallpaper": _BOOLEAN,
+    "enable-font-smoothing": _BOOLEAN,
+    "disable-audio": _BOOLEAN,
+    # RDP: how the desktop follows the browser's size, and the lab's certificate.
+    "resize-method": frozenset({"display-update", "reconnect", ""}),
+    "security": frozenset({"any", "nla", "tls", "rdp"}),
+    "ignore-cert": _BOOLEAN,
+    "cert-fingerprints": _FINGERPRINTS,
+}
+DISPLAY_OPTIONS = frozenset(OPTION_VALUES)
 _MODE_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 _VERSION = 1
 
@@ -115,11 +126,22 @@ class Ticket:
     port: int
     username: str
     issued_at: float
+    ttl: int = MAX_TTL_SECONDS
     private_key: str | None = field(default=None, repr=False)
     password: str | None = field(default=None, repr=False)
     host_key: str | None = None
     read_only: bool = False
     display: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def expires_at(self) -> float:
+        """When the ticket stops opening a connection."""
+        return self.issued_at + self.ttl
+
+    @property
+    def remember_until(self) -> float:
+        """How long a replay guard must remember the id (Fernet accepts some clock skew)."""
+        return self.expires_at + _CLOCK_SKEW_SECONDS
 
 
 class ReplayGuardLike(Protocol):
@@ -193,19 +215,25 @@ def mint_ticket(
     host_key: str | None = None,
     read_only: bool = False,
     display: Mapping[str, Any] | None = None,
+    ttl: int = MAX_TTL_SECONDS,
     now: float | None = None,
 ) -> str:
-    """Encrypt a single-use ticket for one connection; URL-safe base64 text."""
+    """Encrypt a single-use ticket for one connection, to be opened within ``ttl`` seconds."""
     if not learner_id or not stack_name or not host or not username:
         raise ValueError("learner_id, stack_name, host and username are required")
     if protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {sorted(PROTOCOLS)}")
     if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
         raise ValueError("port must be an integer in 1..65535")
-    display = dict(display or {})
-    unknown = set(display) - DISPLAY_OPTIONS
+    if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= MAX_TTL_SECONDS:
+        raise ValueError(f"ttl must be an integer in 1..{MAX_TTL_SECONDS} seconds")
+    options = {str(k): _display_value(v) for k, v in (display or {}).items()}
+    unknown = set(options) - DISPLAY_OPTIONS
     if unknown:
         raise ValueError(f"unknown display options: {sorted(unknown)}")
+    for name, value in options.items():
+        if not _option_ok(name, value):
+            raise ValueError(f"display option {name!r}: value not accepted")
     payload = {
         "v": _VERSION,
         "id": secrets.token_urlsafe(16),
@@ -219,7 +247,8 @@ def mint_ticket(
         "pwd": password,
         "hk": host_key,
         "ro": bool(read_only),
-        "dsp": {k: _display_value(v) for k, v in display.items()},
+        "ttl": ttl,
+        "dsp": options,
     }
     data = json.dumps(payload, separators=(",", ":")).encode("utf-8")
     at = int(time.time() if now is None else now)
@@ -234,23 +263,15 @@ def _display_value(value: Any) -> str:
     raise ValueError("display option values must be strings, numbers or booleans")
 
 
-def verify_ticket(
-    keys: Sequence[str | bytes] | str | bytes,
-    token: str,
-    *,
-    replay_guard: ReplayGuardLike,
-    stack_name: str,
-    learner_id: str | None = None,
-    now: float | None = None,
-    ttl: int = MAX_TTL_SECONDS,
-) -> Ticket:
-    """Decrypt, check expiry, claim for single use, check the binding.
+def _option_ok(name: str, value: str) -> bool:
+    rule = OPTION_VALUES.get(name)
+    if rule is None:
+        return False
+    return value in rule if isinstance(rule, frozenset) else rule.fullmatch(value) is not None
 
-    ``stack_name`` is the stack the presenting page was opened for;
-    ``learner_id``, when the caller knows it, must match too.
-    """
-    if not 0 < ttl <= MAX_TTL_SECONDS:
-        raise ValueError(f"ttl must be in 1..{MAX_TTL_SECONDS} seconds")
+
+def open_ticket(keys: Sequence[str | bytes] | str | bytes, token: str, *, now: float | None = None) -> Ticket:
+    """Decrypt and check the ticket's own time to open (at most 60 s); no replay claim yet."""
     at = time.time() if now is None else now
     fernet = _fernet(keys)
     raw = token.encode("ascii", "replace") if isinstance(token, str) else b""
@@ -259,19 +280,45 @@ def verify_ticket(
     except InvalidToken:
         raise TicketInvalid("ticket not authentic") from None
     try:
-        data = fernet.decrypt_at_time(raw, ttl, int(at))
+        data = fernet.decrypt_at_time(raw, MAX_TTL_SECONDS, int(at))
     except InvalidToken:
         # Authentic (timestamp extraction checks the HMAC) but out of time.
         raise TicketExpired("ticket expired") from None
     ticket = _parse(data, issued_at)
-    expires_at = issued_at + ttl + _CLOCK_SKEW_SECONDS
-    if not replay_guard.claim(ticket.ticket_id, expires_at=expires_at, now=at):
-        raise TicketReplayed(f"ticket {ticket.ticket_id[:6]}… already used")
+    if int(at) > ticket.expires_at:  # Fernet's own check uses whole seconds too
+        raise TicketExpired("ticket expired")
+    return ticket
+
+
+def check_binding(ticket: Ticket, *, stack_name: str, learner_id: str | None = None) -> Ticket:
+    """The ticket must be for the stack whose page presents it (and the learner, when known)."""
     if ticket.stack_name != stack_name:
         raise TicketWrongStack("ticket is for another stack")
     if learner_id is not None and ticket.learner_id != str(learner_id):
         raise TicketWrongLearner("ticket is for another learner")
     return ticket
+
+
+def verify_ticket(
+    keys: Sequence[str | bytes] | str | bytes,
+    token: str,
+    *,
+    replay_guard: ReplayGuardLike,
+    stack_name: str,
+    learner_id: str | None = None,
+    now: float | None = None,
+) -> Ticket:
+    """Decrypt, check expiry, claim for single use, check the binding.
+
+    ``stack_name`` is the stack the presenting page was opened for;
+    ``learner_id``, when the caller knows it, must match too. The claim comes
+    before the binding check, so a ticket tried on another stack is spent.
+    """
+    at = time.time() if now is None else now
+    ticket = open_ticket(keys, token, now=at)
+    if not replay_guard.claim(ticket.ticket_id, expires_at=ticket.remember_until, now=at):
+        raise TicketReplayed(f"ticket {ticket.ticket_id[:6]}… already used")
+    return check_binding(ticket, stack_name=stack_name, learner_id=learner_id)
 
 
 def _parse(data: bytes, issued_at: float) -> Ticket:
@@ -288,17 +335,24 @@ def _parse(data: bytes, issued_at: float) -> Ticket:
             port=int(p["prt"]),
             username=_str(p["usr"]),
             issued_at=float(issued_at),
+            ttl=_ttl(p.get("ttl", MAX_TTL_SECONDS)),
             private_key=p.get("key"),
             password=p.get("pwd"),
             host_key=p.get("hk"),
             read_only=p["ro"] is True,
-            display={_str(k): _str(v) for k, v in p.get("dsp", {}).items() if k in DISPLAY_OPTIONS},
+            display={_str(k): _str(v) for k, v in p.get("dsp", {}).items() if _option_ok(k, _str(v))},
         )
     except (ValueError, KeyError, TypeError, AttributeError):
         raise TicketInvalid("ticket payload malformed") from None
     if ticket.protocol not in PROTOCOLS or not 0 < ticket.port < 65536:
         raise TicketInvalid("ticket payload malformed")
     return ticket
+
+
+def _ttl(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError("ttl must be an integer")
+    return max(1, min(MAX_TTL_SECONDS, value))  # never more than 60 s, whatever was minted
 
 
 def _str(value: Any) -> str:

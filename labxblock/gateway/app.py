@@ -12,14 +12,18 @@ from __future__ import annotations
 import html
 import logging
 import time
+from collections import Counter
 from pathlib import Path
 from string import Template
 from typing import Any
 from urllib.parse import unquote
 
+from labxblock.addresses import AddressPolicy
 from labxblock.gateway import console, guac, wsock
 from labxblock.gateway.config import GatewayConfig
-from labxblock.tickets import ReplayGuard, Ticket, verify_ticket
+from labxblock.gateway.destinations import Destinations, resolve
+from labxblock.gateway.replay import make_guard
+from labxblock.tickets import Ticket, TicketReplayed, check_binding, open_ticket
 
 log = logging.getLogger("labxblock.gateway")
 
@@ -38,11 +42,15 @@ def _assets() -> dict[str, Path]:
 
 
 class Gateway:
-    """ASGI callable; one per process. Holds the config and the replay guard."""
+    """ASGI callable; one per process. Holds the config, the replay guard and the address check."""
 
     def __init__(self, config: GatewayConfig) -> None:
         self.config = config
-        self.replay_guard = ReplayGuard()
+        self.replay_guard = make_guard(config.redis_url)
+        self.destinations = Destinations(
+            AddressPolicy(allowed=config.allowed_networks), own=[(config.listen_host, config.listen_port)]
+        )
+        self.sessions_per_client: Counter[str] = Counter()
         self._assets = _assets()
         self._csp = "; ".join(
             [
@@ -59,14 +67,22 @@ class Gateway:
             ]
         )
 
-    def verify(self, token: str, *, stack_name: str) -> Ticket:
-        return verify_ticket(
-            self.config.ticket_keys,
-            token,
-            replay_guard=self.replay_guard,
-            stack_name=stack_name,
-            now=time.time(),
-        )
+    async def verify(self, token: str, *, stack_name: str) -> Ticket:
+        """Open the ticket, claim it once (across processes with Redis), check its stack.
+
+        Raises TicketError, or replay.GuardUnavailable when the shared guard cannot be asked.
+        """
+        now = time.time()
+        ticket = open_ticket(self.config.ticket_keys, token, now=now)
+        if not await self.replay_guard.claim(ticket.ticket_id, expires_at=ticket.remember_until, now=now):
+            raise TicketReplayed(f"ticket {ticket.ticket_id[:6]}… already used")
+        return check_binding(ticket, stack_name=stack_name)
+
+    async def lab_address(self, ticket: Ticket, scope: dict[str, Any]) -> str:
+        """The checked address to use for the ticket's host (destinations.LabAddressRefused if none)."""
+        server = scope.get("server")
+        here = [(str(server[0]), int(server[1]))] if server and server[1] else []
+        return await self.destinations.check(ticket.host, ticket.port, also_own=here)
 
     async def __call__(self, scope: dict[str, Any], receive: wsock.Receive, send: wsock.Send) -> None:
         if scope["type"] == "lifespan":
@@ -81,11 +97,23 @@ class Gateway:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                await self._own_endpoints()
                 log.info("gateway ready: modes %s", ",".join(self.config.modes))
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
+                await self.replay_guard.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
+
+    async def _own_endpoints(self) -> None:
+        """Refuse labs at guacd's endpoint (resolved once, here) as well as our own."""
+        if "guac" not in self.config.modes:
+            return
+        host, port = self.config.guacd_host, self.config.guacd_port
+        try:
+            self.destinations.add_own((address, port) for address in await resolve(host, port))
+        except Exception as exc:  # guacd may come up later; the relay will say so then
+            log.warning("guacd address %s does not resolve yet (%s)", host, exc)
 
     async def _http(self, scope: dict[str, Any], send: wsock.Send, segments: list[str]) -> None:
         if scope["method"] not in {"GET", "HEAD"}:
@@ -121,17 +149,25 @@ class Gateway:
         if subprotocol not in scope.get("subprotocols", []):
             log.warning("websocket refused: subprotocol %r not offered", subprotocol)
             return await ws.refuse()
+        # The client address uvicorn's proxy headers give: X-Forwarded-For from a trusted proxy only.
+        client = str((scope.get("client") or ("",))[0])
+        self.sessions_per_client[client] += 1
         try:
             await ws.accept(subprotocol)
-            if mode == "guac":
-                await guac.serve(ws, gateway=self, stack_name=segments[1])
-            else:
-                await console.serve(ws, gateway=self, stack_name=segments[1])
+            if self.sessions_per_client[client] > self.config.max_connections_per_address:
+                log.warning("websocket closed: %s has too many sessions open", client)
+                return await ws.close(wsock.CLIENT_TOO_MANY)
+            serve = guac.serve if mode == "guac" else console.serve
+            await serve(ws, gateway=self, stack_name=segments[1])
         except wsock.Disconnected:
             pass
         except Exception:
             log.exception("websocket session failed")
             await ws.close(wsock.SERVER_ERROR)
+        finally:
+            self.sessions_per_client[client] -= 1
+            if self.sessions_per_client[client] <= 0:
+                del self.sessions_per_client[client]
 
 
 def _segments(scope: dict[str, Any]) -> list[str]:

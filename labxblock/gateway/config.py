@@ -7,11 +7,13 @@ was expected. No secret value is ever put into an error message.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
+
+from labxblock.addresses import EVERYWHERE, Network, parse_networks
 
 PREFIX = "LABXBLOCK_GATEWAY_"
 MODES = ("guac", "console")
@@ -44,6 +46,24 @@ class GatewayConfig:
     # Seconds for the guacd handshake or the SSH login.
     upstream_timeout: float = 15.0
     log_level: str = "info"
+    # Lab networks the gateway (and guacd, for it) may connect to; built-in refusals still apply.
+    allowed_networks: tuple[Network, ...] = EVERYWHERE
+    # Proxies whose X-Forwarded-For names the client ("*": any; "" none).
+    forwarded_allow_ips: str = "127.0.0.1"
+    # Open connections: in all, and per client address.
+    max_connections: int = 4096
+    max_connections_per_address: int = 100
+    # Seconds a connection has to send a request's headers (from its opening or its last answer).
+    header_timeout_seconds: float = 10.0
+    # Seconds an idle HTTP keep-alive connection stays open.
+    keep_alive_seconds: int = 5
+    # Largest request head (request line and headers).
+    max_header_bytes: int = 16 * 1024
+    # Largest websocket message before the ticket is accepted (the ticket), and after.
+    ticket_max_bytes: int = 16 * 1024
+    max_message_bytes: int = 256 * 1024
+    # Shared single-use guard for several processes or replicas (redis://…); None: in-process.
+    redis_url: str | None = None
 
 
 def _split(value: str) -> tuple[str, ...]:
@@ -67,6 +87,43 @@ def _origins(name: str, value: str) -> tuple[str, ...]:
         if parts.scheme not in {"http", "https"} or not parts.netloc or parts.path not in {"", "/"}:
             raise ConfigError(f"{name}: {origin!r} is not an origin like https://lms.example.org")
     return tuple(o.rstrip("/") for o in origins)
+
+
+def _number(name: str, value: str, low: float, high: float, *, whole: bool = True) -> float:
+    try:
+        number = int(value) if whole else float(value)
+        if not low <= number <= high:
+            raise ValueError
+    except ValueError:
+        kind = "an integer" if whole else "a number"
+        raise ConfigError(f"{PREFIX}{name}: expected {kind} in [{low:g}, {high:g}]") from None
+    return number
+
+
+def _networks(value: str) -> tuple[Network, ...]:
+    try:
+        return parse_networks(_split(value), what=PREFIX + "ALLOWED_NETWORKS")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _limits(get: Callable[[str, str], str]) -> dict[str, object]:
+    """The hardening knobs: connection caps, timeouts, message sizes."""
+    return {
+        "max_connections": int(_number("MAX_CONNECTIONS", get("MAX_CONNECTIONS", "4096"), 1, 1_000_000)),
+        "max_connections_per_address": int(
+            _number("MAX_CONNECTIONS_PER_ADDRESS", get("MAX_CONNECTIONS_PER_ADDRESS", "100"), 1, 1_000_000)
+        ),
+        "header_timeout_seconds": _number(
+            "HEADER_TIMEOUT_SECONDS", get("HEADER_TIMEOUT_SECONDS", "10"), 0.1, 300, whole=False
+        ),
+        "keep_alive_seconds": int(_number("KEEP_ALIVE_SECONDS", get("KEEP_ALIVE_SECONDS", "5"), 1, 300)),
+        "max_header_bytes": int(_number("MAX_HEADER_BYTES", get("MAX_HEADER_BYTES", "16384"), 1024, 1 << 20)),
+        "ticket_max_bytes": int(_number("TICKET_MAX_BYTES", get("TICKET_MAX_BYTES", "16384"), 1024, 1 << 20)),
+        "max_message_bytes": int(
+            _number("MAX_MESSAGE_BYTES", get("MAX_MESSAGE_BYTES", "262144"), 4096, 16 << 20)
+        ),
+    }
 
 
 def load_config(env: Mapping[str, str] | None = None) -> GatewayConfig:
@@ -100,16 +157,12 @@ def load_config(env: Mapping[str, str] | None = None) -> GatewayConfig:
     if "guac" in modes:
         guacd_host, guacd_port = _host_port(PREFIX + "GUACD", get("GUACD"))
     listen_host, listen_port = _host_port(PREFIX + "LISTEN", get("LISTEN", "127.0.0.1:8080"), any_port=True)
-    wait = get("TICKET_WAIT_SECONDS", "10")
-    try:
-        ticket_wait = float(wait)
-        if not 0 < ticket_wait <= 60:
-            raise ValueError
-    except ValueError:
-        raise ConfigError(f"{PREFIX}TICKET_WAIT_SECONDS: expected seconds in (0, 60]") from None
     log_level = get("LOG_LEVEL", "info").lower()
     if log_level not in {"debug", "info", "warning", "error"}:
         raise ConfigError(f"{PREFIX}LOG_LEVEL: expected debug, info, warning or error")
+    redis_url = env.get(PREFIX + "REDIS_URL", "").strip() or None
+    if redis_url is not None and urlsplit(redis_url).scheme not in {"redis", "rediss", "unix"}:
+        raise ConfigError(f"{PREFIX}REDIS_URL: expected a redis://, rediss:// or unix:// URL")
     return GatewayConfig(
         ticket_keys=keys,
         allowed_origins=allowed,
@@ -119,6 +172,12 @@ def load_config(env: Mapping[str, str] | None = None) -> GatewayConfig:
         guacd_port=guacd_port,
         listen_host=listen_host,
         listen_port=listen_port,
-        ticket_wait_seconds=ticket_wait,
+        ticket_wait_seconds=_number(
+            "TICKET_WAIT_SECONDS", get("TICKET_WAIT_SECONDS", "10"), 0.1, 60, whole=False
+        ),
         log_level=log_level,
+        allowed_networks=_networks(get("ALLOWED_NETWORKS", "0.0.0.0/0,::/0")),
+        forwarded_allow_ips=env.get(PREFIX + "FORWARDED_ALLOW_IPS", "127.0.0.1").strip(),
+        redis_url=redis_url,
+        **_limits(get),  # type: ignore[arg-type]
     )

@@ -21,8 +21,9 @@ from typing import TYPE_CHECKING, Any
 
 import asyncssh
 
-from labxblock.gateway import wsock
-from labxblock.tickets import Ticket, TicketError
+from labxblock.gateway import admission, wsock
+from labxblock.gateway.hostkeys import HostKeyError, parse_host_keys
+from labxblock.tickets import Ticket
 
 if TYPE_CHECKING:
     from labxblock.gateway.app import Gateway
@@ -100,65 +101,65 @@ def _message(raw: str | bytes) -> dict[str, Any]:
 
 async def serve(ws: wsock.WebSocket, *, gateway: Gateway, stack_name: str) -> None:
     """One console session, from the accepted websocket to its end."""
-    session_id = str(uuid.uuid4())[:8]
+    tag = f"console {str(uuid.uuid4())[:8]}"
     try:
-        first = _message(await asyncio.wait_for(ws.receive(), gateway.config.ticket_wait_seconds))
+        first = _message(await admission.first_message(ws, gateway))
         if first.get("type") != "ticket" or not isinstance(first.get("ticket"), str):
             raise ValueError("first message must be the ticket")
-        ticket = gateway.verify(first["ticket"], stack_name=stack_name)
-        if ticket.protocol != "ssh":
-            raise TicketError("console mode needs an ssh ticket")
     except TimeoutError:
+        log.info("%s: no ticket in time", tag)
         return await ws.close(wsock.CLIENT_TIMEOUT)
-    except ValueError:
+    except ValueError as exc:  # FirstMessageRefused and bad JSON too
+        log.info("%s: refused before the ticket: %s", tag, type(exc).__name__)
         return await ws.close(wsock.CLIENT_BAD_REQUEST)
-    except TicketError as exc:
-        log.warning("console %s: ticket refused for stack %s: %s", session_id, stack_name, exc)
-        return await ws.close(wsock.CLIENT_UNAUTHORIZED)
-    log.info(
-        "console %s: learner %s stack %s ticket %s…%s",
-        session_id,
-        ticket.learner_id,
-        stack_name,
-        ticket.ticket_id[:6],
-        " read-only" if ticket.read_only else "",
+    admitted = await admission.admit(
+        ws, gateway, first["ticket"], stack_name=stack_name, tag=tag, protocols=frozenset({"ssh"})
     )
+    if admitted is None:
+        return
+    ticket, address = admitted
     try:
-        conn = await asyncio.wait_for(_connect(ticket), gateway.config.upstream_timeout)
+        conn = await asyncio.wait_for(_connect(ticket, address), gateway.config.upstream_timeout)
+    except HostKeyError as exc:
+        log.warning("%s: the lab's host key cannot be used: %s", tag, exc)
+        return await ws.close(wsock.UPSTREAM_ERROR)
     except (OSError, asyncssh.Error, TimeoutError) as exc:
         # asyncssh messages name the host and the failure, never the key.
-        log.warning("console %s: ssh to the lab failed: %s", session_id, type(exc).__name__)
-        status = (
-            wsock.CLIENT_UNAUTHORIZED
-            if isinstance(exc, asyncssh.PermissionDenied)
-            else wsock.UPSTREAM_NOT_FOUND
-        )
-        return await ws.close(status)
-    status = wsock.SUCCESS
+        log.warning("%s: ssh to the lab failed: %s", tag, type(exc).__name__)
+        login = isinstance(exc, asyncssh.PermissionDenied)
+        return await ws.close(wsock.LAB_LOGIN_FAILED if login else wsock.UPSTREAM_NOT_FOUND)
+    status = await _session(ws, conn, first, ticket, tag)
+    log.info("%s: closed with status %s", tag, status)
+    await ws.close(status)
+
+
+async def _session(
+    ws: wsock.WebSocket, conn: asyncssh.SSHClientConnection, first: dict[str, Any], ticket: Ticket, tag: str
+) -> int:
     try:
         cols, rows = _size(first)
         chan, session = await conn.create_session(
             _Session, term_type="xterm-256color", term_size=(cols, rows), encoding=None, window=SSH_WINDOW
         )
         await ws.send_text(json.dumps({"type": "ready", "read_only": ticket.read_only}))
-        status = await _relay(ws, chan, session, read_only=ticket.read_only)
+        return await _relay(ws, chan, session, read_only=ticket.read_only)
     except (OSError, asyncssh.Error) as exc:
-        log.warning("console %s: ssh session failed: %s", session_id, type(exc).__name__)
-        status = wsock.UPSTREAM_ERROR
+        log.warning("%s: ssh session failed: %s", tag, type(exc).__name__)
+        return wsock.UPSTREAM_ERROR
     finally:
         conn.close()
-    log.info("console %s: closed with status %s", session_id, status)
-    await ws.close(status)
 
 
-async def _connect(ticket: Ticket) -> asyncssh.SSHClientConnection:
+async def _connect(ticket: Ticket, address: str) -> asyncssh.SSHClientConnection:
+    """SSH to the checked address (never the ticket's name again), verifying the host key when known."""
     keys = [asyncssh.import_private_key(ticket.private_key)] if ticket.private_key else None
     if ticket.host_key:
-        known_hosts: Any = ([asyncssh.import_public_key(ticket.host_key)], [], [])
+        trusted = [asyncssh.import_public_key(k.bare) for k in parse_host_keys(ticket.host_key)]
+        known_hosts: Any = (trusted, [], [])
     else:
         known_hosts = None  # the ticket names no host key: nothing to check against
     return await asyncssh.connect(
-        ticket.host,
+        address,
         ticket.port,
         username=ticket.username,
         client_keys=keys,

@@ -7,20 +7,30 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+AUTHENTICATED = "labxblock.authenticated"  # ASGI scope extension set by gateway.limits
+
 Scope = dict[str, Any]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 
-# Guacamole status codes used as close reasons (the JS parses the reason).
+# Guacamole status codes used as close reasons (the JS parses the reason); each
+# has its own learner message in templates/gateway/common.js.
 SUCCESS = 0
 SERVER_ERROR = 512
-UPSTREAM_TIMEOUT = 516
+UPSTREAM_TIMEOUT = 514
 UPSTREAM_ERROR = 515
+RESOURCE_NOT_FOUND = 516
 UPSTREAM_NOT_FOUND = 519
 CLIENT_BAD_REQUEST = 768
 CLIENT_UNAUTHORIZED = 769
 CLIENT_FORBIDDEN = 771
 CLIENT_TIMEOUT = 776
+CLIENT_TOO_MANY = 797
+# What they mean here. A failed lab login is guacd's own 769 (it reaches the
+# page in guacd's "error" instruction), so a refused ticket needs another code.
+LAB_LOGIN_FAILED = CLIENT_UNAUTHORIZED
+TICKET_REFUSED = CLIENT_FORBIDDEN
+LAB_ADDRESS_REFUSED = RESOURCE_NOT_FOUND
 
 
 def websocket_code(status: int) -> int:
@@ -67,7 +77,16 @@ class WebSocket:
             await self._send({"type": "websocket.close", "code": 1008})
         self.closed = True
 
+    def authenticated(self) -> None:
+        """The ticket was accepted: lift the small pre-ticket message size (see gateway.limits)."""
+        raise_limit = self.scope.get("extensions", {}).get(AUTHENTICATED)
+        if raise_limit is not None:
+            raise_limit()
+
     async def receive(self) -> str | bytes:
+        # Let other sessions (and /healthz) run between messages: a flood of tiny
+        # messages arrives in one read and would otherwise be handled in one go.
+        await asyncio.sleep(0)
         message = await self._receive()
         if message["type"] == "websocket.disconnect":
             self.closed = True

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
@@ -14,6 +15,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from labxblock.gateway.app import Gateway
 from labxblock.gateway.config import load_config
 from labxblock.gateway.protocol import Instruction, encode, parse_all
+from labxblock.gateway.server import uvicorn_config
 from labxblock.tickets import generate_key, mint_ticket
 
 KEY = generate_key()
@@ -27,6 +29,8 @@ def gateway_env(**overrides: str) -> dict[str, str]:
         "LABXBLOCK_GATEWAY_FRAME_ANCESTORS": "https://lms.test",
         "LABXBLOCK_GATEWAY_GUACD": "127.0.0.1:1",
         "LABXBLOCK_GATEWAY_LISTEN": "127.0.0.1:0",
+        # The tests' labs: the stand-in's made-up 10.x hosts and the real sshd on loopback.
+        "LABXBLOCK_GATEWAY_ALLOWED_NETWORKS": "10.0.0.0/8,127.0.0.0/8",
     }
     env.update({f"LABXBLOCK_GATEWAY_{k.upper()}": v for k, v in overrides.items()})
     return env
@@ -34,22 +38,15 @@ def gateway_env(**overrides: str) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def running_gateway(env: Mapping[str, str] | None = None, **overrides: str) -> AsyncIterator[str]:
-    """Serve a Gateway on a free port in this event loop; yield its http:// base URL.
+    """Serve a Gateway on a free port in this event loop, exactly as labxblock-gateway runs it.
 
     It is configured from ``env`` (the gateway's variables) if given, else from
     ``gateway_env(**overrides)``; it listens on 127.0.0.1 whatever the variables say.
+    Yields its http:// base URL.
     """
     config = load_config(gateway_env(**overrides) if env is None else env)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            Gateway(config),
-            host="127.0.0.1",
-            port=0,
-            ws="websockets-sansio",
-            lifespan="on",
-            log_level="warning",
-        )
-    )
+    config = dataclasses.replace(config, listen_host="127.0.0.1", listen_port=0)
+    server = uvicorn.Server(uvicorn_config(Gateway(config)))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the test's signals
     task = asyncio.create_task(server.serve())
     while not server.started:

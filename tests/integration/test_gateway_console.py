@@ -114,7 +114,7 @@ async def test_refused_tickets(sshd):
     async with running_gateway(modes="console") as base:
         for name, token in cases.items():
             async with ConsoleBrowser.open(base, token) as browser:
-                assert await browser.closed() == "769", name
+                assert await browser.closed() == "771", name
 
 
 @aio

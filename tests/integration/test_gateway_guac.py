@@ -119,7 +119,7 @@ async def test_refused_tickets_never_reach_guacd(make, stack):
     async with GuacdStandin() as guacd, running_gateway(guacd=f"127.0.0.1:{guacd.port}") as base:
         async with GuacBrowser.open(base, stack) as browser:
             await browser.present(make())
-            assert await browser.closed() == "769"
+            assert await browser.closed() == "771"  # not 769: that is guacd's failed lab login
         assert guacd.sessions == []
 
 
@@ -132,16 +132,16 @@ async def test_replayed_ticket_is_refused():
             await guacd.session()
         async with GuacBrowser.open(base) as browser:
             await browser.present(token)
-            assert await browser.closed() == "769"
+            assert await browser.closed() == "771"
         assert len(guacd.sessions) == 1
 
 
 @aio
-async def test_pings_are_echoed_while_waiting_for_the_ticket_and_a_missing_ticket_times_out():
+async def test_a_missing_ticket_times_out():
     async with running_gateway(ticket_wait_seconds="1") as base, GuacBrowser.open(base) as browser:
-        await browser.send("", "ping", "42")
-        assert await browser.receive() == [("", "ping", "42")]
+        started = time.monotonic()
         assert await browser.closed() == "776"
+        assert time.monotonic() - started < 3
 
 
 @aio

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import json
 import subprocess
 import sys
 
@@ -107,9 +108,37 @@ def test_expired_ticket_is_refused():
         verify(mint(), now=T0 + 61)
 
 
-def test_ttl_cannot_exceed_sixty_seconds():
-    with pytest.raises(ValueError):
-        verify(mint(), ttl=61)
+def test_the_tickets_own_ttl_is_honoured():
+    token = mint(ttl=10)
+    assert verify(token, now=T0 + 10).ttl == 10  # still valid at its own limit
+    with pytest.raises(TicketExpired):
+        verify(mint(ttl=10), now=T0 + 11)
+
+
+@pytest.mark.parametrize("ttl", [0, 61, 1.5, True])
+def test_ttl_must_be_one_to_sixty_seconds(ttl):
+    with pytest.raises(ValueError, match="ttl"):
+        mint(ttl=ttl)
+
+
+def test_a_ttl_over_sixty_in_a_forged_payload_is_capped():
+    payload = json.dumps({
+        "v": 1, "id": "x" * 22, "lrn": "learner-a", "stk": "lab-a", "pro": "ssh", "hst": "10.0.0.5",
+        "prt": 22, "usr": "u", "ro": False, "ttl": 3600, "dsp": {},
+    }).encode()  # fmt: skip
+    token = Fernet(KEY).encrypt_at_time(payload, int(T0)).decode()
+    assert verify(token, now=T0 + 60).ttl == 60
+    with pytest.raises(TicketExpired):
+        verify(token, now=T0 + 61)
+
+
+def test_open_claim_and_binding_are_separate_steps():
+    token = mint()
+    ticket = tickets.open_ticket([KEY], token, now=T0 + 1)
+    assert ticket.remember_until == T0 + 60 + 60
+    with pytest.raises(TicketWrongStack):
+        tickets.check_binding(ticket, stack_name="lab-b")
+    assert tickets.check_binding(ticket, stack_name="lab-a", learner_id="learner-a") is ticket
 
 
 def test_replayed_ticket_is_refused():
@@ -160,11 +189,22 @@ def test_replay_guard_forgets_expired_ids_and_is_bounded():
         {"learner_id": ""},
         {"display": {"hostname": "evil"}},
         {"display": {"font-size": [1]}},
+        {"display": {"security": "none"}},
+        {"display": {"resize-method": "stretch"}},
+        {"display": {"cert-fingerprints": "not a fingerprint"}},
+        {"display": {"font-name": "x\ny"}},
     ],
 )
 def test_mint_refuses_bad_input(bad):
     with pytest.raises(ValueError):
         mint(**bad)
+
+
+def test_rdp_options_round_trip():
+    options = {"security": "nla", "ignore-cert": True, "resize-method": "display-update",
+               "cert-fingerprints": "sha256:" + ":".join(["ab"] * 32)}
+    t = verify(mint(protocol="rdp", display=options))
+    assert t.display == {**options, "ignore-cert": "true"}
 
 
 def test_iframe_url_puts_ticket_in_fragment_only():

@@ -1,0 +1,47 @@
+"""uvicorn as the gateway runs it: the same settings for the command and for the tests."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+
+from labxblock.gateway.app import Gateway
+from labxblock.gateway.limits import ConnectionLimits, protocol_classes
+
+# Loggers that would print frame contents (keystrokes, the ticket) at debug level.
+WIRE_LOGGERS = ("websockets", "websockets.protocol", "websockets.server", "uvicorn.protocols")
+
+
+def quiet_wire_loggers() -> None:
+    """Never below INFO, whatever LOG_LEVEL says: frames are not logged at any level."""
+    for name in WIRE_LOGGERS:
+        logger = logging.getLogger(name)
+        if logger.getEffectiveLevel() < logging.INFO:
+            logger.setLevel(logging.INFO)
+
+
+def uvicorn_config(gateway: Gateway, *, fd_limit: int | None = None) -> uvicorn.Config:
+    """uvicorn's Config for ``gateway``: its own protocols, caps, timeouts and proxy trust."""
+    c = gateway.config
+    http, ws = protocol_classes(ConnectionLimits(c, fd_limit=fd_limit))
+    config = uvicorn.Config(
+        gateway,
+        host=c.listen_host,
+        port=c.listen_port,
+        http=http,
+        ws=ws,  # websockets-sansio: awaits the socket's write buffer, back-pressure per session
+        ws_max_size=c.max_message_bytes,
+        ws_ping_interval=20,
+        ws_ping_timeout=20,
+        lifespan="on",
+        log_level=c.log_level,
+        # Behind the LMS's reverse proxy: trust X-Forwarded-* from these addresses only.
+        proxy_headers=True,
+        forwarded_allow_ips=c.forwarded_allow_ips or "",
+        server_header=False,
+        timeout_keep_alive=c.keep_alive_seconds,
+        h11_max_incomplete_event_size=c.max_header_bytes,
+    )
+    quiet_wire_loggers()
+    return config
