@@ -41,6 +41,7 @@ log = logging.getLogger("labxblock.gateway.limits")
 FDS_PER_CONNECTION = 2  # the browser's socket and the one to guacd or the lab
 FDS_RESERVED = 64  # listening socket, logs, DNS, Redis …
 _BUSY = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+_TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
 def raise_fd_limit() -> int:
@@ -153,6 +154,11 @@ def protocol_classes(limits: ConnectionLimits) -> tuple[type[H11Protocol], type[
 
     class GuardedHTTP(H11Protocol):
         _deadline: asyncio.TimerHandle | None = None
+        _head_bytes = 0  # received while waiting for a request's headers
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._waiting = True
 
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
@@ -163,6 +169,15 @@ def protocol_classes(limits: ConnectionLimits) -> tuple[type[H11Protocol], type[
             self._arm()
 
         def data_received(self, data: bytes) -> None:
+            if self._waiting:
+                # h11's own limit only counts an *incomplete* head: one large write passes it.
+                self._head_bytes += len(data)
+                if self._head_bytes > limits.config.max_header_bytes:
+                    limits.refusals.note("request head too large", str(self.client[0] if self.client else ""))
+                    self._disarm()
+                    self.transport.write(_TOO_LARGE)
+                    self.transport.close()
+                    return
             before = self.scope
             super().data_received(data)
             self._progress(before)
@@ -186,9 +201,11 @@ def protocol_classes(limits: ConnectionLimits) -> tuple[type[H11Protocol], type[
         def _progress(self, before: Any) -> None:
             if self.scope is not before:  # a request's headers arrived
                 self._disarm()
+                self._waiting = False
 
         def _arm(self) -> None:
             self._disarm()
+            self._waiting, self._head_bytes = True, 0
             if not self.transport.is_closing():
                 self._deadline = self.loop.call_later(limits.config.header_timeout_seconds, self._too_slow)
 
