@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import json
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from typing import Any
 
 import uvicorn
@@ -17,9 +18,23 @@ from labxblock.gateway.config import load_config
 from labxblock.gateway.protocol import Instruction, encode, parse_all
 from labxblock.gateway.server import uvicorn_config
 from labxblock.tickets import generate_key, mint_ticket
+from tests.guacd_standin.server import GuacdStandin
 
 KEY = generate_key()
 ORIGIN = "http://gateway.test"
+
+
+def aio(seconds: float = 60) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Run an async test in its own event loop, failing after ``seconds``."""
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(fn)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            return asyncio.run(asyncio.wait_for(fn(*args, **kwargs), seconds))
+
+        return run
+
+    return decorate
 
 
 def gateway_env(**overrides: str) -> dict[str, str]:
@@ -59,6 +74,13 @@ async def running_gateway(env: Mapping[str, str] | None = None, **overrides: str
     finally:
         server.should_exit = True
         await task
+
+
+@contextlib.asynccontextmanager
+async def relayed(**overrides: str) -> AsyncIterator[tuple[GuacdStandin, str]]:
+    """A guacd stand-in and a gateway relaying to it; yields both (the gateway's base URL)."""
+    async with GuacdStandin() as guacd, running_gateway(guacd=f"127.0.0.1:{guacd.port}", **overrides) as base:
+        yield guacd, base
 
 
 def ticket(keys: Sequence[str] = (KEY,), **overrides: object) -> str:

@@ -10,6 +10,14 @@ guacd side of the gateway:
   ``VERSION_1_5_0`` (an empty version would downgrade to protocol 1.0.0);
 - no internal (empty-opcode) instruction, e.g. the browser's ping, ever arrives;
 - the connection is not dropped without ``disconnect`` (unless guacd ended it).
+And what guacd does with what it is given, so a test fails where guacd would:
+- SSH ``host-key`` is one known_hosts line, checked for the ``hostname`` and
+  ``port`` it was given (``knownhosts``); every lab's key is ``LAB_HOST_KEY``.
+  A bare key, another host or another key: "Aborted. See logs." with 512;
+- a failed login (user ``FAILING_USER``): ``error`` 769, then ``disconnect``;
+- RDP/VNC draw the desktop in layer 0; SSH's terminal in layer 1;
+- the learner typing ``exit`` + Return ends the session cleanly: ``disconnect``
+  with no error (status 0).
 Browser-side rules (tunnel UUID first, whole instructions per message) are
 checked by the browser-like client in ``harness.py``.
 """
@@ -20,56 +28,27 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from labxblock.gateway.protocol import ByteParser, Instruction, ProtocolError, encode
+from tests.guacd_standin import knownhosts
+from tests.guacd_standin.params import ARGS, SSH_ARGS
+
+__all__ = ["FAILING_USER", "LAB_HOST_KEY", "SSH_ARGS", "VERSION", "GuacdStandin", "Session"]
 
 VERSION = "VERSION_1_5_0"
-# The SSH parameters guacd 1.5.5 announces (42 after the version).
-SSH_ARGS = [
-    "hostname",
-    "host-key",
-    "port",
-    "username",
-    "password",
-    "font-name",
-    "font-size",
-    "enable-sftp",
-    "sftp-root-directory",
-    "sftp-disable-download",
-    "sftp-disable-upload",
-    "private-key",
-    "passphrase",
-    "public-key",
-    "color-scheme",
-    "command",
-    "typescript-path",
-    "typescript-name",
-    "create-typescript-path",
-    "typescript-write-existing",
-    "recording-path",
-    "recording-name",
-    "recording-exclude-output",
-    "recording-exclude-mouse",
-    "recording-include-keys",
-    "create-recording-path",
-    "recording-write-existing",
-    "read-only",
-    "server-alive-interval",
-    "backspace",
-    "terminal-type",
-    "scrollback",
-    "locale",
-    "timezone",
-    "clipboard-buffer-size",
-    "disable-copy",
-    "disable-paste",
-    "wol-send-packet",
-    "wol-mac-addr",
-    "wol-broadcast-addr",
-    "wol-udp-port",
-    "wol-wait-time",
-]
 PRE_CONNECT = {"size", "audio", "video", "image", "timezone", "name"}
 FAILING_USER = "denied"  # a login that fails, answered like guacd 1.6.0
+# Every lab behind the stand-in has this SSH host key ("ssh-ed25519 AAAA…", bare).
+LAB_HOST_KEY = (
+    Ed25519PrivateKey.generate()
+    .public_key()
+    .public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+    .decode()
+)
+DESKTOP_COLOUR = (30, 120, 200)  # what an RDP/VNC "desktop" is painted with
+KEY_RETURN = 0xFF0D
 
 
 @dataclass
@@ -84,6 +63,8 @@ class Session:
     received: list[Instruction] = field(default_factory=list)
     disconnect_received: bool = False
     ended_by_guacd: bool = False
+    log: list[str] = field(default_factory=list)  # what guacd would log
+    typed: str = ""  # the line being typed (key presses of printable keysyms)
     closed: asyncio.Event = field(default_factory=asyncio.Event)
     writer: asyncio.StreamWriter | None = None
 
@@ -191,7 +172,7 @@ class GuacdStandin:
         if first[0] != "select" or len(first) != 2 or first[1] not in {"ssh", "rdp", "vnc"}:
             return self._violate(s, f"expected select,<protocol>, got {first!r}")
         s.protocol = first[1]
-        s.args = (VERSION, *SSH_ARGS)
+        s.args = (VERSION, *ARGS[s.protocol])
         await s.send(encode("args", *s.args))
         while True:
             ins = await queue.get()
@@ -213,13 +194,35 @@ class GuacdStandin:
         async with self._new_session:
             s.connect = dict(zip(s.args[1:], values[1:], strict=True))
             self._new_session.notify_all()
-        if s.connect["username"] == FAILING_USER:
+        failure = self._login(s)
+        if failure:
             s.ended_by_guacd = True
-            await s.send(encode("ready", "$standin") + encode("error", "Aborted. See logs.", 769))
+            await s.send(encode("ready", "$standin") + encode("error", "Aborted. See logs.", failure))
             await asyncio.sleep(0.1)
             return await s.send(encode("disconnect"))
-        await s.send(encode("ready", "$standin") + encode("size", 0, 1024, 768) + _sync())
+        await s.send(encode("ready", "$standin") + _first_frame(s) + _sync())
         await self._session_loop(s, queue)
+
+    @staticmethod
+    def _login(s: Session) -> int:
+        """The status guacd aborts with once connected to the lab, or 0 when the session starts."""
+        if s.protocol == "ssh" and s.connect.get("host-key"):
+            try:
+                port = int(s.connect.get("port") or 22)
+            except ValueError:
+                port = 22
+            remote_type, remote_key = LAB_HOST_KEY.split()
+            hostname = s.connect["hostname"]
+            outcome = knownhosts.check(s.connect["host-key"], hostname, port, remote_type, remote_key)
+            s.log.append(knownhosts.log_line(outcome, s.connect["hostname"]))
+            if outcome != knownhosts.MATCH:
+                return 512
+        elif s.protocol == "ssh":
+            s.log.append("No known host keys provided, host identity will not be verified.")
+        if s.connect.get("username") == FAILING_USER:
+            s.log.append("SSH authentication failed")
+            return 769
+        return 0
 
     async def _session_loop(self, s: Session, queue: asyncio.Queue) -> None:
         while (ins := await queue.get()) is not None:
@@ -230,10 +233,45 @@ class GuacdStandin:
                 s.disconnect_received = True
                 return
             elif ins[0] == "key" and ins[2:3] == ("1",) and s.read_only != "true":
+                if await self._typed(s, int(ins[1])):
+                    return
                 # Draw something in answer to a key press, then a frame boundary.
-                await s.send(
-                    encode("rect", 0, ins[1], 0, 1, 1) + encode("cfill", 14, 0, 0, 0, 0, 255) + _sync()
-                )
+                layer = _layer(s)
+                drawn = encode("rect", layer, ins[1], 0, 1, 1) + encode("cfill", 14, layer, 0, 0, 0, 255)
+                await s.send(drawn + _sync())
+
+    @staticmethod
+    async def _typed(s: Session, keysym: int) -> bool:
+        """Follow the typed line; ``exit`` + Return ends the session as the lab's shell would."""
+        if keysym == KEY_RETURN:
+            line, s.typed = s.typed, ""
+            if line == "exit":
+                s.ended_by_guacd = True
+                await s.send(encode("disconnect"))  # a clean end: no error, status 0
+                return True
+        elif 0x20 <= keysym <= 0x7E:
+            s.typed += chr(keysym)
+        return False
+
+
+def _layer(s: Session) -> int:
+    return 1 if s.protocol == "ssh" else 0  # guacd's terminal draws in a layer of its own
+
+
+def _first_frame(s: Session) -> str:
+    """What guacd draws first: the terminal's layer 1, or the desktop in layer 0."""
+    width, height = 1024, 768
+    for h in s.handshake:
+        if h[0] == "size" and len(h) >= 3 and h[1].isdigit() and h[2].isdigit():
+            width, height = int(h[1]), int(h[2])
+    if s.protocol == "ssh":
+        terminal = encode("size", 1, width, height) + encode("move", 1, 0, 0, 0, 0)
+        return encode("size", 0, width, height) + terminal
+    return (
+        encode("size", 0, width, height)
+        + encode("rect", 0, 0, 0, width, height)
+        + encode("cfill", 14, 0, *DESKTOP_COLOUR, 255)
+    )
 
 
 def _sync() -> str:

@@ -2,19 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import functools
-
 from labxblock.gateway.console import CHUNK, HIGH_WATER
-from tests.guacd_standin.harness import ConsoleBrowser, running_gateway, ticket
-
-
-def aio(fn):
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        return asyncio.run(asyncio.wait_for(fn(*args, **kwargs), 60))
-
-    return run
+from tests.guacd_standin.harness import ConsoleBrowser, aio, running_gateway, ticket
 
 
 def lab_ticket(sshd, **overrides):
@@ -29,7 +18,7 @@ def lab_ticket(sshd, **overrides):
     return ticket(**fields)
 
 
-@aio
+@aio(60)
 async def test_command_output_comes_back(sshd):
     async with (
         running_gateway(modes="console") as base,
@@ -40,7 +29,7 @@ async def test_command_output_comes_back(sshd):
         await browser.wait_for(b"hello-42")
 
 
-@aio
+@aio(60)
 async def test_read_only_ticket_input_changes_nothing(sshd, tmp_path):
     marker = tmp_path / "marker"
     async with running_gateway(modes="console") as base:
@@ -57,7 +46,7 @@ async def test_read_only_ticket_input_changes_nothing(sshd, tmp_path):
         assert marker.exists()
 
 
-@aio
+@aio(60)
 async def test_resize_reaches_the_pty(sshd):
     async with (
         running_gateway(modes="console") as base,
@@ -69,7 +58,7 @@ async def test_resize_reaches_the_pty(sshd):
         await browser.wait_for(b"size-45x123")
 
 
-@aio
+@aio(60)
 async def test_runaway_output_is_flow_controlled(sshd):
     async with (
         running_gateway(modes="console") as base,
@@ -93,7 +82,7 @@ async def test_runaway_output_is_flow_controlled(sshd):
         await browser.wait_for(b"stopped-5", timeout=30)
 
 
-@aio
+@aio(60)
 async def test_session_end_is_reported(sshd):
     async with (
         running_gateway(modes="console") as base,
@@ -104,7 +93,7 @@ async def test_session_end_is_reported(sshd):
         assert await browser.closed() == "0"
 
 
-@aio
+@aio(60)
 async def test_refused_tickets(sshd):
     cases = {
         "forged": "gAAAAA" + "B" * 90,
@@ -117,7 +106,7 @@ async def test_refused_tickets(sshd):
                 assert await browser.closed() == "771", name
 
 
-@aio
+@aio(60)
 async def test_wrong_key_or_host_key_is_refused(sshd):
     from tests.services.sshd import _keypair
 
@@ -127,3 +116,24 @@ async def test_wrong_key_or_host_key_is_refused(sshd):
             assert await browser.closed() == "769"
         async with ConsoleBrowser.open(base, lab_ticket(sshd, host_key=other_public)) as browser:
             assert await browser.closed() == "519"
+
+
+@aio(60)
+async def test_a_lab_address_outside_the_allowed_networks_is_not_contacted(sshd):
+    async with (
+        running_gateway(modes="console", allowed_networks="10.0.0.0/8") as base,
+        ConsoleBrowser.open(base, lab_ticket(sshd)) as browser,  # sshd is on 127.0.0.1
+    ):
+        assert await browser.closed() == "516"
+
+
+@aio(60)
+async def test_a_known_hosts_line_works_as_the_host_key(sshd):
+    line = f"[{sshd.host}]:{sshd.port} {sshd.host_key}"
+    async with (
+        running_gateway(modes="console") as base,
+        ConsoleBrowser.open(base, lab_ticket(sshd, host_key=line)) as browser,
+    ):
+        await browser.ready()
+        await browser.type("echo line-$((2*21))\r")
+        await browser.wait_for(b"line-42")

@@ -3,27 +3,18 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import time
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
-from tests.guacd_standin.harness import GuacBrowser, running_gateway, ticket
-from tests.guacd_standin.server import FAILING_USER, SSH_ARGS, VERSION, GuacdStandin
+from tests.guacd_standin.harness import GuacBrowser, aio, relayed, running_gateway, ticket
+from tests.guacd_standin.server import FAILING_USER, SSH_ARGS, VERSION
 
 
-def aio(fn):
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        return asyncio.run(asyncio.wait_for(fn(*args, **kwargs), 30))
-
-    return run
-
-
-@aio
+@aio(30)
 async def test_full_session_follows_every_rule():
-    async with GuacdStandin() as guacd, running_gateway(guacd=f"127.0.0.1:{guacd.port}") as base:
+    async with relayed() as (guacd, base):
         # The browser also tries to pick the port and read-only: only the ticket counts.
         async with GuacBrowser.open(base, query="port=22&read-only=false") as browser:
             await browser.present(ticket(port=2200, read_only=False), 1280, 720, 120, "Europe/Paris")
@@ -36,7 +27,7 @@ async def test_full_session_follows_every_rule():
             assert session.connect["font-size"] == "12"
             assert ("size", "1280", "720", "120") in session.handshake
             assert ("timezone", "Europe/Paris") in session.handshake
-            assert [i[0] for i in await browser.receive_until("sync")] == ["size", "sync"]
+            assert [i[0] for i in await browser.receive_until("sync")] == ["size", "size", "move", "sync"]
 
             # Ping: echoed back unchanged, never forwarded to guacd.
             await browser.send("", "ping", "1700000000123")
@@ -44,7 +35,7 @@ async def test_full_session_follows_every_rule():
 
             await browser.send("key", "65", "1")
             drawn = await browser.receive_until("sync")
-            assert ("rect", "0", "65", "0", "1", "1") in drawn
+            assert ("rect", "1", "65", "0", "1", "1") in drawn  # SSH draws in layer 1
             await browser.send("size", "800", "600")
             await browser.send("nop")
             await asyncio.sleep(0.1)
@@ -54,11 +45,10 @@ async def test_full_session_follows_every_rule():
         assert session.disconnect_received
 
 
-@aio
+@aio(30)
 async def test_read_only_comes_from_the_ticket_and_input_is_dropped():
     async with (
-        GuacdStandin() as guacd,
-        running_gateway(guacd=f"127.0.0.1:{guacd.port}") as base,
+        relayed() as (guacd, base),
         GuacBrowser.open(base) as browser,
     ):
         await browser.present(ticket(read_only=True))
@@ -73,11 +63,10 @@ async def test_read_only_comes_from_the_ticket_and_input_is_dropped():
         assert [i[0] for i in session.received] == ["sync"]
 
 
-@aio
+@aio(30)
 async def test_large_split_output_reaches_the_browser_as_whole_instructions():
     async with (
-        GuacdStandin() as guacd,
-        running_gateway(guacd=f"127.0.0.1:{guacd.port}") as base,
+        relayed() as (guacd, base),
         GuacBrowser.open(base) as browser,
     ):
         await browser.present(ticket())
@@ -92,11 +81,10 @@ async def test_large_split_output_reaches_the_browser_as_whole_instructions():
         assert names[0][1] == text[:-1] + "\ufffd"  # non-BMP replaced, lengths still right
 
 
-@aio
+@aio(30)
 async def test_login_failure_status_reaches_the_browser():
     async with (
-        GuacdStandin() as guacd,
-        running_gateway(guacd=f"127.0.0.1:{guacd.port}") as base,
+        relayed() as (_guacd, base),
         GuacBrowser.open(base) as browser,
     ):
         await browser.present(ticket(username=FAILING_USER))
@@ -114,18 +102,18 @@ async def test_login_failure_status_reaches_the_browser():
     ],
     ids=["forged", "expired", "other-learner"],
 )
-@aio
+@aio(30)
 async def test_refused_tickets_never_reach_guacd(make, stack):
-    async with GuacdStandin() as guacd, running_gateway(guacd=f"127.0.0.1:{guacd.port}") as base:
+    async with relayed() as (guacd, base):
         async with GuacBrowser.open(base, stack) as browser:
             await browser.present(make())
             assert await browser.closed() == "771"  # not 769: that is guacd's failed lab login
         assert guacd.sessions == []
 
 
-@aio
+@aio(30)
 async def test_replayed_ticket_is_refused():
-    async with GuacdStandin() as guacd, running_gateway(guacd=f"127.0.0.1:{guacd.port}") as base:
+    async with relayed() as (guacd, base):
         token = ticket()
         async with GuacBrowser.open(base) as browser:
             await browser.present(token)
@@ -136,7 +124,7 @@ async def test_replayed_ticket_is_refused():
         assert len(guacd.sessions) == 1
 
 
-@aio
+@aio(30)
 async def test_a_missing_ticket_times_out():
     async with running_gateway(ticket_wait_seconds="1") as base, GuacBrowser.open(base) as browser:
         started = time.monotonic()
@@ -144,16 +132,16 @@ async def test_a_missing_ticket_times_out():
         assert time.monotonic() - started < 3
 
 
-@aio
+@aio(30)
 async def test_guacd_unreachable_is_upstream_not_found():
     async with running_gateway(guacd="127.0.0.1:1") as base, GuacBrowser.open(base) as browser:
         await browser.present(ticket())
         assert await browser.closed() == "519"
 
 
-@aio
+@aio(30)
 async def test_malformed_browser_message_closes_and_disconnects_guacd():
-    async with GuacdStandin() as guacd, running_gateway(guacd=f"127.0.0.1:{guacd.port}") as base:
+    async with relayed() as (guacd, base):
         async with GuacBrowser.open(base) as browser:
             await browser.present(ticket())
             session = await guacd.session()
@@ -163,7 +151,7 @@ async def test_malformed_browser_message_closes_and_disconnects_guacd():
         assert session.disconnect_received
 
 
-@aio
+@aio(30)
 async def test_foreign_origin_and_missing_subprotocol_are_refused():
     from websockets.asyncio.client import connect
 

@@ -4,23 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import time
 
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from tests.guacd_standin.harness import ORIGIN, ConsoleBrowser, GuacBrowser, running_gateway, ticket
-from tests.guacd_standin.server import GuacdStandin
-
-
-def aio(fn):
-    @functools.wraps(fn)
-    def run(*args, **kwargs):
-        return asyncio.run(asyncio.wait_for(fn(*args, **kwargs), 60))
-
-    return run
+from tests.guacd_standin.harness import (
+    ORIGIN,
+    ConsoleBrowser,
+    GuacBrowser,
+    aio,
+    relayed,
+    running_gateway,
+    ticket,
+)
 
 
 def port_of(base: str) -> int:
@@ -58,9 +56,9 @@ async def healthz(base: str, source: str = "127.0.0.1") -> bytes:
         writer.close()
 
 
-@aio
+@aio(60)
 async def test_no_ping_is_echoed_before_the_ticket_and_the_socket_closes():
-    async with GuacdStandin() as guacd, running_gateway(guacd=f"127.0.0.1:{guacd.port}") as base:
+    async with relayed() as (guacd, base):
         async with GuacBrowser.open(base) as browser:  # the tunnel UUID arrived
             await browser.send("", "ping", "42")
             with pytest.raises(ConnectionClosed):  # no echo: the next thing is the close
@@ -73,9 +71,9 @@ async def test_no_ping_is_echoed_before_the_ticket_and_the_socket_closes():
         assert guacd.sessions == []
 
 
-@aio
+@aio(60)
 async def test_an_oversized_message_before_the_ticket_closes_the_socket():
-    async with GuacdStandin() as guacd, running_gateway(guacd=f"127.0.0.1:{guacd.port}") as base:
+    async with relayed() as (guacd, base):
         async with GuacBrowser.open(base) as browser:
             await browser.ws.send("0.,6.ticket," + "20000." + "A" * 20000 + ";")
             with pytest.raises(ConnectionClosed) as closed:
@@ -88,7 +86,7 @@ async def test_an_oversized_message_before_the_ticket_closes_the_socket():
         assert len(guacd.sessions) == 1
 
 
-@aio
+@aio(60)
 async def test_a_smaller_ticket_limit_refuses_a_normal_ticket():
     async with running_gateway(ticket_max_bytes="1024") as base, GuacBrowser.open(base) as browser:
         await browser.present(ticket(private_key="K" * 2000))
@@ -104,26 +102,30 @@ async def paste(browser: ConsoleBrowser, size: int) -> None:
     await browser.type("x" * size)
 
 
-@aio
+@aio(60)
 async def test_after_the_ticket_larger_messages_pass_up_to_the_message_limit(sshd):
     fields = dict(host=sshd.host, port=sshd.port, username=sshd.username, private_key=sshd.private_key)
     size = 30_000  # > the 16 KiB allowed before the ticket
-    async with running_gateway(modes="console") as base:
-        async with ConsoleBrowser.open(base, ticket(**fields)) as browser:
-            await browser.ready()
-            await paste(browser, size)
-            await browser.wait_for(f"got-{size}".encode(), timeout=30)
-    async with running_gateway(modes="console", max_message_bytes="16384") as base:
-        async with ConsoleBrowser.open(base, ticket(**fields)) as browser:
-            await browser.ready()
-            await paste(browser, size)
-            with pytest.raises(ConnectionClosed) as closed:
-                while True:
-                    await asyncio.wait_for(browser.ws.recv(), 10)
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+    async with (
+        running_gateway(modes="console") as base,
+        ConsoleBrowser.open(base, ticket(**fields)) as browser,
+    ):
+        await browser.ready()
+        await paste(browser, size)
+        await browser.wait_for(f"got-{size}".encode(), timeout=30)
+    async with (
+        running_gateway(modes="console", max_message_bytes="16384") as base,
+        ConsoleBrowser.open(base, ticket(**fields)) as browser,
+    ):
+        await browser.ready()
+        await paste(browser, size)
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                await asyncio.wait_for(browser.ws.recv(), 10)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
 
 
-@aio
+@aio(60)
 async def test_per_address_cap_on_direct_connections():
     async with running_gateway(max_connections_per_address="3", forwarded_allow_ips="") as base:
         held = [await raw(base) for _ in range(3)]
@@ -133,11 +135,11 @@ async def test_per_address_cap_on_direct_connections():
         held[0][1].close()
         await asyncio.sleep(0.2)
         assert (await healthz(base)).startswith(b"HTTP/1.1 200")  # a slot came free
-        for _, w in held[1:] + [(reader, writer)]:
+        for _, w in [*held[1:], (reader, writer)]:
             w.close()
 
 
-@aio
+@aio(60)
 async def test_per_address_cap_uses_the_client_a_trusted_proxy_names():
     async with running_gateway(max_connections_per_address="2", forwarded_allow_ips="127.0.0.1") as base:
         url = base.replace("http", "ws", 1) + "/guac/lab-a/ws"
@@ -158,7 +160,7 @@ async def test_per_address_cap_uses_the_client_a_trusted_proxy_names():
                 assert (await other.recv()).startswith("0.,36.")
 
 
-@aio
+@aio(60)
 async def test_total_cap():
     async with running_gateway(max_connections="4", forwarded_allow_ips="") as base:
         held = [await raw(base, f"127.0.0.{i}") for i in range(2, 6)]
@@ -171,7 +173,7 @@ async def test_total_cap():
             w.close()
 
 
-@aio
+@aio(60)
 async def test_slowloris_is_closed_at_the_header_deadline():
     async with running_gateway(header_timeout_seconds="1", forwarded_allow_ips="") as base:
         silent = await raw(base, "127.0.0.2")
@@ -204,7 +206,7 @@ async def test_slowloris_is_closed_at_the_header_deadline():
         assert time.monotonic() - started < 3
 
 
-@aio
+@aio(60)
 async def test_idle_keep_alive_connections_close_after_keep_alive_seconds():
     async with running_gateway(keep_alive_seconds="1", header_timeout_seconds="30") as base:
         reader, writer = await raw(base)
@@ -215,7 +217,7 @@ async def test_idle_keep_alive_connections_close_after_keep_alive_seconds():
         assert time.monotonic() - started < 2.5
 
 
-@aio
+@aio(60)
 async def test_request_heads_over_max_header_bytes_are_refused():
     async with running_gateway(max_header_bytes="2048") as base:
         head = b"GET /healthz HTTP/1.1\r\nhost: gw\r\nconnection: close\r\ncookie: "
@@ -228,9 +230,9 @@ async def test_request_heads_over_max_header_bytes_are_refused():
         assert answers[0].startswith(b"HTTP/1.1 200") and answers[1].startswith(b"HTTP/1.1 431")
 
 
-@aio
+@aio(60)
 async def test_a_flood_of_tiny_messages_does_not_starve_healthz():
-    async with GuacdStandin() as guacd, running_gateway(guacd=f"127.0.0.1:{guacd.port}") as base:
+    async with relayed() as (guacd, base):
         async with GuacBrowser.open(base) as browser:
             await browser.present(ticket())
             await guacd.session()
