@@ -7,7 +7,9 @@ import contextlib
 import dataclasses
 import functools
 import json
-from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -19,6 +21,9 @@ from labxblock.gateway.protocol import Instruction, encode, parse_all
 from labxblock.gateway.server import uvicorn_config
 from labxblock.tickets import generate_key, mint_ticket
 from tests.guacd_standin.server import GuacdStandin
+from tests.services.process import ServiceProcess, free_port, port_open
+
+COMMAND = Path(sys.executable).parent / "labxblock-gateway"
 
 KEY = generate_key()
 ORIGIN = "http://gateway.test"
@@ -74,6 +79,20 @@ async def running_gateway(env: Mapping[str, str] | None = None, **overrides: str
     finally:
         server.should_exit = True
         await task
+
+
+@contextlib.contextmanager
+def gateway_process(log: Path, *, prefix: Sequence[str] = (), **overrides: str) -> Iterator[tuple[str, int]]:
+    """``labxblock-gateway`` as an operator runs it (env only); yields its base URL and pid."""
+    port = free_port()
+    env = gateway_env(listen=f"127.0.0.1:{port}", **overrides)
+    process = ServiceProcess("labxblock-gateway", [*prefix, str(COMMAND)], log, env=env)
+    process.start(lambda: port_open(port), 20)
+    assert process.proc is not None
+    try:
+        yield f"http://127.0.0.1:{port}", process.proc.pid
+    finally:
+        process.stop()
 
 
 @contextlib.asynccontextmanager

@@ -25,6 +25,7 @@ checked by the browser-like client in ``harness.py``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from dataclasses import dataclass, field
 
@@ -143,7 +144,12 @@ class GuacdStandin:
         try:
             await self._serve(session, queue)
         except ConnectionError:
-            pass
+            # Our write failed (the gateway hung up): guacd still reads what the gateway sent first.
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(asyncio.shield(pump), 1)
+            while not queue.empty():
+                ins = queue.get_nowait()
+                session.disconnect_received |= ins is not None and ins[0] == "disconnect"
         finally:
             pump.cancel()
             if not session.disconnect_received and not session.ended_by_guacd and session.connect:
