@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from labxblock.gateway.config import ConfigError, load_config
-from tests.guacd_standin.harness import gateway_env, running_gateway
+from tests.guacd_standin.harness import COMMAND, gateway_env, gateway_process, running_gateway
 
 
 def fetch(url: str) -> tuple[int, dict, bytes]:
@@ -59,11 +59,21 @@ def test_pages_assets_and_headers():
         ({"modes": "guac,telnet"}, "LABXBLOCK_GATEWAY_MODES"),
         ({"listen": "127.0.0.1:99999"}, "LABXBLOCK_GATEWAY_LISTEN"),
         ({"ticket_wait_seconds": "600"}, "LABXBLOCK_GATEWAY_TICKET_WAIT_SECONDS"),
+        ({"allowed_networks": "10.0.0.0/8,lab-net"}, r"LABXBLOCK_GATEWAY_ALLOWED_NETWORKS\[1\]"),
+        ({"max_connections": "0"}, "LABXBLOCK_GATEWAY_MAX_CONNECTIONS: expected an integer"),
+        ({"max_connections_per_address": "many"}, "LABXBLOCK_GATEWAY_MAX_CONNECTIONS_PER_ADDRESS"),
+        ({"header_timeout_seconds": "0"}, "LABXBLOCK_GATEWAY_HEADER_TIMEOUT_SECONDS"),
+        ({"keep_alive_seconds": "1.5"}, "LABXBLOCK_GATEWAY_KEEP_ALIVE_SECONDS"),
+        ({"max_header_bytes": "10"}, "LABXBLOCK_GATEWAY_MAX_HEADER_BYTES"),
+        ({"ticket_max_bytes": "-1"}, "LABXBLOCK_GATEWAY_TICKET_MAX_BYTES"),
+        ({"max_message_bytes": "1"}, "LABXBLOCK_GATEWAY_MAX_MESSAGE_BYTES"),
+        ({"redis_url": "http://:secret@redis:6379"}, "LABXBLOCK_GATEWAY_REDIS_URL: expected a redis://"),
     ],
 )
 def test_config_errors_name_the_variable(override, names):
-    with pytest.raises(ConfigError, match=names):
+    with pytest.raises(ConfigError, match=names) as refused:
         load_config(gateway_env(**override))
+    assert "secret" not in str(refused.value)
 
 
 def test_console_only_needs_no_guacd():
@@ -77,3 +87,22 @@ def test_command_exits_2_naming_the_missing_variable():
     result = subprocess.run([str(command)], env={"PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
     assert result.returncode == 2
     assert "LABXBLOCK_GATEWAY_TICKET_KEYS is required" in result.stderr
+
+
+def test_command_refuses_arguments_such_as_workers():
+    result = subprocess.run([str(COMMAND), "--workers", "2"], capture_output=True, text=True)
+    assert result.returncode == 2 and "takes no arguments" in result.stderr
+
+
+def test_command_raises_the_open_file_limit_and_fits_the_connection_cap_to_it(tmp_path):
+    # Start it as a service manager with a low soft limit (256) and a hard limit of 1024 would.
+    lower = (
+        "import os, resource, sys; resource.setrlimit(resource.RLIMIT_NOFILE, (256, 1024)); "
+        "os.execv(sys.argv[1], sys.argv[1:])"
+    )
+    log = tmp_path / "gw.log"
+    with gateway_process(log, prefix=[sys.executable, "-c", lower], modes="console") as (_, pid):
+        limits = Path(f"/proc/{pid}/limits").read_text()
+    soft, hard = next(line.split()[3:5] for line in limits.splitlines() if line.startswith("Max open files"))
+    assert (soft, hard) == ("1024", "1024")
+    assert "does not fit 1024 open files; using 480" in log.read_text()  # (1024 - 64) / 2 sessions
