@@ -182,6 +182,7 @@ def main() -> None:
             "LABXBLOCK_GATEWAY_MODES": "console",
             "LABXBLOCK_GATEWAY_LISTEN": f"127.0.0.1:{port}",
             "LABXBLOCK_GATEWAY_LOG_LEVEL": "warning",
+            "LABXBLOCK_GATEWAY_ALLOWED_NETWORKS": "127.0.0.0/8",  # the benchmark's sshd
         }
         command = Path(sys.executable).parent / "labxblock-gateway"
         gateway = subprocess.Popen([str(command)], env=env)

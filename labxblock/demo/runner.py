@@ -109,6 +109,7 @@ class Demo:
             "LABXBLOCK_GATEWAY_LISTEN": f"127.0.0.1:{opts.gateway_port}",
             "LABXBLOCK_GATEWAY_ALLOWED_ORIGINS": gateway,  # the gateway's own page opens the socket
             "LABXBLOCK_GATEWAY_FRAME_ANCESTORS": web,  # the workbench frames it
+            "LABXBLOCK_GATEWAY_ALLOWED_NETWORKS": "127.0.0.0/8",  # the local provider's labs
         }
 
     def run(self, name: str, *args: str) -> None:

@@ -2,44 +2,26 @@
 
 from __future__ import annotations
 
-import os
-import shutil
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from labxblock.tickets import generate_key, iframe_url, mint_ticket
+from labxblock.tickets import iframe_url, mint_ticket
 from tests.browser.conftest import screenshot
-from tests.services.process import ServiceProcess, free_port, port_open
+from tests.guacd_standin.harness import KEY, gateway_process
 
 pytestmark = pytest.mark.browser
 
-KEY = generate_key()
 
 
 
 @pytest.fixture(scope="module")
 def gateway(tmp_path_factory) -> Iterator[str]:
     """``labxblock-gateway`` as an operator starts it: env vars only."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    command = shutil.which("labxblock-gateway", path=str(Path(sys.executable).parent)) or "labxblock-gateway"
-    env = {
-        **os.environ,
-        "LABXBLOCK_GATEWAY_TICKET_KEYS": KEY,
-        "LABXBLOCK_GATEWAY_ALLOWED_ORIGINS": base,
-        "LABXBLOCK_GATEWAY_MODES": "console",
-        "LABXBLOCK_GATEWAY_LISTEN": f"127.0.0.1:{port}",
-    }
     log = tmp_path_factory.mktemp("gateway") / "gateway.log"
-    gateway = ServiceProcess("labxblock-gateway", [command], log, env=env).start(lambda: port_open(port), 15)
-    try:
+    with gateway_process(log, own_origin=True, modes="console") as (base, _):
         yield base
-    finally:
-        gateway.stop()
     assert KEY not in log.read_text(), "a ticket key reached the gateway log"
 
 

@@ -8,6 +8,7 @@ import dataclasses
 import functools
 import json
 import sys
+import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,9 +83,16 @@ async def running_gateway(env: Mapping[str, str] | None = None, **overrides: str
 
 
 @contextlib.contextmanager
-def gateway_process(log: Path, *, prefix: Sequence[str] = (), **overrides: str) -> Iterator[tuple[str, int]]:
-    """``labxblock-gateway`` as an operator runs it (env only); yields its base URL and pid."""
+def gateway_process(
+    log: Path, *, prefix: Sequence[str] = (), own_origin: bool = False, **overrides: str
+) -> Iterator[tuple[str, int]]:
+    """``labxblock-gateway`` as an operator runs it (env only); yields its base URL and pid.
+
+    ``own_origin``: its own pages open the websockets (a browser test), not ``ORIGIN``.
+    """
     port = free_port()
+    if own_origin:
+        overrides["allowed_origins"] = f"http://127.0.0.1:{port}"
     env = gateway_env(listen=f"127.0.0.1:{port}", **overrides)
     process = ServiceProcess("labxblock-gateway", [*prefix, str(COMMAND)], log, env=env)
     process.start(lambda: port_open(port), 20)
@@ -93,6 +101,42 @@ def gateway_process(log: Path, *, prefix: Sequence[str] = (), **overrides: str) 
         yield f"http://127.0.0.1:{port}", process.proc.pid
     finally:
         process.stop()
+
+
+@contextlib.contextmanager
+def standin_in_thread() -> Iterator[GuacdStandin]:
+    """A guacd stand-in on its own event loop in a thread, for tests that are not async (browser tests)."""
+    ready, holder = threading.Event(), {}
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def serve() -> None:
+        async with GuacdStandin() as guacd:
+            holder["guacd"] = guacd
+            ready.set()
+            await stop.wait()
+
+    thread = threading.Thread(target=lambda: holder.update(error=_run(loop, serve())), daemon=True)
+    thread.start()
+    if not ready.wait(10):
+        raise RuntimeError(f"the guacd stand-in did not start: {holder.get('error')}")
+    try:
+        yield holder["guacd"]
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(10)
+    if holder.get("error"):
+        raise holder["error"]  # a rule the stand-in saw broken
+
+
+def _run(loop: asyncio.AbstractEventLoop, main: Any) -> BaseException | None:
+    try:
+        loop.run_until_complete(main)
+    except BaseException as exc:  # handed to the test's thread
+        return exc
+    finally:
+        loop.close()
+    return None
 
 
 @contextlib.asynccontextmanager

@@ -7,15 +7,19 @@ export function takeFragment() {
     return { ticket: params.get("ticket") || "", readOnly: params.get("ro") === "1", origin: params.get("origin") || "" };
 }
 
+// One message per close status (labxblock/gateway/wsock.py says which is which).
 const MESSAGES = {
-    0: "Disconnected.",
+    0: "The session has ended.",
     512: "The terminal gateway failed. Reload the page to try again.",
+    514: "The lab did not answer in time. Reload the page to try again.",
     515: "The lab's connection failed. Reload the page to try again.",
-    516: "The lab did not answer in time. Reload the page to try again.",
+    516: "This lab's address is not allowed on this site. Please tell the course team.",
     519: "The lab cannot be reached right now. Reload the page to try again.",
     768: "The connection was refused (bad request). Reload the page.",
-    769: "This terminal link has expired or was already used. Reload the page.",
+    769: "The lab refused the login. Reset the lab; if it happens again, please tell the course team.",
+    771: "This terminal link has expired or was already used. Reload the page.",
     776: "The connection took too long to start. Reload the page.",
+    797: "Too many lab connections from your network. Close other lab tabs, then reload the page.",
 };
 
 /** Show a status line (textContent only: nothing here is HTML). */

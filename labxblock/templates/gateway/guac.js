@@ -24,6 +24,8 @@ tunnel.onstatechange = (state) => {
 };
 client.onstatechange = (state) => {
     if (state === 3) setStatus(readOnly ? "Read-only view." : "", "ready"); // CONNECTED
+    // DISCONNECTED with no error before it: a clean end (the learner typed exit).
+    if (state === 5 && document.body.dataset.state !== "closed") setStatus(statusText(0), "ended");
 };
 client.onerror = (status) => setStatus(statusText(status.code), "closed");
 tunnel.onerror = (status) => setStatus(statusText(status.code), "closed");
