@@ -21,6 +21,7 @@ from labxblock.fields import (
     CHECK_TIMEOUT_MAX,
     KEY_TYPES,
     PROTOCOLS,
+    RDP_SECURITY,
     TIMEOUT_FIELDS,
 )
 
@@ -292,6 +293,9 @@ def check_settings(values: Mapping[str, Any]) -> list[Problem]:
     if values.get("protocol") not in PROTOCOLS:
         problems.append(Problem("protocol", _("The protocol must be one of: {choices}."),
                                 {"choices": ", ".join(PROTOCOLS)}))
+    if values.get("rdp_security", "any") not in RDP_SECURITY:
+        problems.append(Problem("rdp_security", _("The RDP security must be one of: {choices}."),
+                                {"choices": ", ".join(RDP_SECURITY)}))
     if values.get("key_type") not in KEY_TYPES:
         problems.append(Problem("key_type", _("The key type must be one of: {choices}."),
                                 {"choices": ", ".join(KEY_TYPES)}))

@@ -244,13 +244,18 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
             return messages.error_answer(refused, self.ugettext)
         if access is None:
             return messages.error_answer(messages.NOT_READY, self.ugettext)
+        if viewer.masquerading:  # staff at a learner's lab, in any mode: the lab's event log says who
+            labs.record_staff_terminal(access.lab_id, actor=viewer.actor)
         if json_mode:
             return self._guacamole_json(settings, viewer, access)
+        rdp = tickets.rdp_options(security=self.rdp_security, ignore_cert=self.rdp_ignore_cert,
+                                  cert_fingerprints=access.rdp_cert_fingerprints)
         ticket = tickets.mint_ticket(
             settings.ticket_keys, learner_id=str(viewer.user.pk), stack_name=access.stack_name,
             protocol=access.protocol, host=access.host, port=access.port, username=access.username,
             private_key=access.private_key, password=access.password,
             host_key=getattr(access, "host_key", None), read_only=self.read_only,
+            display=rdp if access.protocol == "rdp" else None, ttl=settings.ticket_ttl_seconds,
         )
         mode = "console" if settings.terminal_mode == "console" else "guac"
         url = tickets.iframe_url(_http(settings.gateway_url), mode, ticket, stack_name=access.stack_name,

@@ -17,6 +17,7 @@ def _(text: str) -> str:
 
 PROTOCOLS = ("ssh", "rdp", "vnc")
 KEY_TYPES = ("ed25519", "rsa")
+RDP_SECURITY = ("any", "nla", "tls", "rdp")  # guacd's `security` values a lab may use
 FEEDBACK = ("full", "score", "none")
 
 # Fields stored as OLX attributes (simple values), in export order.
@@ -33,6 +34,8 @@ SCALAR_FIELDS = (
     "suspend_timeout",
     "delete_timeout",
     "read_only",
+    "rdp_security",
+    "rdp_ignore_cert",
     "hidden",
     "fullscreen",
     "check_label",
@@ -127,6 +130,18 @@ class LabFieldsMixin(XBlockMixin):
     read_only = Boolean(
         display_name=_("Read only"), default=False, scope=Scope.settings,
         help=_("Learners watch the lab but cannot type into it."),
+    )
+    rdp_security = String(
+        display_name=_("RDP security"), default="any", scope=Scope.settings,
+        values=[{"display_name": s, "value": s} for s in RDP_SECURITY],
+        help=_("RDP labs only: how the connection to the desktop is secured. any: negotiated with the lab."),
+    )
+    rdp_ignore_cert = Boolean(
+        display_name=_("Accept the lab's RDP certificate"), default=True, scope=Scope.settings,
+        help=_(
+            "RDP labs only: each new lab has a new self-signed certificate, so it is accepted as it is. "
+            "When the template outputs rdp_cert_fingerprints, only those certificates are accepted."
+        ),
     )
     hidden = Boolean(
         display_name=_("Hidden"), default=False, scope=Scope.settings,

@@ -27,7 +27,7 @@ from labxblock.fields import SCALAR_FIELDS, TIMEOUT_FIELDS
 
 INT_FIELDS = frozenset(TIMEOUT_FIELDS)
 FLOAT_FIELDS = frozenset({"weight"})
-BOOL_FIELDS = frozenset({"read_only", "hidden", "fullscreen"})
+BOOL_FIELDS = frozenset({"read_only", "rdp_ignore_cert", "hidden", "fullscreen"})
 TEXT_FIELDS = ("template", "environment")  # attribute when a file name, child element when inline
 OWN_ELEMENTS = frozenset({"instructions", "template", "environment", "provider", "port", "check"})
 # Attributes any runtime may put on a block's element; not ours to judge.

@@ -361,6 +361,26 @@ def _str(value: Any) -> str:
     return value
 
 
+def rdp_options(*, security: str, ignore_cert: bool, cert_fingerprints: str = "") -> dict[str, str]:
+    """What an RDP ticket carries about the lab's certificate and its desktop size.
+
+    Fingerprints (``sha256:ab:cd:…``, comma-separated, from the template) pin the
+    certificate and win over ``ignore_cert``; malformed ones pin nothing and accept
+    nothing (the connection fails visibly rather than trusting any certificate).
+    An unknown ``security`` (Studio only warns) is negotiated (``any``): never an error here.
+    """
+    allowed = OPTION_VALUES["security"]
+    options = {"security": security if security in allowed else "any", "resize-method": "display-update"}
+    fingerprints = ",".join(f.strip() for f in cert_fingerprints.split(",") if f.strip())
+    if fingerprints:
+        options["ignore-cert"] = "false"
+        if _FINGERPRINTS.fullmatch(fingerprints):
+            options["cert-fingerprints"] = fingerprints
+    else:
+        options["ignore-cert"] = "true" if ignore_cert else "false"
+    return options
+
+
 def iframe_url(gateway_url: str, mode: str, ticket: str, *, stack_name: str, read_only: bool = False) -> str:
     """The iframe ``src`` for a lab: the ticket rides in the fragment, which no server sees.
 

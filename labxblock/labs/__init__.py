@@ -5,6 +5,7 @@ The block calls the learner functions; tasks call the engine, jobs and periodic 
 """
 
 from labxblock.labs.addressing import AddressRefused, BadPort
+from labxblock.labs.audit import record_staff_terminal
 from labxblock.labs.learner import (
     estimate_seconds,
     get_status,
@@ -29,6 +30,7 @@ __all__ = [
     "get_status",
     "keepalive",
     "leave",
+    "record_staff_terminal",
     "request_launch",
     "request_reset",
     "retry",

@@ -326,4 +326,5 @@ def terminal_access(user: Any, course_run: str, lab_key: str, port: Any = None) 
         private_key=lab.private_key,
         password=lab.password,
         host_key=str(lab.outputs.get("host_key", "")),
+        rdp_cert_fingerprints=str(lab.outputs.get("rdp_cert_fingerprints", "")),
     )

@@ -94,6 +94,7 @@ class TerminalAccess:
     private_key: str = field(repr=False, default="")
     password: str = field(repr=False, default="")
     host_key: str = ""
+    rdp_cert_fingerprints: str = ""  # the template's output of that name: the RDP certificates to accept
 
 
 DEFAULT_PORTS = {"ssh": 22, "rdp": 3389, "vnc": 5900}

@@ -33,9 +33,10 @@ if "workbench" not in settings.INSTALLED_APPS:
 from workbench.runtime import WorkbenchRuntime
 
 from labxblock import messages
+from labxblock.labs.audit import STAFF_TERMINAL
 from labxblock.lifecycle import Reason, State
 from labxblock.models import Lab, LabEvent
-from labxblock.tickets import ReplayGuard, TicketWrongLearner, verify_ticket
+from labxblock.tickets import ReplayGuard, TicketExpired, TicketWrongLearner, verify_ticket
 from tests.engine_harness import TEST_TICKET_KEYS, lab_template, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -126,7 +127,9 @@ def flow(engine_factory) -> Callable[..., Flow]:
     engines: list[Any] = []  # one engine per test, shared by every block the test makes
 
     def make(student: str = "ada", runtime: WorkbenchRuntime | None = None, **attrs: str) -> Flow:
-        engine = engines[0] if engines else engines.append(engine_factory()) or engines[0]
+        if not engines:  # a ticket ttl below the 60 s maximum, so the tests see the ticket carry it
+            engines.append(engine_factory(ticket_ttl_seconds=30))
+        engine = engines[0]
         runtime = runtime or WorkbenchRuntime(student)
         runtime.id_generator.set_scenario("flow")
         block = runtime.get_block(runtime.parse_xml_string(lab_xml(engine.lab_port.port, **attrs)))
@@ -300,6 +303,8 @@ def test_masquerading_staff_see_whose_lab_and_act_on_it(flow) -> None:
     assert "labxblock-masquerade" in page
     assert messages.MASQUERADE.format(username="lin") in page
     assert as_staff.call("status")["ready"] is True  # lin's lab, not a new one for sam
+    assert "url" in as_staff.call("terminal")  # sam opens lin's terminal: the lab's log says so
+    assert LabEvent.objects.filter(lab=lab, reason=STAFF_TERMINAL, actor=f"staff:{staff.pk}").count() == 1
     assert as_staff.call("reset")["phase"] == "deleting"
     assert Lab.objects.get().pk == lab.pk and Lab.objects.get().learner_id == learner.pk
     assert LabEvent.objects.filter(lab=lab, reason="reset", actor=f"staff:{staff.pk}").exists()
@@ -330,6 +335,11 @@ def test_terminal_gives_a_ticket_for_this_learner_and_stack_and_no_secret_reache
     ticket = verify_ticket(TEST_TICKET_KEYS, token, replay_guard=ReplayGuard(), stack_name=lab.stack_name,
                            learner_id=str(lab.learner_id))
     assert (ticket.host, ticket.port, ticket.protocol) == ("127.0.0.1", f.engine.lab_port.port, "ssh")
+    assert ticket.ttl == 30  # the site's ticket_ttl_seconds, honoured by the gateway
+    with pytest.raises(TicketExpired):
+        verify_ticket(TEST_TICKET_KEYS, token, replay_guard=ReplayGuard(), stack_name=lab.stack_name,
+                      now=ticket.issued_at + 31)
+    assert not LabEvent.objects.filter(reason=STAFF_TERMINAL).exists()  # the learner's own: no event
     assert ticket.password == lab.password and ticket.private_key == lab.private_key
     other = parse_qs(urlsplit(f.call("terminal")["url"]).fragment)["ticket"][0]
     with pytest.raises(TicketWrongLearner):

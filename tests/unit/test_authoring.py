@@ -169,6 +169,12 @@ def test_bad_protocol_key_type_and_timeout() -> None:
     assert [f for f, _ in found] == ["protocol", "key_type", "launch_timeout"]
 
 
+def test_rdp_security_must_be_one_guacd_knows() -> None:
+    assert problems(rdp_security="tls") == []
+    expected = ("rdp_security", "The RDP security must be one of: any, nla, tls, rdp.")
+    assert problems(rdp_security="ssl") == [expected]
+
+
 def test_inline_rule_is_a_line_break() -> None:
     assert authoring.is_inline("a: 1\n")
     assert not authoring.is_inline("/static/lab.yaml")

@@ -40,6 +40,7 @@ def test_sample_imports_every_field() -> None:
     assert (block.key_type, block.lab_group) == ("rsa", "week-1")
     assert (block.launch_timeout, block.suspend_timeout, block.delete_timeout) == (900, 600, 86400)
     assert (block.read_only, block.hidden, block.fullscreen) == (True, False, False)
+    assert (block.rdp_security, block.rdp_ignore_cert) == ("tls", False)
     assert (block.check_label, block.check_feedback) == ("Am I done?", "score")
     assert block.instructions == "<p>Configure <em>nginx</em> &amp; reload it.</p>"
     assert block.providers[0] == {"name": "default", "capacity": 20}

@@ -207,6 +207,20 @@ def test_rdp_options_round_trip():
     assert t.display == {**options, "ignore-cert": "true"}
 
 
+def test_rdp_options_for_a_lab():
+    fp = "sha256:" + ":".join(["ab"] * 32)
+    assert tickets.rdp_options(security="any", ignore_cert=True) == {
+        "security": "any", "resize-method": "display-update", "ignore-cert": "true"}
+    assert tickets.rdp_options(security="tls", ignore_cert=False)["ignore-cert"] == "false"
+    # Fingerprints from the template pin the certificate, whatever ignore_cert says.
+    pinned = tickets.rdp_options(security="nla", ignore_cert=True, cert_fingerprints=f" {fp} ,")
+    assert (pinned["ignore-cert"], pinned["cert-fingerprints"]) == ("false", fp)
+    # Malformed ones accept nothing rather than everything; an unknown security is negotiated.
+    broken = tickets.rdp_options(security="weird", ignore_cert=True, cert_fingerprints="md5:zz")
+    assert broken == {"security": "any", "resize-method": "display-update", "ignore-cert": "false"}
+    verify(mint(protocol="rdp", display=broken))  # every result is a valid ticket
+
+
 def test_iframe_url_puts_ticket_in_fragment_only():
     url = iframe_url("https://lab.example.org/gw/", "console", "TOKEN", stack_name="lab a/1")
     assert url == "https://lab.example.org/gw/console/lab%20a%2F1/#ticket=TOKEN"
