@@ -8,9 +8,11 @@ received cancels it). Measured on uvicorn 0.54: 200 sockets that sent nothing or
 half a request line were all open after 75 s. So uvicorn runs with two protocol
 classes of ours (``protocol_classes``):
 
-- HTTP (h11): refuse a socket over the total cap or over its address's cap (503,
-  closed at once); close a connection that has not sent a request's headers
-  within ``header_timeout_seconds`` of opening or of its last answer.
+- HTTP (h11): refuse a socket over the total cap or over its address's cap (reset
+  at once: no answer to write, no TIME_WAIT kept; on loopback a 503 cost more than
+  the rest of the refusal); close a connection that has not sent a request's
+  headers within ``header_timeout_seconds`` of opening or of its last answer, and
+  one whose request head grows past ``max_header_bytes``.
 - websocket: messages may be at most ``ticket_max_bytes`` until the app says
   the ticket was accepted (then ``max_message_bytes``), and frames are never
   logged (the ``websockets`` protocol logs each frame at debug level).
@@ -40,7 +42,6 @@ log = logging.getLogger("labxblock.gateway.limits")
 
 FDS_PER_CONNECTION = 2  # the browser's socket and the one to guacd or the lab
 FDS_RESERVED = 64  # listening socket, logs, DNS, Redis …
-_BUSY = b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 _TOO_LARGE = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
 
 
@@ -163,8 +164,7 @@ def protocol_classes(limits: ConnectionLimits) -> tuple[type[H11Protocol], type[
         def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
             super().connection_made(transport)
             if not limits.admit(transport):
-                transport.write(_BUSY)
-                transport.close()
+                transport.abort()
                 return
             self._arm()
 
