@@ -27,6 +27,7 @@ EXTRAS_REQUIRE = {
         "uvicorn>=0.30,<1",
         "websockets>=12,<18",
         "asyncssh>=2.14,<3",
+        "redis>=5,<9",  # single use of tickets across gateway processes (LABXBLOCK_GATEWAY_REDIS_URL)
     ],
     "test": [
         "pytest>=8,<10",
