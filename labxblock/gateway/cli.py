@@ -49,18 +49,16 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"labxblock-gateway: configuration error: {exc}", file=sys.stderr)
         return 2
-    import uvicorn  # the gateway extra: imported once it is known to be there
-
     from labxblock.gateway.app import Gateway
     from labxblock.gateway.limits import raise_fd_limit
-    from labxblock.gateway.server import uvicorn_config
+    from labxblock.gateway.server import GatewayServer, uvicorn_config
 
     logging.basicConfig(
         level=config.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
     fd_limit = raise_fd_limit()
     logging.getLogger("labxblock.gateway").info("open-file limit: %s", fd_limit)
-    uvicorn.Server(uvicorn_config(Gateway(config), fd_limit=fd_limit)).run()
+    GatewayServer(uvicorn_config(Gateway(config), fd_limit=fd_limit)).run()
     return 0
 
 

@@ -3,11 +3,19 @@
 from __future__ import annotations
 
 import logging
+import socket
 
 import uvicorn
 
 from labxblock.gateway.app import Gateway
 from labxblock.gateway.limits import ConnectionLimits, protocol_classes
+
+# asyncio accepts up to `backlog` connections in one turn of the event loop and then
+# runs all their set-ups before anything else: a burst of 2,000 refused sockets held
+# every session's keystrokes for ~0.3 s. So uvicorn gets a small backlog (the batch),
+# and the socket's kernel queue is set larger once it listens (GatewayServer).
+ACCEPT_BATCH = 64
+LISTEN_BACKLOG = 2048
 
 # Loggers that would print frame contents (keystrokes, the ticket) at debug level.
 WIRE_LOGGERS = ("websockets", "websockets.protocol", "websockets.server", "uvicorn.protocols")
@@ -42,6 +50,19 @@ def uvicorn_config(gateway: Gateway, *, fd_limit: int | None = None) -> uvicorn.
         server_header=False,
         timeout_keep_alive=c.keep_alive_seconds,
         h11_max_incomplete_event_size=c.max_header_bytes,
+        backlog=ACCEPT_BATCH,
     )
     quiet_wire_loggers()
     return config
+
+
+class GatewayServer(uvicorn.Server):
+    """uvicorn's Server on a socket of its own, whose kernel queue outgrows asyncio's accept batch."""
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().serve(sockets=sockets or [self.config.bind_socket()])
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        for sock in sockets or ():
+            sock.listen(LISTEN_BACKLOG)  # asyncio keeps accepting ACCEPT_BATCH a turn

@@ -13,13 +13,12 @@ from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
 from labxblock.gateway.app import Gateway
 from labxblock.gateway.config import load_config
 from labxblock.gateway.protocol import Instruction, encode, parse_all
-from labxblock.gateway.server import uvicorn_config
+from labxblock.gateway.server import GatewayServer, uvicorn_config
 from labxblock.tickets import generate_key, mint_ticket
 from tests.guacd_standin.server import GuacdStandin
 from tests.services.process import ServiceProcess, free_port, port_open
@@ -67,7 +66,7 @@ async def running_gateway(env: Mapping[str, str] | None = None, **overrides: str
     """
     config = load_config(gateway_env(**overrides) if env is None else env)
     config = dataclasses.replace(config, listen_host="127.0.0.1", listen_port=0)
-    server = uvicorn.Server(uvicorn_config(Gateway(config)))
+    server = GatewayServer(uvicorn_config(Gateway(config)))
     server.install_signal_handlers = lambda: None  # type: ignore[method-assign]  # not the test's signals
     task = asyncio.create_task(server.serve())
     while not server.started:

@@ -106,3 +106,12 @@ def test_command_raises_the_open_file_limit_and_fits_the_connection_cap_to_it(tm
     soft, hard = next(line.split()[3:5] for line in limits.splitlines() if line.startswith("Max open files"))
     assert (soft, hard) == ("1024", "1024")
     assert "does not fit 1024 open files; using 480" in log.read_text()  # (1024 - 64) / 2 sessions
+
+
+def test_the_kernel_queues_more_connections_than_asyncio_accepts_in_one_turn(tmp_path):
+    from labxblock.gateway.server import ACCEPT_BATCH, LISTEN_BACKLOG
+
+    with gateway_process(tmp_path / "gw.log", modes="console") as (base, _):
+        port = base.rsplit(":", 1)[1]
+        listening = subprocess.run(["ss", "-ltnH", f"sport = :{port}"], capture_output=True, text=True).stdout
+    assert int(listening.split()[2]) == LISTEN_BACKLOG > ACCEPT_BATCH  # ss shows the backlog as Send-Q
