@@ -183,6 +183,8 @@ def main() -> None:
             "LABXBLOCK_GATEWAY_LISTEN": f"127.0.0.1:{port}",
             "LABXBLOCK_GATEWAY_LOG_LEVEL": "warning",
             "LABXBLOCK_GATEWAY_ALLOWED_NETWORKS": "127.0.0.0/8",  # the benchmark's sshd
+            # Every session comes from 127.0.0.1 here; on a site, from its learner's address.
+            "LABXBLOCK_GATEWAY_MAX_CONNECTIONS_PER_ADDRESS": str(args.sessions + 50),
         }
         command = Path(sys.executable).parent / "labxblock-gateway"
         gateway = subprocess.Popen([str(command)], env=env)
