@@ -4,19 +4,25 @@ Pure Python: imports nothing of the project outside this package and reads no
 clock (``now`` is an argument).
 
 A lab row holds what should be (``Desired``) and what is (``State``: our memory of what we last saw
-or asked for). Each reconcile pass, the provider's one ``list`` says what the cloud has (``observed``:
-a provider ``State``, or None when the stack is not listed). ``decide`` compares the three and returns
-one ``Decision``: at most one ``Action`` (one cloud call, or a probe of the lab's port), the state to
-record, and the bookkeeping to store. It is level-triggered: only what the row and the cloud say *now*
-matters, so a lost task, a crashed worker or a missed tick is repaired by the next pass.
+or asked for). What the cloud has (``observed``: a provider ``State``, or None when there is no such
+stack) comes from an observation of the stack, or, outside ``OPERATIONS``, from the row's own belief.
+``decide`` compares the three and returns one ``Decision``: at most one ``Action`` (one cloud call, or
+a probe of the lab's port), the state to record, and the bookkeeping to store. It is level-triggered:
+only what the row and the cloud say *now* matters, so a lost task, a crashed worker or a missed tick is
+repaired by a later pass.
 
 - The cloud is believed. An operation it reports done advances the row; a stack it is already working
   on is adopted; a stack that vanished is recreated (through REQUESTED); a status no operation of ours
   explains sends the row back to REQUESTED, which adopts whatever the cloud has.
-- Every transitional state has a deadline. Past it, or when the cloud reports FAILED during one of our
-  operations, the pass counts a failure and reissues the operation; after ``max_attempts`` failures the
-  lab is FAILED with a ``Reason``. Every call sets ``next_attempt_at`` (exponential backoff): no failure
-  is judged and no retry made before it, so a call that has not landed yet is not taken for a failure.
+- Every call is in flight (``call_pending_since``) until someone sees the cloud take it: its worker's
+  answer, or the cloud showing the operation under way. A call the cloud shows no sign of within the
+  acceptance window was lost (a killed worker, an emptied broker): it is issued again at once, with an
+  event and no failure counted, long before the deadline (calls are idempotent).
+- Every transitional state has a deadline: the backstop for a cloud that took a call and never finishes.
+  Past it, or when the cloud reports FAILED during one of our operations, the pass counts a failure and
+  reissues the operation; after ``max_attempts`` failures the lab is FAILED with a ``Reason``. Every call
+  sets ``next_attempt_at`` (exponential backoff): no failure is judged before it, so a call that has not
+  landed yet is not taken for a failure.
 - A failed create deletes its stack before creating again, so nothing leaks. A stack the cloud reports
   FAILED outside our operations is kept (it may hold the learner's work) and the lab turns FAILED.
 - FAILED is sticky: ``retry`` (the learner's Retry button) is the only way back up. Desired DELETED is
@@ -32,6 +38,7 @@ from labxblock.lifecycle.states import (
     DEFAULT_DEADLINES,
     DEFAULT_POLICY,
     OBSERVABLE,
+    OPERATIONS,
     STABLE,
     TRANSITIONAL,
     Action,
@@ -57,6 +64,7 @@ __all__ = [
     "DEFAULT_DEADLINES",
     "DEFAULT_POLICY",
     "OBSERVABLE",
+    "OPERATIONS",
     "STABLE",
     "TRANSITIONAL",
     "Action",

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from labxblock.lifecycle.states import (
     _S,
     CALLS,
     DEFAULT_POLICY,
     OBSERVABLE,
+    OPERATIONS,
     TRANSITIONAL,
     Action,
     Decision,
@@ -43,12 +44,25 @@ class _Pass:
         deadline = self.lab.deadline_at
         return deadline is not None and self.now >= deadline and self.due()
 
+    @property
+    def pending(self) -> datetime | None:
+        """When the call in flight was issued, unless this observation shows the cloud at it."""
+        if self.lab.state in OPERATIONS and self.obs is self.lab.state:
+            return None
+        return self.lab.call_pending_since
+
+    def lost(self) -> bool:
+        """Did the call in flight go missing? The cloud shows no sign of it past the acceptance window."""
+        since = self.pending
+        window = timedelta(seconds=self.policy.acceptance_window_seconds)
+        return since is not None and self.now >= since + window
+
     def wait(self, action: Action = Action.NONE) -> Decision:
         lab = self.lab
         deadline = None
         if lab.state in TRANSITIONAL:  # repair a missing deadline rather than stay stuck
             deadline = lab.deadline_at or deadline_for(lab.state, self.now, self.policy.deadline_seconds)
-        return Decision(action, None, deadline, lab.attempts, lab.next_attempt_at)
+        return Decision(action, None, deadline, lab.attempts, lab.next_attempt_at, self.pending)
 
     def move(self, state: State, action: Action, reason: Reason, attempts: int | None = None) -> Decision:
         lab = self.lab
@@ -58,10 +72,23 @@ class _Pass:
         next_at = lab.next_attempt_at
         if settled(state, lab.desired):
             attempts, next_at = 0, None
+        # A new state starts with no call in flight, unless it makes one.
+        pending = self.pending if state is lab.state else None
         if action in CALLS:  # give the call time to land before judging it
-            next_at = self.now + self.policy.backoff(attempts, lab.jitter)
+            next_at, pending = self.now + self.policy.backoff(attempts, lab.jitter), self.now
         deadline = deadline_for(state, self.now, self.policy.deadline_seconds)
-        return Decision(action, None if state is lab.state else state, deadline, attempts, next_at, reason)
+        return Decision(action, None if state is lab.state else state, deadline, attempts, next_at, pending,
+                        reason)
+
+    def reissue(self, state: State, action: Action) -> Decision:
+        """Issue a lost call again. No failure is counted, and the state keeps its deadline: a call
+        that is lost every time still ends at the deadline (the backstop)."""
+        if state is not self.lab.state:
+            return self.move(state, action, Reason.NOT_ACCEPTED)
+        lab = self.lab
+        deadline = lab.deadline_at or deadline_for(state, self.now, self.policy.deadline_seconds)
+        next_at = self.now + self.policy.backoff(lab.attempts, lab.jitter)
+        return Decision(action, None, deadline, lab.attempts, next_at, self.now, Reason.NOT_ACCEPTED)
 
     def arrive(self, state: State, reason: Reason) -> Decision:
         """Enter ``state`` now the cloud got there; a stack that is up is probed unless unwanted."""
@@ -76,7 +103,8 @@ class _Pass:
         check_transition(self.lab.state, _S.FAILED)
         cleanup = self.lab.state is _S.CREATING and self.obs not in {None, _S.DELETING}
         next_at = self.now + self.policy.backoff(attempts, self.lab.jitter)
-        return Decision(Action.DELETE if cleanup else Action.NONE, _S.FAILED, None, attempts, next_at, reason)
+        action = Action.DELETE if cleanup else Action.NONE
+        return Decision(action, _S.FAILED, None, attempts, next_at, self.now if cleanup else None, reason)
 
 
 # Our operations: (state, observed) that means done, and what means "still at it / not landed yet".
@@ -126,6 +154,14 @@ def _failure(p: _Pass, reason: Reason) -> Decision:
         return p.fail(reason, attempts)
     state, action = _reissue(p)
     return p.move(state, action, reason, attempts)
+
+
+def _lost(p: _Pass) -> Decision:
+    """The call never showed in the cloud: issue it again, towards what is desired now."""
+    moot = _MOOT.get((p.lab.state, p.obs, p.lab.desired))
+    if moot is not None:
+        return p.move(moot, Action.NONE, Reason.DESIRED)
+    return p.reissue(*_reissue(p))
 
 
 def _unexpected(p: _Pass) -> Decision:
@@ -181,6 +217,8 @@ def _operation(p: _Pass) -> Decision:
         return _failure(p, failed_reason) if p.due() else p.wait()
     if obs not in _PENDING[lab.state]:
         return _unexpected(p)
+    if p.lost():  # long before the deadline: a lost job need not cost the lab its whole deadline
+        return _lost(p)
     if not p.overdue():
         return p.wait()
     moot = _MOOT.get((lab.state, obs, lab.desired))

@@ -57,6 +57,7 @@ class Phase(enum.StrEnum):
     SUSPENDED = "suspended"
     RESUMING = "resuming"
     DELETING = "deleting"
+    REBUILDING = "rebuilding"  # its stack is being deleted to make a fresh one (recovery, reset)
     DELETED = "deleted"  # no lab now; launching makes a fresh one
     FAILED = "failed"
 
@@ -83,6 +84,7 @@ class Reason(enum.StrEnum):
     RESUME_TIMEOUT = "resume_timeout"
     DELETE_FAILED = "delete_failed"
     DELETE_TIMEOUT = "delete_timeout"
+    NOT_ACCEPTED = "not_accepted"  # no sign of the call in the cloud within the acceptance window: reissued
 
 
 class IllegalTransition(ValueError):
@@ -102,6 +104,9 @@ STABLE: frozenset[State] = frozenset(State) - TRANSITIONAL
 # What a provider may report for a stack; None: not listed. STARTING and REQUESTED are ours alone.
 OBSERVABLE: frozenset[State | None] = frozenset(State) - {_S.REQUESTED, _S.STARTING} | {None}
 CALLS: frozenset[Action] = frozenset({Action.CREATE, Action.SUSPEND, Action.RESUME, Action.DELETE})
+# Our operations: the states in which a call of ours is at work in the cloud. Only in these does the
+# lifecycle need to know what the cloud shows now; every other state is decided on the row alone.
+OPERATIONS: frozenset[State] = frozenset({_S.CREATING, _S.SUSPENDING, _S.RESUMING, _S.DELETING})
 
 # Every state change decide() or retry() can make. Anything else is a bug (IllegalTransition).
 # Any state may go to DELETING (desired deleted, or someone else deletes the stack); most may go back
@@ -181,6 +186,7 @@ class Policy:
     max_attempts: int = 5  # failures per convergence before the lab is FAILED
     retry_backoff_seconds: float = 10
     retry_backoff_max_seconds: float = 600
+    acceptance_window_seconds: float = 45  # a call the cloud shows no sign of by then is issued again
 
     def backoff(self, attempts: int, jitter: float = 0.0) -> timedelta:
         base, cap = self.retry_backoff_seconds, self.retry_backoff_max_seconds
@@ -199,7 +205,8 @@ class Decision:
     deadline_at: datetime | None  # None exactly when the resulting state is stable
     attempts: int
     next_attempt_at: datetime | None
-    reason: Reason | None = None  # set whenever the state changes or a failure is counted
+    call_pending_since: datetime | None  # when the call in flight was issued; None once the cloud took it
+    reason: Reason | None = None  # set whenever the state changes, a failure is counted or a call reissued
 
 
 @dataclass(frozen=True)
@@ -213,6 +220,9 @@ class LabView:
     next_attempt_at: datetime | None = None
     probe_ok: bool = False  # the lab answered a probe since entering the current state
     jitter: float = 0.0  # a fixed fraction in [0, 1) per lab, spreads retries
+    # When the last call was issued, if nobody has seen the cloud take it yet (the worker's answer,
+    # or the cloud showing the operation under way): past the acceptance window it was lost.
+    call_pending_since: datetime | None = None
 
     def __post_init__(self) -> None:  # the DB hands us plain strings; decide() compares members
         object.__setattr__(self, "desired", Desired(self.desired))
@@ -227,6 +237,7 @@ class LabView:
             deadline_at=decision.deadline_at,
             attempts=decision.attempts,
             next_attempt_at=decision.next_attempt_at,
+            call_pending_since=decision.call_pending_since,
             probe_ok=self.probe_ok and not moved,
         )
 
@@ -251,6 +262,8 @@ _PHASE_AHEAD = {
     (_S.READY, Desired.SUSPENDED): Phase.SUSPENDING,
     (_S.SUSPENDED, Desired.UP): Phase.RESUMING,
     (_S.DELETED, Desired.UP): Phase.QUEUED,
+    # Deleting a lab that is wanted up is making it afresh (automatic recovery, or a reset).
+    (_S.DELETING, Desired.UP): Phase.REBUILDING,
 }
 
 
@@ -268,4 +281,4 @@ def retry(lab: LabView, now: datetime, policy: Policy = DEFAULT_POLICY) -> Decis
     if lab.state is not _S.FAILED:
         raise IllegalTransition(lab.state, _S.REQUESTED)
     deadline = deadline_for(_S.REQUESTED, now, policy.deadline_seconds)
-    return Decision(Action.NONE, _S.REQUESTED, deadline, 0, None, Reason.RETRIED)
+    return Decision(Action.NONE, _S.REQUESTED, deadline, 0, None, None, Reason.RETRIED)

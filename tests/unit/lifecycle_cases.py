@@ -8,6 +8,7 @@ from labxblock.lifecycle import (
     ALLOWED,
     CALLS,
     OBSERVABLE,
+    OPERATIONS,
     TRANSITIONAL,
     Action,
     Decision,
@@ -50,6 +51,17 @@ def assert_valid(view: LabView, observed: State | None, d: Decision, now: dateti
         assert after.deadline_at.tzinfo is not None
     if d.action in CALLS:
         assert d.next_attempt_at is not None and d.next_attempt_at > now, "a call gets time to land"
+        assert d.call_pending_since == now, "a call is in flight from the moment it is issued"
+    elif d.state is not None:
+        assert d.call_pending_since is None, "a new state starts with no call in flight"
+    elif view.state in OPERATIONS and observed is view.state:
+        assert d.call_pending_since is None, "the cloud at work shows the call landed"
+    else:
+        assert d.call_pending_since == view.call_pending_since
+    if d.reason is Reason.NOT_ACCEPTED:
+        assert d.action in CALLS and d.attempts == view.attempts, "a lost call is no failure of the cloud"
+        if d.state is None:
+            assert d.deadline_at == view.deadline_at, "the deadline stays the backstop"
     if d.action is A.CREATE:
         assert observed in ABSENT, "never create over an existing stack"
         assert after.state is S.CREATING

@@ -160,6 +160,9 @@ def test_backoff_is_monotone_capped_and_jitter_only_shortens(a, b, base, cap, ji
         (S.SUSPENDED, D.UP, Phase.RESUMING),
         (S.RESUMING, D.UP, Phase.RESUMING),
         (S.READY, D.DELETED, Phase.DELETING),
+        (S.DELETING, D.DELETED, Phase.DELETING),
+        (S.DELETING, D.SUSPENDED, Phase.DELETING),
+        (S.DELETING, D.UP, Phase.REBUILDING),  # a recovery or a reset: "being prepared again"
         (S.DELETED, D.DELETED, Phase.DELETED),
         (S.DELETED, D.UP, Phase.QUEUED),
         (S.FAILED, D.UP, Phase.FAILED),

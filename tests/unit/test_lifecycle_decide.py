@@ -52,6 +52,8 @@ VARIANTS = {
     "last_attempt": {"deadline_at": NOW - SECOND, "attempts": DEFAULT_POLICY.max_attempts - 1},
     "probe_ok": {"probe_ok": True},
     "no_deadline": {"deadline_at": None},
+    "call_lost": {"call_pending_since": NOW - 60 * SECOND},
+    "call_in_flight": {"call_pending_since": NOW - 10 * SECOND},
 }
 
 
@@ -150,6 +152,21 @@ CASES = [
     (D.UP, S.STARTING, S.READY, {"deadline_at": NOW}, A.PROBE, None, Reason.START_TIMEOUT),
     (D.UP, S.DELETING, S.FAILED, {}, A.DELETE, None, Reason.DELETE_FAILED),
     (D.UP, S.REQUESTED, None, {"deadline_at": NOW}, A.NONE, None, Reason.QUEUE_TIMEOUT),
+    # a call the cloud shows no sign of within the acceptance window (45 s) is issued again, long
+    # before the deadline, with no failure counted; one the cloud is at work on is not
+    (D.UP, S.CREATING, None, {"call_pending_since": NOW - 44 * SECOND}, A.NONE, None, None),
+    (D.UP, S.CREATING, None, {"call_pending_since": NOW - 45 * SECOND}, A.CREATE, None, Reason.NOT_ACCEPTED),
+    (D.UP, S.CREATING, S.CREATING, {"call_pending_since": NOW - 99 * SECOND}, A.NONE, None, None),
+    (D.SUSPENDED, S.SUSPENDING, S.READY, {"call_pending_since": NOW - 60 * SECOND}, A.SUSPEND, None,
+     Reason.NOT_ACCEPTED),
+    (D.UP, S.SUSPENDING, S.READY, {"call_pending_since": NOW - 60 * SECOND}, A.NONE, S.READY,
+     Reason.DESIRED),  # a lost suspend of a lab wanted up again: nothing to reissue
+    (D.UP, S.RESUMING, S.SUSPENDED, {"call_pending_since": NOW - 60 * SECOND}, A.RESUME, None,
+     Reason.NOT_ACCEPTED),
+    (D.UP, S.DELETING, S.CREATING, {"call_pending_since": NOW - 60 * SECOND}, A.DELETE, None,
+     Reason.NOT_ACCEPTED),  # e.g. a stack its dead engine left CREATE_IN_PROGRESS
+    (D.UP, S.DELETING, S.DELETING, {"call_pending_since": NOW - 60 * SECOND}, A.NONE, None, None),
+    (D.UP, S.READY, S.READY, {"call_pending_since": NOW - 60 * SECOND}, A.NONE, None, None),
     # a failure is not judged before next_attempt_at (the last call may not have landed)
     (D.UP, S.CREATING, S.FAILED, {"next_attempt_at": NOW + SECOND}, A.NONE, None, None),
     (
@@ -223,11 +240,16 @@ class Cloud:
     ticks: int = 1
     lag: int = 0
     fail_creates: bool = False
+    drop: int = 0  # the next calls lost on the way (a worker killed, a broker emptied)
     left: int = 0
     inbox: list[list] = field(default_factory=list)  # [passes until it lands, action]
+    accepted: bool = False  # a call landed this pass: its worker records that the cloud took it
 
     def call(self, action: Action) -> None:
-        if action in CALLS:
+        self.accepted = False
+        if action in CALLS and self.drop:
+            self.drop -= 1
+        elif action in CALLS:
             self.inbox.append([self.lag, action])
         self._land()
 
@@ -244,6 +266,7 @@ class Cloud:
     def _land(self) -> None:
         for item in [i for i in self.inbox if i[0] <= 0]:
             self.inbox.remove(item)
+            self.accepted = True
             action = item[1]
             if action is A.CREATE and self.status is None:
                 self.status, self.left = S.CREATING, self.ticks
@@ -267,6 +290,8 @@ def step(view: LabView, cloud: Cloud, now: datetime, policy: Policy) -> tuple[La
         view = replace(view, probe_ok=cloud.status is S.READY)  # a cooperative lab answers
     cloud.call(d.action)
     cloud.tick()
+    if cloud.accepted:
+        view = replace(view, call_pending_since=None)
     return view, d
 
 
@@ -336,6 +361,27 @@ def test_a_call_that_lands_a_pass_late_is_not_taken_for_a_failure(start, desired
     assert agrees(view, sim)
 
 
+@pytest.mark.parametrize("lost", [1, 2, 3])
+@pytest.mark.parametrize(
+    ("start", "desired", "cloud"),
+    [(S.REQUESTED, D.UP, None), (S.READY, D.SUSPENDED, S.READY), (S.SUSPENDED, D.UP, S.SUSPENDED),
+     (S.READY, D.DELETED, S.READY)],
+)
+def test_a_lost_call_is_issued_again_within_the_acceptance_window_not_the_deadline(start, desired, cloud,
+                                                                                  lost):
+    """Passes every second with the default policy (deadlines of 10 to 20 minutes, a 45 s window)."""
+    view, sim, now, reissued = lab(start, desired), Cloud(status=cloud, drop=lost), NOW, 0
+    while not agrees(view, sim) and now < NOW + 600 * SECOND:
+        view, d = step(view, sim, now, DEFAULT_POLICY)
+        assert d.reason not in COUNTED and view.attempts == 0, "a lost call is no failure"
+        reissued += d.reason is Reason.NOT_ACCEPTED
+        now += SECOND
+    assert agrees(view, sim)
+    assert reissued == lost
+    window = DEFAULT_POLICY.acceptance_window_seconds
+    assert now - NOW <= lost * (window + 1) * SECOND + 5 * SECOND
+
+
 def test_stuck_operation_is_retried_with_growing_backoff_then_failed():
     policy = Policy(
         deadline_seconds={"suspending": 60},
@@ -369,15 +415,18 @@ events = st.one_of(
     st.tuples(st.just("wait"), st.integers(0, 3_000)),
     st.tuples(st.just("probe"), st.booleans()),
     st.tuples(st.just("retry"), st.none()),
+    st.tuples(st.just("accepted"), st.none()),  # a worker records that the cloud took its call
 )
 # Any row a lab could be in: any state (with its deadline), any desired, any attempts so far.
 rows = st.builds(
-    lambda state, desired, attempts: lab(
-        state, desired, attempts=attempts, deadline_at=deadline_for(state, NOW, FAST.deadline_seconds)
+    lambda state, desired, attempts, pending: lab(
+        state, desired, attempts=attempts, deadline_at=deadline_for(state, NOW, FAST.deadline_seconds),
+        call_pending_since=None if pending is None else NOW - pending * SECOND,
     ),
     st.sampled_from(list(State)),
     st.sampled_from(list(Desired)),
     st.integers(0, FAST.max_attempts - 1),
+    st.none() | st.integers(0, 120),
 )
 
 
@@ -391,6 +440,8 @@ def play(view: LabView, history, policy: Policy) -> tuple[LabView, datetime]:
             now += value * SECOND
         elif kind == "probe":
             view = replace(view, probe_ok=value)
+        elif kind == "accepted":
+            view = replace(view, call_pending_since=None)
         elif kind == "retry" and view.state is S.FAILED:
             view = view.after(retry(view, now, policy))
         elif kind == "observe":
