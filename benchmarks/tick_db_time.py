@@ -1,17 +1,19 @@
-"""(d) One suspend-idle tick plus one reconcile tick over 100,000 lab rows.
+"""(d) One suspend-idle tick, one reconcile tick and one observation over 100,000 lab rows.
 Goal: <= 50 ms of database time.
 
     .venv/bin/python benchmarks/tick_db_time.py [--rows 100000] [--rounds 3]
 
 Fills a private MariaDB with ``--rows`` labs in a realistic mix (mostly ready, suspended and
 deleted; a few hundred in transitional states; ``--idle`` ready labs past their idle time),
-then runs, in this process, what the beat's ticks run after the cloud has answered:
-``periodic.mark_idle(now)`` (the suspend-idle tick) and ``engine.reconcile_provider`` with
-the listing the cloud would give for the non-deleted rows, then ``engine.place_queued``
-(together, the reconcile tick). Database time is the sum of every query's duration,
-measured around ``cursor.execute`` with ``connection.execute_wrapper``; wall time includes
-the Python around it. Each round is a real tick on what the previous one left. MariaDB
-runs with its own default buffer pool (128M) unless ``--buffer-pool`` says otherwise.
+then runs, in this process, what the beat's ticks run: ``periodic.mark_idle(now)`` (the
+suspend-idle tick), ``engine.reconcile_provider`` and ``engine.place_queued`` and
+``observe.start`` (the reconcile tick, on the database alone), then the database side of an
+observation of the labs in flight: ``observe.targets`` (their stamps, read before the cloud
+is asked) and ``observe.apply`` with what the cloud would show them (20 % of in-flight
+operations done). Database time is the sum of every query's duration, measured around
+``cursor.execute`` with ``connection.execute_wrapper``; wall time includes the Python around
+it. Each round is a real tick on what the previous one left. MariaDB runs with its own
+default buffer pool (128M) unless ``--buffer-pool`` says otherwise.
 """
 
 from __future__ import annotations
@@ -139,19 +141,16 @@ def observe(state: str, rng: random.Random) -> tuple[str | None, str]:
     }.get(state, (None, ""))
 
 
-def listing() -> dict[str, Any]:
-    """The provider's one list, as the reconcile task turns it into observations."""
+def observations(targets: list[Any]) -> dict[Any, Any]:
+    """What the observer would apply: the cloud's answer (a busy list or a read) for each target."""
     from labxblock.labs.engine import Observation
     from labxblock.lifecycle import State
-    from labxblock.models import Lab
 
     rng = random.Random(7)
     out = {}
-    rows = Lab.objects.filter(provider="default").exclude(state="deleted")
-    for name, state, provider_state in rows.values_list("stack_name", "state", "provider_state"):
-        observed, raw = observe(state, rng)
-        if observed is not None:
-            out[name] = Observation(State(observed), raw, "", provider_state)
+    for target in targets:
+        observed, raw = observe(target.stamp[0], rng)
+        out[target] = Observation(State(observed) if observed else None, raw, "", target.provider_state)
     return out
 
 
@@ -198,6 +197,7 @@ def main() -> None:
     args = parse()
     with Rig(engine=False, keep=args.keep, buffer_pool=args.buffer_pool):
         from labxblock.labs import engine, periodic
+        from labxblock.labs import observe as observer
 
         started = time.monotonic()
         counts = fill(args.rows, args.idle, utc_now())
@@ -206,23 +206,30 @@ def main() -> None:
         print(footprint(args.buffer_pool), flush=True)
         worst = 0.0
         for round_ in range(1, args.rounds + 1):
-            cloud = listing()  # made by the task from the cloud's answer: not database time
             now = utc_now()
+            targets: list[Any] = []
+            stamp = partial(lambda found, at: found.extend(observer.targets("default", at)) or found,
+                            targets, now)
             parts = [
                 measure("suspend-idle: mark_idle", partial(periodic.mark_idle, now)),
                 measure("reconcile: reconcile_provider",
-                        partial(engine.reconcile_provider, "default", cloud, now, args.budget)),
+                        partial(engine.reconcile_provider, "default", now, args.budget)),
                 measure("reconcile: place_queued", partial(engine.place_queued, now)),
+                measure("reconcile: observe.start", partial(observer.start, now)),
+                measure("observe: targets", stamp),
             ]
+            cloud = observations(targets)  # made by the task from the cloud's answers: not database time
+            parts.append(measure("observe: apply", partial(observer.apply, "default", cloud, now)))
+            observer.release_lease("observe:default")
             total_db = sum(p["seconds"] for p in parts) * 1000
             worst = max(worst, total_db)
-            rows = [("cores (nproc)", str(cores())), ("rows", f"{args.rows} ({len(cloud)} listed)")]
+            rows = [("cores (nproc)", str(cores())), ("rows", f"{args.rows} ({len(cloud)} in flight)")]
             for p in parts:
                 kinds = ", ".join(f"{k} {n}: {t * 1000:.0f} ms" for k, (t, n) in sorted(p["by_kind"].items()))
                 rows.append((p["what"], f"{p['seconds'] * 1000:7.1f} ms db, {p['wall'] * 1000:7.1f} ms wall, "
                                         f"{p['queries']:4d} queries ({kinds}); result {p['result']}"))
             wall = sum(p["wall"] for p in parts) * 1000
-            rows.append(("both ticks", f"{total_db:7.1f} ms db, {wall:7.1f} ms wall, "
+            rows.append(("ticks and observation", f"{total_db:7.1f} ms db, {wall:7.1f} ms wall, "
                                        f"{sum(p['queries'] for p in parts)} queries"))
             slow = sorted((q for p in parts for q in p["slowest"]), reverse=True)[: args.top]
             for i, (seconds, short, _, _) in enumerate(slow, 1):

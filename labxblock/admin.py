@@ -26,7 +26,7 @@ class ReadOnlyMixin:
 
 class LabEventInline(ReadOnlyMixin, admin.TabularInline):
     model = LabEvent
-    fields = ("at", "from_state", "to_state", "desired", "actor", "reason")
+    fields = ("at", "from_state", "to_state", "desired", "actor", "reason", "attempt")
     readonly_fields = fields
     extra = 0
     ordering = ("-at",)
@@ -54,6 +54,7 @@ class LabAdmin(LabOperationsMixin, admin.ModelAdmin):
     readonly_fields = (
         "stack_name",
         "raw_status",
+        "raw_reason",
         "status_reason",
         "provider_state",
         "public_outputs",
@@ -63,6 +64,9 @@ class LabAdmin(LabOperationsMixin, admin.ModelAdmin):
         "suspended_at",
         "attempts",
         "next_attempt_at",
+        "call_issued_at",
+        "call_accepted_at",
+        "reissues",
     )
     inlines = (LabEventInline,)
 

@@ -157,13 +157,15 @@ class LabSettings:
                        "suspended, unless a keepalive from any tab comes first."),
     )
     reconcile_interval_seconds: int = field(
-        default=1, metadata=_help("Period of the reconciler (one stack list per provider per pass).")
+        default=1,
+        metadata=_help("Period of the reconciler, and of the observation of a provider with labs in flight."),
     )
     suspend_idle_interval_seconds: int = field(
         default=15, metadata=_help("Period of the task that marks idle labs for suspension.")
     )
     reap_interval_seconds: int = field(
-        default=300, metadata=_help("Period of the reaper (disused labs, orphan stacks).")
+        default=300,
+        metadata=_help("Period of the reaper (disused labs) and of the audit (full list: drift, orphans)."),
     )
     orphan_grace_seconds: int = field(
         default=3600, metadata=_help("Age an orphan stack (our tag, no live row) must reach before deletion.")
@@ -174,6 +176,11 @@ class LabSettings:
     retry_backoff_max_seconds: int = field(default=600, metadata=_help("Longest delay between retries."))
     max_attempts: int = field(
         default=5, metadata=_help("Cloud call attempts per transition before a lab is failed visibly.")
+    )
+    acceptance_window_seconds: int = field(
+        default=45,
+        metadata=_help("Seconds a cloud call may go unseen (no answer from its worker, no sign in the "
+                       "cloud) before it is issued again: how soon lost work is noticed."),
     )
     queues: QueueSettings = field(
         default_factory=QueueSettings,
@@ -213,6 +220,7 @@ class LabSettings:
             max_attempts=self.max_attempts,
             retry_backoff_seconds=self.retry_backoff_seconds,
             retry_backoff_max_seconds=self.retry_backoff_max_seconds,
+            acceptance_window_seconds=self.acceptance_window_seconds,
         )
 
 

@@ -30,6 +30,9 @@ PHASES: dict[Phase, str] = {
     Phase.SUSPENDED: _("Your lab is paused"),
     Phase.RESUMING: _("Waking your lab up"),
     Phase.DELETING: _("Removing your lab"),
+    # Its stack is deleted to build it afresh (automatic recovery, or a reset): the learner waits for
+    # their lab, not for its removal. Operators see the precise state (deleting) in the admin.
+    Phase.REBUILDING: _("Your lab is being prepared again"),
     Phase.DELETED: _("No lab yet"),
     Phase.FAILED: _("Your lab could not be started"),
 }
@@ -120,7 +123,7 @@ JS_STRINGS = (
 # is two indexed queries).
 POLL_MS: dict[Phase, int] = {
     Phase.QUEUED: 1000, Phase.CREATING: 500, Phase.STARTING: 500, Phase.RESUMING: 500,
-    Phase.SUSPENDING: 2000, Phase.DELETING: 2000,
+    Phase.SUSPENDING: 2000, Phase.DELETING: 2000, Phase.REBUILDING: 1000,
 }
 
 

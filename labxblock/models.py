@@ -62,6 +62,17 @@ class Blueprint(models.Model):
         return f"blueprint {self.digest[:12]}"
 
 
+class Lease(models.Model):
+    """A short lease on one periodic piece of work (``observe:<provider>``, ``audit:<provider>``): at most
+    one is in flight; a lost one is taken over once ``until`` passes."""
+
+    key = models.CharField(max_length=128, primary_key=True)
+    until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.key} until {self.until}"
+
+
 class ProviderLock(models.Model):
     """One row per provider, locked while a launch counts that provider's stacks against capacity.
 
@@ -102,6 +113,7 @@ class Lab(models.Model):
     desired = models.CharField(max_length=16, choices=_choices(Desired), default=Desired.UP.value)
     state = models.CharField(max_length=16, choices=_choices(State), default=State.REQUESTED.value)
     raw_status = models.CharField(max_length=64, blank=True, help_text="The cloud's own status word.")
+    raw_reason = models.TextField(blank=True, help_text="The cloud's own explanation of that status.")
     status_reason = models.TextField(blank=True)
 
     outputs = models.JSONField(default=dict, blank=True, help_text="Non-secret stack outputs only.")
@@ -133,6 +145,17 @@ class Lab(models.Model):
         null=True, blank=True, help_text="Request to ready, last launch: feeds learners' estimates."
     )
     next_attempt_at = models.DateTimeField(null=True, blank=True, help_text="Backoff: not before this.")
+    call_issued_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When the last cloud call was issued, or its worker started or retried it.",
+    )
+    call_accepted_at = models.DateTimeField(
+        null=True, blank=True,
+        help_text="When that call was seen taken: its worker's answer, the cloud at work, or a move on.",
+    )
+    reissues = models.PositiveIntegerField(
+        default=0, help_text="Calls made again over the lab's life (lost, failed or timed out); never reset."
+    )
 
     class Meta:
         constraints = [
@@ -270,6 +293,9 @@ class LabEvent(models.Model):
     desired = models.CharField(max_length=16, choices=_choices(Desired))
     reason = models.TextField(blank=True)
     actor = models.CharField(max_length=64, help_text='"learner:<id>", "staff:<id>", "reconciler", …')
+    attempt = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Failures counted in the transition so far (the engine's events)."
+    )
 
     objects = LabEventQuerySet.as_manager()
 
@@ -293,14 +319,15 @@ class LabEvent(models.Model):
 
     @classmethod
     def build(
-        cls, lab: Lab, *, actor: str, reason: str, from_state: str, to_state: str, at: datetime
+        cls, lab: Lab, *, actor: str, reason: str, from_state: str, to_state: str, at: datetime,
+        attempt: int | None = None,
     ) -> LabEvent:
         """An unsaved event for bulk insertion. ``reason`` must be one of our own fixed words
         (a lifecycle Reason): it is not scrubbed. Text from a cloud goes through ``record``."""
         return cls(
             lab=lab, learner_id=lab.learner_id, stack_name=lab.stack_name, course_run=lab.course_run,
             lab_key=lab.lab_key, provider=lab.provider, at=at, from_state=from_state, to_state=to_state,
-            desired=str(lab.desired), reason=reason, actor=actor,
+            desired=str(lab.desired), reason=reason, actor=actor, attempt=attempt,
         )
 
     @classmethod
@@ -339,6 +366,7 @@ __all__ = [
     "Blueprint",
     "Lab",
     "LabEvent",
+    "Lease",
     "Protocol",
     "ProviderLock",
     "Sealed",

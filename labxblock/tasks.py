@@ -1,9 +1,11 @@
 """Celery tasks: thin wrappers that make one provider call each and let labs record it.
 
-No task sleeps or polls: a call returns once the cloud accepted it, and the
-reconcile tick (one ``list`` per provider) sees the cloud's progress. Tasks are
-idempotent and acknowledged late, so a worker killed mid-task costs a redelivery,
-never a lost lab; the reconciler's deadlines catch what a redelivery does not.
+No task sleeps or polls: a call returns once the cloud accepted it, and an observation
+(``observe``: the provider's list of stacks in progress, and reads of the in-flight
+stacks it does not show) sees the cloud's progress. The ticks only read and write the
+database. Calls are idempotent; one lost with its worker or its broker is noticed when
+its acceptance window runs out and issued again (the design does not rely on the
+broker's redelivery); the deadlines catch what the cloud took and never finished.
 
 Every send names its queue (``queues`` in the settings: calls, ticks, checks), retries
 too, so a host's router cannot move them. On a site whose settings are missing or
@@ -15,17 +17,21 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
+from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from labxblock import checks, clouds, hostkeys
 from labxblock.conf import LabSettings, LabSettingsError, require_settings
-from labxblock.labs import addressing, adoption, checking, engine, grading, jobs, periodic
+from labxblock.labs import addressing, calls, checking, engine, grading, jobs, observe, periodic
 from labxblock.labs.engine import Job, Observation
-from labxblock.lifecycle import Action, State
+from labxblock.lifecycle import CALLS, Action, State
 from labxblock.providers.base import (
     NotFound,
     PermanentError,
@@ -43,6 +49,10 @@ log = logging.getLogger(__name__)
 PROBE_TIMEOUT_SECONDS = 3.0
 MAX_CALL_RETRIES = 4  # then the lab is made due, and the lifecycle's backoff takes over
 MAX_RETRY_COUNTDOWN = 30  # short: with Redis a long countdown risks redelivery (visibility timeout)
+DB_RETRY_DELAY = 5.0  # seconds before a task whose database went away tries again
+READ_THREADS = 8  # an observation's reads of single stacks, side by side
+# A database that went away (restarted, unreachable, a dropped connection) is a temporary error.
+DATABASE_ERRORS = (OperationalError, InterfaceError)
 
 CALL_TASK_OPTIONS = {
     "acks_late": True,
@@ -52,6 +62,8 @@ CALL_TASK_OPTIONS = {
     "time_limit": 150,
 }
 TICK_TASK_OPTIONS = {"ignore_result": True, "soft_time_limit": 240, "time_limit": 300}
+# Not acknowledged late: a lost observation is replaced by the next tick once its lease runs out.
+OBSERVE_TASK_OPTIONS = {"ignore_result": True, "soft_time_limit": 240, "time_limit": 300}
 NOT_CONFIGURED = "not configured"
 
 
@@ -115,6 +127,8 @@ def carry_out(job: Job) -> str:
     provider = clouds.provider(claim.provider)
     ref = provider.load_state(claim.stack_name, claim.provider_state)
     action = job.action
+    if action in CALLS:
+        calls.started(job, timezone.now())  # the acceptance window counts from the call, not the queue
     if action is Action.CREATE:
         spec = StackSpec(
             name=claim.stack_name,
@@ -138,6 +152,8 @@ def carry_out(job: Job) -> str:
         provider.delete(ref)
     elif action is Action.PROBE:
         return probe_lab(job, claim, provider, ref)
+    if action in CALLS:
+        calls.accepted(job, timezone.now())
     return "done"
 
 
@@ -150,99 +166,129 @@ def perform_job(self, lab_id: int, action: str, state: str) -> str:
     job = Job(lab_id, Action(action), State(state))
     try:
         return carry_out(job)
-    except TemporaryError as exc:
+    except (TemporaryError, *DATABASE_ERRORS) as exc:
         if self.request.retries < self.max_retries:
-            countdown = min(MAX_RETRY_COUNTDOWN, exc.delay * 2**self.request.retries)
+            delay = exc.delay if isinstance(exc, TemporaryError) else DB_RETRY_DELAY
+            countdown = min(MAX_RETRY_COUNTDOWN, delay * 2**self.request.retries)
+            _note_retry(job, countdown, exc)
             raise self.retry(countdown=countdown, exc=exc, queue=settings.queues.calls) from None
         return _give_up(job, exc)
     except (PermanentError, NotFound) as exc:
         return _give_up(job, exc)
 
 
-def _give_up(job: Job, exc: ProviderError) -> str:
+def _note_retry(job: Job, countdown: float, exc: Exception) -> None:
+    """Tell the engine the call is not lost, only retried: its acceptance window counts from the retry."""
+    log.info("labxblock: %s of lab %s retried in %.0f s: %s", job.action, job.lab_id, countdown, exc)
+    if job.action in CALLS and not isinstance(exc, DATABASE_ERRORS):
+        calls.retrying(job, timezone.now() + timedelta(seconds=countdown))
+
+
+def _give_up(job: Job, exc: Exception) -> str:
     log.warning("labxblock: %s of lab %s failed: %s", job.action, job.lab_id, exc)
-    claim = jobs.claim(job)
-    if claim is not None:
-        jobs.record_call_failed(claim, str(exc))
+    try:
+        claim = jobs.claim(job)
+        if claim is not None:
+            jobs.record_call_failed(claim, str(exc))
+    except DATABASE_ERRORS as db_exc:  # the call's acceptance window will tell
+        log.warning("labxblock: cannot record that %s of lab %s failed: %s", job.action, job.lab_id, db_exc)
     return "failed"
 
 
-@shared_task(name="labxblock.tasks.advance_lab", **CALL_TASK_OPTIONS)
-def advance_lab(lab_id: int) -> str:
+@shared_task(bind=True, name="labxblock.tasks.advance_lab", max_retries=MAX_CALL_RETRIES, **CALL_TASK_OPTIONS)
+def advance_lab(self, lab_id: int) -> str:
     """Request launch/resume/suspend/delete of one lab now, without waiting for the next tick."""
     settings = configured(f"advancing lab {lab_id}")
     if settings is None:
         return NOT_CONFIGURED
-    job = engine.step(lab_id, timezone.now(), "worker", send=False)
+    try:
+        job = engine.step(lab_id, timezone.now(), "worker", send=False)
+    except DATABASE_ERRORS as exc:  # nothing was decided: decide it again in a moment
+        if self.request.retries < self.max_retries:
+            raise self.retry(countdown=DB_RETRY_DELAY, exc=exc, queue=settings.queues.calls) from None
+        raise
     if job is None:
         return "nothing to do"
     try:
         return carry_out(job)
-    except TemporaryError as exc:  # hand over to perform_job's retries
-        perform_job.apply_async(args=job.as_args(), countdown=min(MAX_RETRY_COUNTDOWN, exc.delay),
-                                queue=settings.queues.calls)
+    except (TemporaryError, *DATABASE_ERRORS) as exc:  # hand over to perform_job's retries
+        delay = exc.delay if isinstance(exc, TemporaryError) else DB_RETRY_DELAY
+        countdown = min(MAX_RETRY_COUNTDOWN, delay)
+        _note_retry(job, countdown, exc)
+        perform_job.apply_async(args=job.as_args(), countdown=countdown, queue=settings.queues.calls)
         return "retrying"
     except (PermanentError, NotFound) as exc:
         return _give_up(job, exc)
 
 
-def _list(name: str) -> list[StackInfo] | None:
-    """The provider's one list of our stacks, or None if the cloud could not be read."""
-    try:
-        return clouds.provider(name).list(jobs.install_tag())
-    except ProviderError as exc:
-        log.warning("labxblock: cannot list stacks on provider %s, skipping it this tick: %s", name, exc)
-        return None
-
-
-def _observations(name: str, infos: list[StackInfo]) -> dict[str, Observation]:
-    provider = clouds.provider(name)
-    return {
-        info.ref.name: Observation(info.state, info.raw_status, info.reason, provider.get_state(info.ref))
-        for info in infos
-    }
-
-
-def _untagged(name: str, *, settled: bool) -> list[StackInfo] | None:
-    """Adopted stacks (no install tag, so ``list`` misses them), read one by one; None if one could
-    not be read (the provider is skipped this tick rather than taking the stack for gone). They are
-    few, and fewer as they are deleted: a lab made again gets an ordinary, tagged stack."""
-    provider, found = clouds.provider(name), []
-    for stack_name, state in adoption.untagged_stacks(name, settled=settled):
-        try:
-            info = provider.get(provider.load_state(stack_name, state))
-        except ProviderError as exc:
-            log.warning("labxblock: cannot read adopted stack %s on provider %s, skipping it this tick: %s",
-                        stack_name, name, exc)
-            return None
-        if info.state is not State.DELETED:
-            found.append(info)
-    return found
-
-
-def _listing(name: str, *, settled: bool) -> tuple[list[StackInfo], dict[str, Observation]] | None:
-    """The provider's listed stacks, and observations of those and the adopted ones; None if the
-    cloud could not be read."""
-    infos = _list(name)
-    untagged = _untagged(name, settled=settled) if infos is not None else None
-    if infos is None or untagged is None:
-        return None
-    return infos, _observations(name, [*infos, *untagged])
-
-
 @shared_task(name="labxblock.tasks.reconcile", **TICK_TASK_OPTIONS)
 def reconcile() -> int:
-    """The reconcile tick: one list per provider; every unsettled lab moves at most one step."""
+    """The reconcile tick, on the database alone: every lab whose next step needs no news from the cloud
+    moves one step, queued labs are placed, and providers with labs in flight get an observation."""
     settings, now, started = configured("the reconcile tick"), timezone.now(), 0
     if settings is None:
         return 0
     periodic.mark_idle(now)  # a learner who left (labs.leave) is suspended this pass, not at the idle tick
     for name, conf in settings.providers.items():
-        listing = _listing(name, settled=False)
-        if listing is not None:
-            budget = engine.call_budget(name, conf.actions_per_minute, settings.reconcile_interval_seconds)
-            started += len(engine.reconcile_provider(name, listing[1], now, budget))
-    return started + len(engine.place_queued(now))
+        budget = engine.call_budget(name, conf.actions_per_minute, settings.reconcile_interval_seconds)
+        started += len(engine.reconcile_provider(name, now, budget))
+    started += len(engine.place_queued(now))
+    observe.start(now)
+    return started
+
+
+def _observation(provider: Provider, info: StackInfo) -> Observation:
+    return Observation(info.state, info.raw_status, info.reason, provider.get_state(info.ref))
+
+
+def _listed(name: str, listing: Callable[[str], list[StackInfo]]) -> dict[str, StackInfo] | None:
+    """One of the provider's lists of our stacks by name, or None if the cloud could not be read."""
+    try:
+        return {info.ref.name: info for info in listing(jobs.install_tag())}
+    except ProviderError as exc:
+        log.warning("labxblock: cannot list stacks on provider %s, trying again later: %s", name, exc)
+        return None
+
+
+def _read(provider: Provider, targets: list[observe.Target]) -> dict[observe.Target, StackInfo]:
+    """Read each target's stack (a few side by side); one the cloud does not answer is skipped."""
+    def read(target: observe.Target) -> StackInfo | None:
+        try:
+            return provider.status(provider.load_state(target.stack_name, target.provider_state))
+        except ProviderError as exc:
+            log.info("labxblock: cannot read stack %s now: %s", target.stack_name, exc)
+            return None
+
+    if not targets:
+        return {}
+    with ThreadPoolExecutor(min(READ_THREADS, len(targets)), thread_name_prefix="labxblock-read") as pool:
+        infos = list(pool.map(read, targets))
+    return {target: info for target, info in zip(targets, infos, strict=True) if info is not None}
+
+
+@shared_task(name="labxblock.tasks.observe", **OBSERVE_TASK_OPTIONS)
+def observe_provider(provider_name: str) -> int | str:
+    """Follow one provider's labs in flight: one list of its stacks in progress, a read of each in-flight
+    stack that list does not show, applied to the rows that have not moved since."""
+    if configured(f"observing provider {provider_name}") is None:
+        return NOT_CONFIGURED  # its lease runs out; the tick starts none on a site not configured
+    try:
+        targets = observe.targets(provider_name, timezone.now())  # stamped before the cloud is asked
+        if not targets or provider_name not in clouds.providers():
+            return 0
+        provider = clouds.provider(provider_name)
+        busy = _listed(provider_name, provider.list_busy)
+        if busy is None:
+            return 0
+        found = {t: busy[t.stack_name] for t in targets if t.stack_name in busy}
+        expected = {t.stack_name for t in targets}
+        reads = [t for t in targets if t not in found and t.read]
+        reads += observe.suspects(provider_name, [name for name in busy if name not in expected])
+        found.update(_read(provider, reads))
+        seen = {target: _observation(provider, info) for target, info in found.items()}
+        return len(observe.apply(provider_name, seen, timezone.now()))
+    finally:
+        observe.release_lease(f"observe:{provider_name}")
 
 
 @shared_task(name="labxblock.tasks.suspend_idle", **TICK_TASK_OPTIONS)
@@ -255,25 +301,34 @@ def suspend_idle() -> int:
 
 @shared_task(name="labxblock.tasks.reap", **TICK_TASK_OPTIONS)
 def reap() -> int:
-    """Expire unused labs, repair settled labs the cloud changed, delete orphan stacks."""
-    settings = configured("the reap tick")
-    if settings is None:
+    """Expire unused labs, and start each provider's audit (drift and orphans, on the full list)."""
+    if configured("the reap tick") is None:
         return 0
     now = timezone.now()
-    count = periodic.mark_expired(now)
-    for name in settings.providers:
-        listing = _listing(name, settled=True)
-        if listing is None:
-            continue
-        infos, observations = listing
-        count += len(engine.audit(name, observations, now))
-        refs = {info.ref.name: info.ref for info in infos}
-        listed = [periodic.ListedStack(info.ref.name, info.created_at) for info in infos]
-        for stack_name in periodic.orphans(name, listed, now):
-            state = clouds.provider(name).get_state(refs[stack_name])
-            delete_orphan.apply_async(args=(name, stack_name, state), queue=settings.queues.calls)
-            count += 1
-    return count
+    return periodic.mark_expired(now) + len(observe.start_audits(now))
+
+
+@shared_task(name="labxblock.tasks.audit", **OBSERVE_TASK_OPTIONS)
+def audit(provider_name: str) -> int | str:
+    """The full (paginated) list of one provider's stacks: labs at rest that drifted, orphan stacks."""
+    if configured(f"auditing provider {provider_name}") is None:
+        return NOT_CONFIGURED
+    try:
+        if provider_name not in clouds.providers():
+            return 0
+        provider = clouds.provider(provider_name)
+        infos = _listed(provider_name, provider.list)
+        if infos is None:
+            return 0
+        suspects = observe.audit_suspects(provider_name, {name: info.state for name, info in infos.items()})
+        seen = {target: _observation(provider, info) for target, info in _read(provider, suspects).items()}
+        count = len(observe.apply(provider_name, seen, timezone.now(), actor="auditor"))
+        listed = [periodic.ListedStack(name, info.created_at, info.state) for name, info in infos.items()]
+        found = periodic.orphans(provider_name, listed, timezone.now())
+        orphans = {name: provider.get_state(infos[name].ref) for name in found}
+        return count + periodic.delete_orphans(provider_name, orphans)
+    finally:
+        observe.release_lease(f"audit:{provider_name}")
 
 
 @shared_task(

@@ -21,7 +21,7 @@ from django.test import override_settings
 
 from labxblock.conf import reset_settings_cache
 from labxblock.labs import LabSpec, ProviderChoice
-from labxblock.lifecycle import State
+from labxblock.lifecycle import DEFAULT_POLICY, State
 from labxblock.providers.base import Provider, StackInfo, StackRef
 
 TEST_SECRET_KEYS = ["sUKLjyest-zChe4V4e_wNt5HkYZYutVrDajwRCTDQGg="]
@@ -151,6 +151,21 @@ def wait_for(
                 f"timed out after {timeout:.0f} s waiting for {what} (last: {value!r}{seen})"
             )
         time.sleep(interval)
+
+
+def time_to(what: str, predicate: Callable[[], Any], budget: float,
+            explain: Callable[[], Any] | None = None) -> float:
+    """Seconds until ``predicate`` holds; fail naming ``what`` if it takes longer than ``budget``."""
+    started = time.monotonic()
+    wait_for(what, predicate, budget, explain=explain)
+    return time.monotonic() - started
+
+
+def recovery_budget(settings: dict[str, Any], cloud_seconds: float) -> float:
+    """How long a lab whose job was lost may take to converge: the acceptance window, two reconcile
+    intervals (the pass that notices, the pass that follows the reissued call) and the cloud's own time."""
+    window = settings.get("acceptance_window_seconds", DEFAULT_POLICY.acceptance_window_seconds)
+    return window + 2 * settings["reconcile_interval_seconds"] + cloud_seconds
 
 
 def wait_for_stack(provider: Provider, ref: StackRef, state: State, timeout: float = 10) -> StackInfo:

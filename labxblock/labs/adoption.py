@@ -3,9 +3,11 @@
 For ``labxblock_migrate_legacy_stacks``: a learner's stack from stackamole/hastexo keeps
 its name (the cloud knows it by that; it does not follow labxblock's naming) and becomes
 the learner's lab of the course run. Such a stack carries no install tag, so the
-provider's ``list`` never shows it; the row says so (``UNTAGGED`` in its provider state)
-and the ticks read those stacks one by one (``untagged_stacks``). When the stack is
-deleted and the lab made again, the new stack is an ordinary one and the mark goes.
+provider's lists never show it; the row says so (``UNTAGGED`` in its provider state). The
+engine needs nothing more: the observer reads one by one every in-flight stack its list of
+stacks in progress does not show, and the audit every lab at rest its full list does not
+show (``labs.observe``). When the stack is deleted and the lab made again, the new stack
+is an ordinary one and the mark goes.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ from django.db import IntegrityError, transaction
 
 from labxblock.conf import get_settings
 from labxblock.labs import addressing
-from labxblock.labs.engine import UNSETTLED
 from labxblock.labs.jobs import output_fields
 from labxblock.labs.specs import DEFAULT_PORTS
 from labxblock.lifecycle import Desired, State
@@ -128,11 +129,3 @@ def owned(stack_names: list[str]) -> set[str]:
     """Which of these stacks a live lab points at (never to be deleted from under it)."""
     return set(Lab.objects.filter(stack_name__in=stack_names).exclude(state=State.DELETED)
                .values_list("stack_name", flat=True))
-
-
-def untagged_stacks(provider: str, *, settled: bool) -> list[tuple[str, dict[str, Any]]]:
-    """(stack name, provider state) of adopted labs on ``provider``: settled ones (the audit) or
-    those in motion (the reconcile pass), for the ticks to read one by one."""
-    labs = Lab.objects.filter(provider=provider, provider_state__has_key=UNTAGGED)
-    labs = labs.filter(state__in=[State.READY, State.SUSPENDED]) if settled else labs.filter(UNSETTLED)
-    return list(labs.values_list("stack_name", "provider_state"))

@@ -1,10 +1,17 @@
-"""The reconciler's side of labs: decide for rows, store the decisions, hand out jobs.
+"""The engine's decisions for labs: decide on what is known, store it, hand out the jobs.
 
-A reconcile pass locks the rows it decides for and writes their changes in a
-few bulk statements; a single lab (a learner's launch, a probe's answer) is
-stored with a conditional UPDATE, so a click racing a pass never loses either:
-the loser's change is simply decided again next pass. Every state change
-appends a LabEvent. Jobs (one cloud call or one probe each) are sent to the
+Labs whose call is at work in the cloud (and labs sent back to REQUESTED with a stack
+perhaps still there) are decided only on an observation of their stack
+(``labs.observe``). Every other lab's next step needs no news from the cloud: the
+reconcile tick decides it on the database alone (``reconcile_provider``,
+``place_queued``), and so does a learner's request (``step``). The cloud is never
+asked about labs at rest.
+
+A pass locks the rows it decides for and writes their changes in a few bulk
+statements; a single lab (a learner's launch, a probe's answer) is stored with a
+conditional UPDATE, so a click racing a pass never loses either: the loser's change
+is simply decided again next pass. Every state change, counted failure and reissued
+call appends a LabEvent. Jobs (one cloud call or one probe each) are sent to the
 workers only after the transaction commits.
 """
 
@@ -12,23 +19,21 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from celery import current_app
-from django.core.cache import cache
 from django.db import transaction
 from django.db.models import Q
 
 from labxblock import lifecycle
 from labxblock.conf import get_settings
 from labxblock.labs import placement
-from labxblock.lifecycle import Action, Decision, Desired, LabView, State
-from labxblock.models import SECRET_FIELDS, Lab, LabEvent, scrubbed
+from labxblock.labs.calls import Job, call_budget, dispatch, send_after_commit
+from labxblock.lifecycle import CALLS, OPERATIONS, Action, Decision, Desired, LabView, Reason, State
+from labxblock.models import Lab, LabEvent, scrubbed
 
-PERFORM_TASK = "labxblock.tasks.perform_job"
 MAX_CHAIN = 4  # decisions taken in a row for one lab while no call is needed
 RATE_LIMITED = frozenset({Action.SUSPEND, Action.RESUME, Action.DELETE})
 
@@ -40,42 +45,40 @@ UNSETTLED = (
     | Q(state=State.DELETED, desired=Desired.UP)
     | Q(state=State.FAILED, desired=Desired.DELETED)
 )
+# Decided on an observation of the stack only (with a provider given: OPERATIONS and REQUESTED).
+OBSERVED_STATES = (*sorted(OPERATIONS), State.REQUESTED)
 
-# What a lab's own state says about its stack, when the cloud was not asked this time.
+# What a lab's own state says about its stack, for the labs decided on the database alone.
 _BELIEVED: Mapping[State, State | None] = {
-    State.REQUESTED: None,
-    State.CREATING: State.CREATING,
+    State.REQUESTED: None,  # not placed yet: no stack anywhere
     State.STARTING: State.READY,
     State.READY: State.READY,
-    State.SUSPENDING: State.SUSPENDING,
     State.SUSPENDED: State.SUSPENDED,
-    State.RESUMING: State.RESUMING,
-    State.DELETING: State.DELETING,
     State.DELETED: None,
     State.FAILED: State.FAILED,
 }
+# Why a call is made again: a counted failure, or a call that was lost.
+RETRY_REASONS = frozenset(
+    r for r in Reason if r.value.endswith(("_failed", "_timeout")) and r is not Reason.STACK_FAILED
+) | {Reason.NOT_ACCEPTED}
 
-
-@dataclass(frozen=True)
-class Job:
-    """One action for a worker: a cloud call or a probe. Plain data, safe to send over the broker."""
-
-    lab_id: int
-    action: Action
-    state: State  # the state the action was decided in; a job for a lab that moved on is dropped
-
-    def as_args(self) -> list[Any]:
-        return [self.lab_id, self.action.value, self.state.value]
+__all__ = ["Job", "Observation", "apply", "call_budget", "dispatch", "send_after_commit", "step"]
 
 
 @dataclass(frozen=True)
 class Observation:
-    """What the cloud's list said of one stack this pass."""
+    """What the cloud said of one stack (a list or a read), or what the row believes (no raw status)."""
 
     state: State | None
     raw_status: str = ""
     reason: str = ""
     provider_state: Mapping[str, Any] = field(default_factory=dict)
+
+
+def call_pending_since(lab: Lab) -> datetime | None:
+    """When the row's last call was issued, if nobody has seen the cloud take it since."""
+    issued, taken = lab.call_issued_at, lab.call_accepted_at
+    return issued if issued is not None and (taken is None or taken < issued) else None
 
 
 def view_of(lab: Lab) -> LabView:
@@ -88,51 +91,18 @@ def view_of(lab: Lab) -> LabView:
         next_attempt_at=lab.next_attempt_at,
         probe_ok=lab.probe_ok,
         jitter=(zlib.crc32(lab.stack_name.encode()) % 1000) / 1000,
+        call_pending_since=call_pending_since(lab),
     )
 
 
-def believed(lab: Lab) -> Observation:
-    return Observation(_BELIEVED[State(lab.state)])
+def observed_only(lab: Lab) -> bool:
+    """Is the lab decided on an observation of its stack only (a call at work, or a stack to adopt)?"""
+    return State(lab.state) in OPERATIONS or (lab.state == State.REQUESTED and bool(lab.provider))
 
 
-def send_after_commit(task_name: str, args_list: list[list[Any]], *, queue: str, **options: Any) -> None:
-    """Send tasks to ``queue`` (with Celery ``options`` such as time limits) once the transaction commits.
-
-    The queue is named on every send, so a host's router (edx-platform's sends whatever it
-    does not list to its default queue) cannot mix labxblock's tasks with the platform's.
-
-    Robust: if the broker is down, the error is logged and the caller's request still
-    succeeds; what was stored is picked up again later (the next pass, a run's deadline).
-    """
-    if args_list:
-        options["queue"] = queue
-        transaction.on_commit(lambda: _send(task_name, args_list, options), robust=True)
-
-
-def _send(task_name: str, args_list: list[list[Any]], options: dict[str, Any]) -> None:
-    # One producer (one broker connection) for the whole batch, not a new client per message.
-    with current_app.producer_or_acquire() as producer:
-        for args in args_list:
-            current_app.send_task(task_name, args=args, producer=producer, **options)
-
-
-def call_budget(provider: str, actions_per_minute: int, interval_seconds: int) -> int:
-    """Rate-limited calls this pass may make on ``provider``: its share of the minute's rate.
-
-    The fraction a pass cannot use is carried to the next (in the cache), so 30 a minute
-    with a 1 s pass gives one call every other pass; whole calls left unused are not saved
-    up, so the cloud never sees a burst above the rate.
-    """
-    key = f"labxblock:call-budget:{provider}"
-    allowance = cache.get(key, 0.0) + actions_per_minute * interval_seconds / 60
-    whole = int(allowance)
-    cache.set(key, allowance - whole, timeout=3600)
-    return whole
-
-
-def dispatch(jobs: Iterable[Job]) -> None:
-    """Send jobs to the workers once the surrounding transaction has committed."""
-    send_after_commit(PERFORM_TASK, [job.as_args() for job in jobs], queue=get_settings().queues.calls)
+def believed(lab: Lab) -> Observation | None:
+    """What the row says of its stack; None for a lab that only an observation may decide."""
+    return None if observed_only(lab) else Observation(_BELIEVED[State(lab.state)])
 
 
 def _fields_for_move(lab: Lab, decision: Decision, obs: Observation, now: datetime) -> dict[str, Any]:
@@ -143,6 +113,7 @@ def _fields_for_move(lab: Lab, decision: Decision, obs: Observation, now: dateti
         # The stack is gone: forget it entirely, and let placement choose a provider afresh.
         fields.update(provider="", provider_state={}, outputs={}, ip="", port=None, tried_providers=[])
         fields.update(private_key="", password="", secret_outputs="", raw_status="")
+        fields["raw_reason"] = ""
     elif new is State.STARTING and lab.state == State.RESUMING:
         fields["ip"] = ""  # read the outputs again: a resumed server may have a new address
     elif new is State.READY:
@@ -159,6 +130,18 @@ def _fields_for_move(lab: Lab, decision: Decision, obs: Observation, now: dateti
         detail = scrubbed(lab.pk, detail) if detail else ""
         fields["status_reason"] = f"{decision.reason}: {detail}"[:2000] if detail else str(decision.reason)
     return fields
+
+
+def _call_fields(lab: Lab, before: LabView, after: LabView, decision: Decision, now: datetime) -> dict:
+    """The call bookkeeping that goes with ``decision``: a call issued, seen taken, or made again."""
+    if decision.action in CALLS:
+        fields: dict[str, Any] = {"call_issued_at": now, "call_accepted_at": None}
+        if decision.reason in RETRY_REASONS:
+            fields["reissues"] = lab.reissues + 1
+        return fields
+    if before.call_pending_since is not None and after.call_pending_since is None:
+        return {"call_accepted_at": now}  # the cloud is at it, or the lab moved on
+    return {}
 
 
 def apply(
@@ -181,12 +164,15 @@ def apply(
     nothing: most labs in a pass are just waiting for the cloud.
     """
     policy = get_settings().policy
-    view, fields, moves = view_of(lab), {}, []
+    first = view = view_of(lab)
+    fields: dict[str, Any] = {}
+    steps: list[tuple[State, Decision, int]] = []  # (from, decision, attempts after) with a reason
     decision = lifecycle.decide(view, obs.state, now, policy)
     for _ in range(MAX_CHAIN):
         if decision.state is not None:
-            moves.append((view.state, decision))
             fields.update(_fields_for_move(lab, decision, obs, now))
+        if decision.reason is not None:
+            steps.append((view.state, decision, decision.attempts))
         view = view.after(decision)
         if decision.action is not Action.NONE or decision.state is None:
             break
@@ -201,24 +187,19 @@ def apply(
             return None
         budget[0] -= 1
     fields.update(deadline_at=view.deadline_at, attempts=view.attempts, next_attempt_at=view.next_attempt_at)
-    if obs.state is not None:
-        fields.update(raw_status=obs.raw_status[:64])
-        if obs.provider_state and not lab.provider_state:
-            fields["provider_state"] = dict(obs.provider_state)  # adopt the stack the cloud has
+    fields.update(_call_fields(lab, first, view, decision, now))
+    if obs.raw_status:  # the cloud's own words, kept as it said them (a belief has none)
+        fields.update(raw_status=obs.raw_status[:64], raw_reason=obs.reason[:2000])
+    if obs.state is not None and obs.provider_state and not lab.provider_state:
+        fields["provider_state"] = dict(obs.provider_state)  # adopt the stack the cloud has
     # Built before storing: a move to REQUESTED clears the provider the event must still name.
     new_events = [
         # Reasons here are the lifecycle's fixed words: nothing to scrub, no secret to load.
-        LabEvent.build(
-            lab,
-            actor=actor,
-            reason=str(move.reason or ""),
-            from_state=from_state.value,
-            to_state=move.state.value,
-            at=now,
-        )
-        for from_state, move in moves
+        LabEvent.build(lab, actor=actor, reason=str(step.reason), from_state=from_state.value,
+                       to_state=(step.state or from_state).value, at=now, attempt=attempts)
+        for from_state, step, attempts in steps
     ]
-    changed = moves or any(getattr(lab, name) != value for name, value in fields.items())
+    changed = steps or any(getattr(lab, name) != value for name, value in fields.items())
     if changed and writes is not None:
         for name, value in fields.items():
             setattr(lab, name, value)
@@ -261,14 +242,16 @@ def _store(lab: Lab, fields: dict[str, Any]) -> bool:
 def step(lab_id: int, now: datetime, actor: str, *, send: bool = True) -> Job | None:
     """Advance one lab now, on what its row believes (no cloud call): a launch need not wait a pass.
 
-    With ``send=False`` the job is returned for the caller to carry out itself.
+    A lab only an observation may decide is left to the observer. With ``send=False`` the
+    job is returned for the caller to carry out itself.
     """
     with transaction.atomic():
         lab = Lab.objects.select_for_update().filter(pk=lab_id).first()
-        if lab is None:
+        obs = believed(lab) if lab is not None else None  # before placement gives it a provider
+        if lab is None or obs is None:
             return None
         placed = lab.pk in placement.place([lab])  # unplaced: queued for capacity, the pass tries again
-        job = apply(lab, believed(lab), now, actor, can_create=placed)
+        job = apply(lab, obs, now, actor, can_create=placed)
         if send:
             dispatch([job] if job else [])
     return job
@@ -290,49 +273,63 @@ PASS_FIELDS = (
     "probe_ok",
     "provider_state",
     "raw_status",
+    "raw_reason",
     "status_reason",
     "launched_at",
     "launch_requested_at",
+    "state_changed_at",
+    "call_issued_at",
+    "call_accepted_at",
+    "reissues",
 )
 
 
-def reconcile_provider(
-    provider: str, listing: Mapping[str, Observation], now: datetime, budget: int
+def decide_locked(
+    labs: Iterable[Lab],
+    observation: Callable[[Lab], Observation | None],
+    now: datetime,
+    actor: str,
+    budget: int | None = None,
+    ahead: Collection[int] | None = None,
 ) -> list[Job]:
-    """One pass over one provider's unsettled labs, against its one ``list`` of stacks.
+    """Decide for rows the caller holds locked, store the changes in bulk, send the jobs after commit.
 
-    The pass locks the rows it decides for, so their changes can go out as a few bulk
-    statements; a learner's click on one of them waits the pass's few hundred milliseconds.
+    ``observation`` gives each lab's (None: skip it); ``ahead``, if given, the labs placement let
+    create. ``budget`` caps rate-limited calls.
     """
     jobs: list[Job] = []
     events: list[LabEvent] = []
     writes: list[tuple[Lab, dict[str, Any]]] = []
-    allowance = [budget]
-    with transaction.atomic():
-        unsettled = Lab.objects.select_for_update().filter(UNSETTLED, provider=provider)
-        rows = {lab.pk: lab for lab in unsettled.only(*PASS_FIELDS)}
-        # Settled labs whose stack the cloud shows in motion or failed need a look too
-        # (FAILED ones excepted: failure is sticky until the learner retries).
-        known = {lab.stack_name for lab in rows.values()}
-        moving = [
-            n for n, o in listing.items() if o.state not in (State.READY, State.SUSPENDED) and n not in known
-        ]
-        if moving:
-            settled_states = [State.READY, State.SUSPENDED, State.DELETED]  # FAILED stays: it is sticky
-            drifted = Lab.objects.select_for_update().filter(
-                provider=provider, stack_name__in=moving, state__in=settled_states
-            )
-            for lab in drifted.only(*PASS_FIELDS):
-                rows.setdefault(lab.pk, lab)
-        for lab in rows.values():
-            obs = listing.get(lab.stack_name, Observation(None))
-            job = apply(lab, obs, now, "reconciler", allowance, events=events, writes=writes)
-            if job:
-                jobs.append(job)
-        _bulk_store(writes)
-        LabEvent.objects.bulk_create(events)
-        dispatch(jobs)
+    allowance = None if budget is None else [budget]
+    for lab in labs:
+        obs = observation(lab)
+        if obs is None:
+            continue
+        can_create = ahead is None or lab.pk in ahead
+        job = apply(lab, obs, now, actor, allowance, can_create=can_create, events=events, writes=writes)
+        if job:
+            jobs.append(job)
+    _bulk_store(writes)
+    LabEvent.objects.bulk_create(events)
+    dispatch(jobs)
     return jobs
+
+
+def reconcile_provider(provider: str, now: datetime, budget: int) -> list[Job]:
+    """One tick over one provider's labs whose next step needs no news from the cloud.
+
+    Probes, suspends and resumes the learners asked for, deletes, relaunches: decided on
+    the rows alone, so the tick never waits for the cloud. The pass locks the rows it
+    decides for; a learner's click on one of them waits the pass's few milliseconds.
+    """
+    with transaction.atomic():
+        rows = (
+            Lab.objects.select_for_update()
+            .filter(UNSETTLED, provider=provider)
+            .exclude(state__in=OBSERVED_STATES)
+            .only(*PASS_FIELDS)
+        )
+        return decide_locked(rows, believed, now, "reconciler", budget)
 
 
 def _bulk_store(writes: list[tuple[Lab, dict[str, Any]]]) -> None:
@@ -363,36 +360,9 @@ def place_queued(now: datetime, limit: int = 500) -> list[Job]:
 
     One transaction and a few statements for the whole queue, however long it is.
     """
-    jobs: list[Job] = []
-    events: list[LabEvent] = []
-    writes: list[tuple[Lab, dict[str, Any]]] = []
     with transaction.atomic():
         queued = Lab.objects.select_for_update().filter(UNSETTLED, provider="").order_by("id")
         labs = list(queued.only(*PASS_FIELDS, "blueprint_id", "tried_providers")[:limit])
+        beliefs = {lab.pk: believed(lab) for lab in labs}  # before placement gives them a provider
         ahead = placement.place(labs)
-        for lab in labs:
-            job = apply(lab, believed(lab), now, "reconciler", can_create=lab.pk in ahead,
-                        events=events, writes=writes)
-            if job:
-                jobs.append(job)
-        _bulk_store(writes)
-        LabEvent.objects.bulk_create(events)
-        dispatch(jobs)
-    return jobs
-
-
-def audit(provider: str, listing: Mapping[str, Observation], now: datetime) -> list[Job]:
-    """Settled labs whose stack vanished or changed behind our back (the pass only looks at moving ones)."""
-    jobs: list[Job] = []
-    with transaction.atomic():
-        settled = Lab.objects.filter(provider=provider, state__in=[State.READY, State.SUSPENDED])
-        for lab_id, stack_name, state in settled.values_list("pk", "stack_name", "state").iterator(2000):
-            obs = listing.get(stack_name, Observation(None))
-            if obs.state == state:
-                continue
-            lab = Lab.objects.filter(pk=lab_id).defer(*SECRET_FIELDS).first()
-            job = apply(lab, obs, now, "auditor") if lab else None
-            if job:
-                jobs.append(job)
-        dispatch(jobs)
-    return jobs
+        return decide_locked(labs, lambda lab: beliefs[lab.pk], now, "reconciler", ahead=ahead)

@@ -257,6 +257,8 @@ def begin_reset(lab: Lab, actor: str, now: Any, reason: str = "reset") -> bool:
         "next_attempt_at": None,
         "probe_ok": False,
         "launch_requested_at": now,
+        "call_issued_at": now,  # the delete below: issued again if it is lost
+        "call_accepted_at": None,
     }
     LabEvent.record(lab, actor=actor, reason=reason, to_state=State.DELETING.value, at=now)
     Lab.objects.filter(pk=lab.pk).update(**fields)

@@ -1,19 +1,22 @@
-"""The periodic sweeps: mark idle labs for suspension, expire unused labs, find orphan stacks."""
+"""The periodic sweeps: mark idle labs for suspension, expire unused labs, find and delete orphan stacks."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.db import transaction
 
 from labxblock.conf import get_settings
+from labxblock.labs.calls import send_after_commit
 from labxblock.lifecycle import Desired, State
 from labxblock.models import Lab, LabEvent
 
 log = logging.getLogger(__name__)
+DELETE_ORPHAN_TASK = "labxblock.tasks.delete_orphan"
 BATCH = 1000  # rows marked per statement: bounded locks and memory at any scale
 
 
@@ -74,16 +77,21 @@ class ListedStack:
 
     name: str
     created_at: datetime | None
+    state: State | None = None  # a cloud lists a deleted stack (DELETED) for a while after its delete
 
 
 def orphans(provider: str, listed: Iterable[ListedStack], now: datetime) -> list[str]:
     """Listed stacks of ours that no live row owns, older than the grace period: to be deleted.
 
-    A stack whose age the provider cannot tell is never taken for an orphan: deleting a
-    learner's lab by mistake is worse than paying for a leaked one until someone looks.
+    A stack listed as deleted already is none of them. A stack whose age the provider cannot
+    tell is never taken for an orphan: deleting a learner's lab by mistake is worse than
+    paying for a leaked one until someone looks.
     """
     grace = timedelta(seconds=get_settings().orphan_grace_seconds)
-    old = {s.name for s in listed if s.created_at is not None and s.created_at < now - grace}
+    old = {
+        s.name for s in listed
+        if s.created_at is not None and s.created_at < now - grace and s.state is not State.DELETED
+    }
     if not old:
         return []
     owned = set(
@@ -91,7 +99,14 @@ def orphans(provider: str, listed: Iterable[ListedStack], now: datetime) -> list
         .exclude(state=State.DELETED)
         .values_list("stack_name", flat=True)
     )
-    found = sorted(old - owned)
-    if found:
-        log.warning("labxblock: %d orphan stack(s) on provider %s will be deleted", len(found), provider)
-    return found
+    return sorted(old - owned)
+
+
+def delete_orphans(provider: str, stacks: Mapping[str, Mapping[str, Any]]) -> int:
+    """Send one delete job per orphan stack (name: the provider's state of it), and say so."""
+    if stacks:
+        log.warning("labxblock: deleting %d orphan stack(s) on provider %s: %s", len(stacks), provider,
+                    ", ".join(sorted(stacks)))
+        args = [[provider, name, dict(state)] for name, state in stacks.items()]
+        send_after_commit(DELETE_ORPHAN_TASK, args, queue=get_settings().queues.calls)
+    return len(stacks)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from labxblock.lifecycle import State
+from labxblock.lifecycle import OPERATIONS, State
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,22 @@ class Provider(abc.ABC):
 
     @abc.abstractmethod
     def list(self, tag: str) -> list[StackInfo]:
-        """Every stack carrying ``tag``, in one call to the cloud."""
+        """Every stack carrying ``tag`` (the slow audit: it may take a request per page)."""
+
+    def status(self, ref: StackRef) -> StackInfo:
+        """Read one stack now when its outputs are not needed (cheaper where the cloud allows it).
+
+        Default: :meth:`get`.
+        """
+        return self.get(ref)
+
+    def list_busy(self, tag: str) -> list[StackInfo]:
+        """The stacks carrying ``tag`` that the cloud is working on (creating, suspending, resuming,
+        deleting), at a cost that grows with their number, not with every stack's.
+
+        Default: :meth:`list`, filtered; a cloud that can filter by status should do it itself.
+        """
+        return [info for info in self.list(tag) if info.state in OPERATIONS]
 
     @abc.abstractmethod
     def suspend(self, ref: StackRef) -> None:

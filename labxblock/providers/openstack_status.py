@@ -8,6 +8,8 @@ operators.
 
 from __future__ import annotations
 
+import re
+
 from labxblock.lifecycle import State
 
 #: Every action Heat reports (heat.engine.stack.Stack.ACTIONS).
@@ -50,14 +52,24 @@ _COMPLETE = {
 }
 
 
-def heat_state(raw_status: str) -> State:
-    """Map a Heat ``stack_status`` such as ``CREATE_COMPLETE`` to our :class:`State`.
+# A delete of a stack in progress first stops the action under way: Heat marks the stack
+# "<ACTION>_FAILED" with this reason (heat.engine.worker._stop_traversal), then deletes it.
+# That is the delete at work, not a failure. (An operator's cancel of an update says the
+# same before a rollback, so UPDATE is left out.)
+_CANCELLED = re.compile(r"Stack (?P<action>[A-Z]+) cancelled")
+
+
+def heat_state(raw_status: str, reason: str = "") -> State:
+    """Map a Heat ``stack_status`` such as ``CREATE_COMPLETE`` (and its reason) to our :class:`State`.
 
     A status Heat may add in a later release maps to FAILED, so it is seen by an
     operator rather than silently treated as usable.
     """
     action, _, status = (raw_status or "").upper().partition("_")
     if status == "FAILED" and action in ACTIONS:
+        cancelled = _CANCELLED.fullmatch((reason or "").strip())
+        if cancelled and cancelled["action"] == action and action != "UPDATE":
+            return State.DELETING
         return State.FAILED
     if status == "IN_PROGRESS":
         return _IN_PROGRESS.get(action, State.FAILED)

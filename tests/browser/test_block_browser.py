@@ -296,7 +296,7 @@ def test_a_failure_is_told_in_words_with_retry_and_reset_asks_first(chromium, li
     assert not confirm.is_displayed() and box.get_attribute("data-ready") == "true"  # nothing happened
     reset.click()
     chromium.find_element(By.CSS_SELECTOR, "[data-action=reset-yes]").click()
-    wait_for("deleting", lambda: box.get_attribute("data-phase") == "deleting", timeout=10, interval=0.05)
+    wait_for("rebuilding", lambda: box.get_attribute("data-phase") == "rebuilding", timeout=10, interval=0.05)
     wait_ready(chromium)
     shot(chromium, "11-reset-ready")
     assert len(engine.cloud.cloud.stacks) == 1 and set(engine.cloud.cloud.stacks) != first_stack

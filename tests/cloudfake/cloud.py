@@ -8,6 +8,7 @@ background work.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import random
 import secrets
@@ -15,6 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,6 +26,12 @@ DEFAULT_CONFIG: dict[str, Any] = {
     # seconds each stack action stays IN_PROGRESS before COMPLETE (or FAILED)
     "delays": {"create": 0.3, "suspend": 0.2, "resume": 0.2, "delete": 0.2},
     "latency_seconds": 0.0,  # added to every Heat/Nova call
+    # Heat's cost of a list grows with the stacks it returns (measured on Heat 27: ~25 ms a stack)
+    "list_seconds_per_stack": 0.025,
+    "create_latency_seconds": 0.0,  # a create request's time before the stack exists (Heat: 2-16 s loaded)
+    "deleted_listed_seconds": 0.0,  # a deleted stack stays listed DELETE_COMPLETE this long (Heat: ~60)
+    # A delete of a stack in progress first shows "<ACTION>_FAILED", "Stack <ACTION> cancelled" this long
+    "cancel_seconds": 0.3,
     "answer_delay_seconds": 0.0,  # sleep after doing the work, before answering (a call "in flight")
     "error_rate": 0.0,  # probability a Heat/Nova call answers error_status
     "error_status": 503,
@@ -82,9 +90,13 @@ class FakeStack:
     delay: float = 0.0
     fails: str = ""  # the reason, if this action is going to fail
     created_at: str = field(default_factory=lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    cancelled: str = ""  # the action in progress that this delete stopped
+    cancel_seconds: float = 0.0  # how long the stopped action shows FAILED before the delete shows
 
     def status(self, now: float) -> tuple[str, str]:
         """(stack_status, reason) at ``now``."""
+        if self.cancelled and now < self.started + self.cancel_seconds:
+            return f"{self.cancelled}_FAILED", f"Stack {self.cancelled} cancelled"
         if now < self.started + self.delay:
             return f"{self.action}_IN_PROGRESS", f"Stack {self.action} started"
         if self.fails:
@@ -109,6 +121,19 @@ def _synthetic_output(key: str, definition: Any, stack: FakeStack, params: dict[
     return f"{key}-{stack.id[:8]}"
 
 
+def _create_wait(resources: dict[str, Any], params: dict[str, Any]) -> float:
+    """Seconds the template's OS::Heat::TestResource creates wait (Heat runs them side by side)."""
+    waits = [0.0]
+    for res in resources.values():
+        props = (res.get("properties") or {}) if isinstance(res, dict) else {}
+        wait = (props.get("action_wait_secs") or {}).get("create", props.get("wait_secs", 0))
+        if isinstance(wait, dict) and "get_param" in wait:
+            wait = params.get(str(wait["get_param"]), 0)
+        with contextlib.suppress(TypeError, ValueError):  # an expression of the template's: no wait
+            waits.append(float(wait))
+    return max(waits)
+
+
 class FakeCloud:
     """Keystone + Heat + Nova state behind the fake's HTTP server."""
 
@@ -126,6 +151,7 @@ class FakeCloud:
             self.config = copy.deepcopy(DEFAULT_CONFIG)
             self.stacks: dict[str, FakeStack] = {}
             self.by_name: dict[str, str] = {}
+            self.order: list[str] = []  # every stack id ever created, newest last (list order, markers)
             self.deleting: set[str] = set()  # ids of stacks in DELETE, swept when complete
             self.tokens: dict[str, float] = {}  # token -> monotonic time it stops working
             self.counts: Counter[str] = Counter()
@@ -153,9 +179,9 @@ class FakeCloud:
         with self.lock:
             self.tokens.clear()
 
-    def count(self, kind: str) -> None:
+    def count(self, kind: str, n: int = 1) -> None:
         with self.lock:
-            self.counts[kind] += 1
+            self.counts[kind] += n
 
     # --- keystone -----------------------------------------------------------------
 
@@ -228,15 +254,18 @@ class FakeCloud:
     # --- heat ---------------------------------------------------------------------
 
     def _sweep(self, now: float) -> None:
-        """Forget stacks whose delete has completed (Heat hides them)."""
+        """Forget stacks whose delete has completed (Heat hides them, after a while)."""
+        linger = float(self.config["deleted_listed_seconds"])
         for sid in list(self.deleting):
             stack = self.stacks[sid]
             if stack.action != "DELETE":
                 self.deleting.discard(sid)
             elif stack.status(now)[0] == "DELETE_COMPLETE":
-                self.deleting.discard(sid)
-                del self.stacks[sid]
-                self.by_name.pop(stack.name, None)
+                if self.by_name.get(stack.name) == sid:
+                    del self.by_name[stack.name]  # the name is free again at once
+                if now >= stack.started + stack.delay + linger:
+                    self.deleting.discard(sid)
+                    del self.stacks[sid]
 
     def find(self, name_or_id: str, stack_id: str | None = None) -> FakeStack:
         """The live stack named (or with id) ``name_or_id``; 404 otherwise."""
@@ -244,12 +273,20 @@ class FakeCloud:
             self._sweep(time.monotonic())
             sid = stack_id or self.by_name.get(name_or_id, name_or_id)
             stack = self.stacks.get(sid)
-            if stack is None or name_or_id not in (stack.name, stack.id):
+            if stack is None or name_or_id not in (stack.name, stack.id) or (
+                    stack_id is None and self.by_name.get(stack.name) != stack.id):
                 raise heat_error(404, "EntityNotFound", f"The Stack ({name_or_id}) could not be found.")
             return stack
 
     def create(self, body: dict[str, Any]) -> FakeStack:
-        """Validate a create body as Heat would and start the stack's CREATE."""
+        """Validate a create body as Heat would and start the stack's CREATE.
+
+        Heat validates and stores the whole template before the stack exists and the request is
+        answered: ``create_latency_seconds`` stands for that time.
+        """
+        latency = float(self.config["create_latency_seconds"])
+        if latency:
+            time.sleep(latency)
         name = body.get("stack_name") or ""
         try:
             template = yaml.safe_load(body.get("template") or "")
@@ -279,7 +316,7 @@ class FakeCloud:
                 tags=[t for t in str(body.get("tags") or "").split(",") if t],
                 servers={rname: str(uuid.uuid4()) for rname, res in resources.items()
                          if isinstance(res, dict) and res.get("type") == SERVER_TYPE},
-                delay=float(cfg["delays"].get("create", 0.0)))
+                delay=float(cfg["delays"].get("create", 0.0)) + _create_wait(resources, params))
             failing = [rname for rname, res in resources.items() if isinstance(res, dict)
                        and (res.get("properties") or {}).get("fail") is True]
             if failing:
@@ -291,24 +328,32 @@ class FakeCloud:
                              for key, definition in (template.get("outputs") or {}).items()}
             self.stacks[stack.id] = stack
             self.by_name[name] = stack.id
+            self.order.append(stack.id)
             return stack
 
     def act(self, stack: FakeStack, action: str) -> None:
         """Start ``action`` (SUSPEND, RESUME, DELETE) on ``stack``."""
         with self.lock:
             status = stack.status(time.monotonic())[0]
+            if status == "DELETE_COMPLETE" and action != "DELETE":
+                raise heat_error(404, "EntityNotFound", f"The Stack ({stack.name}) could not be found.")
             if action != "DELETE" and status.endswith("_IN_PROGRESS"):
                 raise heat_error(409, "ActionInProgress", f"Stack {stack.name} already has an "
                                                           f"action ({status}) in progress.")
             if action == "DELETE" and stack.action == "DELETE":
                 return  # Heat lets a second delete join the first
+            in_progress = status.endswith("_IN_PROGRESS")
+            stack.cancelled = stack.action if action == "DELETE" and in_progress else ""
+            stack.cancel_seconds = float(self.config["cancel_seconds"])
             stack.action, stack.started, stack.fails = action, time.monotonic(), ""
             if action == "DELETE":
                 self.deleting.add(stack.id)
             stack.delay = float(self.config["delays"].get(action.lower(), 0.0))
+            if stack.cancelled:
+                stack.delay += stack.cancel_seconds  # the delete proper starts after the cancel
 
-    def document(self, stack: FakeStack, base: str, detail: bool) -> dict[str, Any]:
-        """The stack as Heat's show (detail) or list renders it."""
+    def document(self, stack: FakeStack, base: str, detail: bool, outputs: bool = True) -> dict[str, Any]:
+        """The stack as Heat's show (detail, outputs resolved unless not asked) or list renders it."""
         with self.lock:
             status, reason = stack.status(time.monotonic())
         doc: dict[str, Any] = {
@@ -321,16 +366,38 @@ class FakeCloud:
         if detail:
             doc["parameters"] = {k: str(v) for k, v in stack.parameters.items()}
             doc["disable_rollback"] = True
+        if detail and outputs:
             # Like Heat, outputs are resolved whatever the status; the client decides.
             doc["outputs"] = [] if status.startswith("CREATE_IN") else [
                 {"output_key": k, "output_value": v, "description": ""} for k, v in stack.outputs.items()]
         return doc
 
-    def listing(self, tags: list[str]) -> list[FakeStack]:
-        """Live stacks carrying every tag in ``tags``."""
+    def listing(self, tags: Sequence[str], statuses: Sequence[str] = (), limit: int | None = None,
+                marker: str | None = None, any_tags: Sequence[str] = ()) -> list[FakeStack]:
+        """Listed stacks carrying every tag in ``tags`` (and one of ``any_tags``, if given), as Heat
+        lists them: newest first, filtered on the status part of ``<ACTION>_<STATUS>`` when
+        ``statuses`` are given, ``limit`` after ``marker``."""
         with self.lock:
-            self._sweep(time.monotonic())
-            return [s for s in self.stacks.values() if all(t in s.tags for t in tags)]
+            now = time.monotonic()
+            self._sweep(now)
+            ids = self.order[::-1]
+            if marker:
+                if marker not in ids:
+                    raise heat_error(404, "NotFound", f"marker {marker} not found")
+                ids = ids[ids.index(marker) + 1:]
+            found = []
+            for sid in ids:
+                stack = self.stacks.get(sid)
+                if stack is None or not all(t in stack.tags for t in tags):
+                    continue
+                if any_tags and not any(t in stack.tags for t in any_tags):
+                    continue
+                if statuses and stack.status(now)[0].split("_", 1)[1] not in statuses:
+                    continue
+                found.append(stack)
+                if limit is not None and len(found) >= limit:
+                    break
+            return found
 
     def limits(self) -> dict[str, Any]:
         """Nova's absolute limits: the instance quota and the servers of the live stacks."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -25,8 +26,10 @@ class Engine:
     settings: dict[str, Any]
 
     def stacks(self) -> set[str]:
-        """Names of the live stacks carrying this site's tag at the cloud."""
-        return {stack.name for stack in self.cloud.cloud.listing(["labxblock-test"])}
+        """Names of the live stacks carrying this site's tag at the cloud (not those listed deleted)."""
+        now = time.monotonic()
+        return {stack.name for stack in self.cloud.cloud.listing(["labxblock-test"])
+                if stack.status(now)[0] != "DELETE_COMPLETE"}
 
     def user(self, name: str) -> Any:
         return get_user_model().objects.create_user(username=name, email=f"{name}@example.com")

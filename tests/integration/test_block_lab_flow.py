@@ -222,10 +222,11 @@ def test_reset_deletes_the_stack_and_comes_back_ready_with_a_new_one(flow, cloud
     assert f.engine.stacks() == {old_stack}
 
     answer, sql = f.counted("reset")
-    assert answer["phase"] == "deleting" and answer["ready"] is False and answer["poll_ms"]
+    assert answer["phase"] == "rebuilding" and answer["ready"] is False and answer["poll_ms"]
+    assert answer["label"] == "Your lab is being prepared again"  # not "Removing your lab"
     assert len(sql) <= 10, sql
     seen = f.wait_phase("ready")
-    assert seen[0] in ("deleting", "queued", "creating"), seen
+    assert seen[0] in ("rebuilding", "queued", "creating"), seen
     assert cloud_fake.counters()["stack_create"] == 2 and cloud_fake.counters()["stack_delete"] == 1
     assert f.engine.stacks() == {f.lab().stack_name}
     assert LabEvent.objects.filter(lab=f.lab(), reason="reset", actor__startswith="learner:").exists()
@@ -305,7 +306,7 @@ def test_masquerading_staff_see_whose_lab_and_act_on_it(flow) -> None:
     assert as_staff.call("status")["ready"] is True  # lin's lab, not a new one for sam
     assert "url" in as_staff.call("terminal")  # sam opens lin's terminal: the lab's log says so
     assert LabEvent.objects.filter(lab=lab, reason=STAFF_TERMINAL, actor=f"staff:{staff.pk}").count() == 1
-    assert as_staff.call("reset")["phase"] == "deleting"
+    assert as_staff.call("reset")["phase"] == "rebuilding"
     assert Lab.objects.get().pk == lab.pk and Lab.objects.get().learner_id == learner.pk
     assert LabEvent.objects.filter(lab=lab, reason="reset", actor=f"staff:{staff.pk}").exists()
 

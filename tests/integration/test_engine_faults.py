@@ -3,19 +3,25 @@
 Real Celery workers and beat on a real Redis, against the HTTP cloud fake. After
 each campaign every lab must reach what it should be, none may be stuck in a
 transitional state, and the cloud's stacks must be exactly the live rows' stacks.
+Work lost with a worker, the broker or the database is noticed within the
+acceptance window, not the state deadlines (the lost-job tests keep the defaults):
+those tests assert the time to converge.
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
+import sqlite3
+import time
 
 import pytest
 from django import db
 
 from labxblock import labs
 from labxblock.lifecycle import Desired, State
-from labxblock.models import Lab
-from tests.engine_harness import lab_spec, wait_for
+from labxblock.models import Lab, LabEvent
+from tests.engine_harness import lab_spec, recovery_budget, time_to, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -94,3 +100,82 @@ def test_a_cloud_failing_one_call_in_five_still_converges_without_leaks(engine_f
     engine.cloud.configure(error_rate=0, timeout_rate=0)
     assert_no_leak(engine)
     assert not engine.stacks()
+
+
+# --- lost jobs: noticed within the acceptance window, with the default deadlines ---------------
+
+DEFAULT_DEADLINES: dict = {}  # state_deadline_seconds: the defaults (creating 1,200 s)
+
+
+def test_a_worker_killed_holding_its_creates_costs_no_more_than_the_acceptance_window(
+        engine_factory, celery_processes):
+    engine = engine_factory(workers=1, state_deadline_seconds=DEFAULT_DEADLINES)
+    engine.cloud.configure(create_latency_seconds=4)  # the create requests are held by the worker…
+    ids = launch(engine, 3)
+    wait_for("three creates in flight", lambda: engine.cloud.counters().get("stack_create", 0) >= 3, 20)
+    celery_processes.workers[0].signal(signal.SIGKILL)  # …when its main process is killed
+    celery_processes.workers[0].stop()
+    celery_processes.start_calls_worker()
+    # The cloud finished what it was asked (as Heat does); nobody recorded it. Redelivery would
+    # take the broker's visibility timeout (an hour here): the engine does not wait for it.
+    took = time_to("every lab ready", lambda: all_in(ids, State.READY),
+                   recovery_budget(engine.settings, cloud_seconds=10), explain=lambda: where(ids))
+    print(f"\nworker killed holding 3 creates: all ready {took:.1f} s after a new worker started")
+    assert len(engine.stacks()) == 3  # adopted, never created twice
+    assert_no_leak(engine)
+
+
+def test_calls_lost_with_an_emptied_broker_are_issued_again_within_the_acceptance_window(
+        engine_factory, redis_server, celery_processes):
+    settings = {"acceptance_window_seconds": 10, "state_deadline_seconds": DEFAULT_DEADLINES}
+    engine = engine_factory(workers=0, **settings)  # the creates wait on the calls queue…
+    celery_processes.supervise()  # (a broker restart may make a Celery process exit)
+    ids = launch(engine, 3)
+    wait_for("three creates issued", lambda: all_in(ids, State.CREATING), 30, explain=lambda: where(ids))
+    redis_server.restart()  # …and are lost: the server keeps nothing on disk
+    lost_at = time.monotonic()
+    celery_processes.start_calls_worker()
+    took = time_to("every lab ready", lambda: all_in(ids, State.READY),
+                   recovery_budget(engine.settings, cloud_seconds=10), explain=lambda: where(ids))
+    print(f"\nbroker emptied: all ready {time.monotonic() - lost_at:.1f} s after the creates were lost")
+    assert took < 60  # not the 1,200 s deadline
+    assert engine.cloud.counters()["stack_create"] == 3
+    for lab in Lab.objects.filter(pk__in=ids):
+        event = LabEvent.objects.filter(lab=lab, reason="not_accepted").first()
+        assert event is not None and (event.from_state, event.to_state) == ("creating", "creating")
+        assert lab.reissues >= 1 and lab.attempts == 0  # a lost call is no failure of the cloud
+    assert_no_leak(engine)
+
+
+@contextlib.contextmanager
+def database_locked():
+    """Hold SQLite's write lock from outside, as another busy process would: writers time out."""
+    path = db.connections["default"].settings_dict["NAME"]
+    con = sqlite3.connect(path, isolation_level=None, timeout=30)
+    con.execute("BEGIN EXCLUSIVE")
+    try:
+        yield
+    finally:
+        con.execute("ROLLBACK")
+        con.close()
+
+
+def test_a_database_error_in_a_cloud_call_is_retried_not_dropped(engine_factory, celery_processes):
+    assert db.connection.vendor == "sqlite"  # the SQLite suite: its lock makes the database refuse
+    celery_processes.extra_env["LABXBLOCK_TEST_SQLITE_TIMEOUT"] = "0.5"  # "database is locked" soon
+    engine = engine_factory(workers=0, state_deadline_seconds=DEFAULT_DEADLINES)
+    ids = launch(engine, 2)
+    wait_for("two creates issued", lambda: all_in(ids, State.CREATING), 30, explain=lambda: where(ids))
+    db.connections.close_all()
+    with database_locked():
+        worker = celery_processes.start_calls_worker()
+        wait_for("a job retried for the database",
+                 lambda: "database is locked" in worker.log_path.read_text(errors="replace"), 60)
+    # Retried in seconds, as a temporary cloud error is: long before a lost call's 45 s window.
+    took = time_to("every lab ready", lambda: all_in(ids, State.READY), 30, explain=lambda: where(ids))
+    print(f"\ndatabase refused the creates' jobs: all ready {took:.1f} s after it came back")
+    log = worker.log_path.read_text(errors="replace")
+    assert "Task labxblock.tasks.perform_job" in log and " retry: Retry in" in log
+    assert not LabEvent.objects.filter(lab_id__in=ids, reason="not_accepted").exists()
+    assert engine.cloud.counters()["stack_create"] == 2
+    assert_no_leak(engine)

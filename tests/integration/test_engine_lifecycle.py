@@ -39,6 +39,51 @@ def test_launch_reaches_ready_with_outputs_and_encrypted_secrets(engine_factory)
     moves = list(LabEvent.objects.filter(lab=lab).values_list("to_state", flat=True))
     assert moves[-1] == State.READY and State.CREATING in moves and State.STARTING in moves
     assert engine.cloud.counters().get("stack_create") == 1
+    # The admin shows what the cloud said, not a blank left by the probe that made the lab ready.
+    assert (lab.raw_status, lab.raw_reason) == ("CREATE_COMPLETE", "Stack CREATE completed successfully")
+    assert lab.call_accepted_at >= lab.call_issued_at  # its worker saw the cloud take the create
+
+
+def counts(engine) -> dict[str, int]:
+    return engine.cloud.counters()
+
+
+def delta(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+    """Requests by kind between two readings of the fake's counters (answers' statuses left out)."""
+    return {k: after[k] - before.get(k, 0) for k in after
+            if after[k] != before.get(k, 0) and not k.startswith("status_")}
+
+
+def test_at_rest_the_cloud_sees_nothing_but_the_audit(engine_factory):
+    engine = engine_factory(reap_interval_seconds=4)
+    spec = lab_spec(engine.lab_port.port)
+    ids = [labs.request_launch(engine.user(f"rest{i}"), spec, actor="learner").lab_id for i in range(12)]
+    wait_for("every lab ready", lambda: Lab.objects.filter(pk__in=ids, state=State.READY).count() == 12, 60)
+    time.sleep(2)  # the last observation and probe finish
+    before = counts(engine)
+    time.sleep(12)  # a dozen reconcile ticks, three audits
+    requests = delta(before, counts(engine))
+    audits = requests.pop("stack_list", 0)
+    assert 1 <= audits <= 4  # the audit's full list (one page), every reap interval
+    assert requests.pop("stacks_listed", 0) == 12 * audits
+    assert requests == {}  # nothing per lab, nothing per tick: no busy list, no read, no call
+
+
+def test_a_lab_in_flight_is_followed_by_the_busy_list_and_one_read(engine_factory):
+    engine = engine_factory(reap_interval_seconds=3600)  # no audit: what follows the labs is the observer
+    engine.cloud.configure(delays={"create": 4})
+    start = counts(engine)
+    spec = lab_spec(engine.lab_port.port)
+    ids = [labs.request_launch(engine.user(f"fly{i}"), spec, actor="learner").lab_id for i in range(3)]
+    wait_for("the creates in progress", lambda: engine.cloud.counters().get("stack_create", 0) == 3, 20)
+    wait_for("every lab ready", lambda: Lab.objects.filter(pk__in=ids, state=State.READY).count() == 3, 30)
+    requests = delta(start, counts(engine))
+    assert "stack_list" not in requests and requests["stack_list_busy"] >= 2  # the busy list, no full list
+    # Each stack is read once when it leaves the busy list (its status) and once for its outputs.
+    assert requests["stack_get"] <= 3 * 2 + 2
+    before = counts(engine)
+    time.sleep(4)
+    assert delta(before, counts(engine)) == {}  # all at rest: the observer stops
 
 
 def test_idle_lab_is_suspended_and_resumes_on_return(engine_factory):
@@ -87,7 +132,7 @@ def test_reset_deletes_the_stack_and_builds_a_fresh_one(engine_factory):
     first_stack = Lab.objects.get(pk=lab_id).provider_state["id"]
 
     status = labs.request_reset(learner, spec, actor="learner")
-    assert status.phase in ("deleting", "queued", "creating")
+    assert status.phase in ("rebuilding", "queued", "creating")  # "being prepared again", not "removing"
 
     def rebuilt():
         lab = Lab.objects.get(pk=lab_id)

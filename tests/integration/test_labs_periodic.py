@@ -213,7 +213,8 @@ def test_a_tick_on_a_site_without_settings_logs_the_key_and_returns(tick, caplog
 
 @pytest.mark.parametrize(("task", "args"), [
     (tasks.perform_job, (1, "create", "requested")), (tasks.advance_lab, (1,)), (tasks.run_checks, (1,)),
-    (tasks.delete_orphan, ("default", "lab-test-stray", {})),
+    (tasks.delete_orphan, ("default", "lab-test-stray", {})), (tasks.observe_provider, ("default",)),
+    (tasks.audit, ("default",)),
 ])
 def test_a_task_on_a_site_with_bad_settings_logs_the_key_and_returns(task, args, caplog):
     with override_settings(XBLOCK_SETTINGS={"labxblock": {"install_id": "test", "providers": "none"}}):

@@ -125,10 +125,11 @@ class Backend:
         cls = LocalProvider if self.kind == "local" else OpenStackProvider
         self.provider: Provider = cls(self.name, self.config)
 
-    def spec(self, template: str = "", tag: str = "", **params: str) -> StackSpec:
+    def spec(self, template: str = "", tag: str = "", wait: int = 3, **params: str) -> StackSpec:
+        """A stack of ``template`` (the good one), whose create takes ``wait`` seconds."""
         template = template or self.good_template
         name = f"lxb-contract-{uuid.uuid4().hex[:12]}"
-        return StackSpec(name=name, template=template % {"wait": 3} if "%(" in template else template,
+        return StackSpec(name=name, template=template % {"wait": wait} if "%(" in template else template,
                          parameters={"run": "run-1", **params}, tags=(tag or "lxb-test",))
 
     def create(self, spec: StackSpec) -> StackRef:
@@ -238,6 +239,51 @@ def test_lab_lifecycle(backend: Backend) -> None:
     assert info.state == State.DELETED, info.reason
     backend.wait_unlisted(tag, ref.name)
     provider.delete(ref)  # already gone: done, not an error
+
+
+def test_busy_list_holds_the_stacks_in_progress_only(backend: Backend) -> None:
+    """What the engine follows in-flight labs with: its cost grows with stacks in progress, not all."""
+    tag = f"lxb-{uuid.uuid4().hex[:10]}"
+    slow = backend.create(backend.spec(tag=tag, wait=20))
+    quick = backend.create(backend.spec(tag=tag, wait=0))
+    assert backend.wait(quick, {State.READY, State.FAILED})[0].state == State.READY
+    busy = {info.ref.name: info for info in backend.provider.list_busy(tag)}
+    assert set(busy) == {slow.name}
+    assert busy[slow.name].state == State.CREATING and busy[slow.name].ref.data["id"] == slow.data["id"]
+    assert {info.ref.name for info in backend.provider.list(tag)} == {slow.name, quick.name}
+    assert backend.provider.list_busy(f"lxb-{uuid.uuid4().hex[:10]}") == []
+
+
+def test_status_is_the_state_of_get(backend: Backend) -> None:
+    ref = backend.create(backend.spec(wait=0))
+    info, _ = backend.wait(ref, {State.READY, State.FAILED})
+    status = backend.provider.status(ref)
+    assert (status.ref, status.state, status.raw_status) == (ref, info.state, backend.ready_status)
+    assert backend.provider.status(StackRef(f"lxb-missing-{uuid.uuid4().hex[:8]}")).state == State.DELETED
+
+
+def test_status_leaves_the_outputs_unresolved(cloud_backend: Backend) -> None:
+    """Heat resolves outputs only when asked: the engine's reads of in-flight labs do not ask."""
+    ref = cloud_backend.create(cloud_backend.spec(wait=0))
+    assert cloud_backend.wait(ref, {State.READY, State.FAILED})[0].outputs["public_ip"]
+    assert cloud_backend.provider.status(ref).outputs == {}
+
+
+def test_a_delete_during_a_create_is_seen_deleting_never_failed(backend: Backend) -> None:
+    """Heat first marks the create it stops CREATE_FAILED ("Stack CREATE cancelled"): not a failure."""
+    ref = backend.create(backend.spec(wait=30))
+    assert backend.provider.get(ref).state == State.CREATING
+    backend.provider.delete(ref)
+    seen: list[tuple[State, str]] = []
+    deadline = time.monotonic() + backend.timeout
+    while not seen or seen[-1][0] != State.DELETED:
+        info = backend.provider.status(ref)
+        if not seen or seen[-1] != (info.state, info.raw_status):
+            seen.append((info.state, info.raw_status))
+        assert time.monotonic() < deadline, f"{ref.name} not deleted: {seen}"
+        time.sleep(0.02)
+    assert {state for state, _ in seen} <= {State.CREATING, State.DELETING, State.DELETED}, seen
+    print(f"\nstatuses seen deleting a stack mid-create: {[raw for _, raw in seen]}")
 
 
 def test_list_is_filtered_by_tag(backend: Backend) -> None:

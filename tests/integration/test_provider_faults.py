@@ -155,6 +155,45 @@ def test_many_concurrent_creates_are_all_listed(fake: Any) -> None:
     assert fake.counters()["auth"] <= 50  # threads share a session, not a login each
 
 
+def test_the_full_list_comes_in_pages_and_the_busy_list_costs_what_is_in_progress(fake: Any) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from labxblock.providers.openstack import PAGE
+
+    provider = _provider(fake.provider_config)
+    tag = f"lxb-{uuid.uuid4().hex[:8]}"
+    fake.configure(list_seconds_per_stack=0, delays={"create": 0})
+    with ThreadPoolExecutor(max_workers=20) as pool:
+        done = list(pool.map(lambda _: provider.create(_spec(tag=tag)), range(2 * PAGE + 10)))
+    fake.configure(delays={"create": 60})
+    busy = [provider.create(_spec(tag=tag)) for _ in range(3)]
+    before = fake.counters()
+    listed = provider.list(tag)
+    assert {i.ref.name for i in listed} == {r.name for r in done + busy}  # every page, nothing twice
+    assert len(listed) == len(done) + len(busy)
+    after = fake.counters()
+    assert after["stack_list"] - before.get("stack_list", 0) == 3  # a request a page of 100, none more
+    assert provider.list_busy(tag) and {i.ref.name for i in provider.list_busy(tag)} == {r.name for r in busy}
+    final = fake.counters()
+    assert final["stack_list_busy"] == 2 and final["stacks_listed"] - after["stacks_listed"] == 6
+    assert final["stack_list"] == after["stack_list"]  # kinds apart: the busy lists are not full ones
+
+
+def test_a_list_costs_the_cloud_time_in_proportion_to_the_stacks_it_returns(fake: Any) -> None:
+    provider = _provider(fake.provider_config)
+    tag = f"lxb-{uuid.uuid4().hex[:8]}"
+    for _ in range(20):
+        provider.create(_spec(tag=tag))
+    provider.list_busy("warm-up")  # authenticate first
+    fake.configure(list_seconds_per_stack=0.05)
+    started = time.monotonic()
+    provider.list(tag)
+    assert time.monotonic() - started >= 1.0  # 20 stacks at 50 ms
+    started = time.monotonic()
+    provider.list(f"lxb-{uuid.uuid4().hex[:8]}")
+    assert time.monotonic() - started < 0.5
+
+
 def test_fake_in_another_process_is_driven_over_http() -> None:
     import json
     import subprocess

@@ -59,6 +59,22 @@ def test_heat_status_maps_to_our_state(raw: str, state: State) -> None:
     assert state in PROVIDER_STATES
 
 
+@pytest.mark.parametrize(("raw", "reason", "state"), [
+    # A delete of a stack in progress stops the action first: that is the delete at work.
+    ("CREATE_FAILED", "Stack CREATE cancelled", State.DELETING),
+    ("SUSPEND_FAILED", "Stack SUSPEND cancelled", State.DELETING),
+    ("RESUME_FAILED", "Stack RESUME cancelled", State.DELETING),
+    # An operator's cancel of an update says the same, then rolls back: not ours to call deleting.
+    ("UPDATE_FAILED", "Stack UPDATE cancelled", State.FAILED),
+    ("CREATE_FAILED", "Stack SUSPEND cancelled", State.FAILED),  # not the action that failed
+    ("CREATE_FAILED", "Resource CREATE failed: Stack CREATE cancelled", State.FAILED),
+    ("CREATE_FAILED", "Resource CREATE failed: ValueError", State.FAILED),
+])
+def test_a_delete_cancelling_an_action_is_deleting(raw: str, reason: str, state: State) -> None:
+    assert heat_state(raw, reason) == state
+    assert stack_info({"stack_status": raw, "stack_status_reason": reason}).state == state
+
+
 @pytest.mark.parametrize("raw", ["", "CREATE", "FROB_COMPLETE", "CREATE_WOBBLY", "_COMPLETE"])
 def test_unknown_statuses_are_failed_not_usable(raw: str) -> None:
     assert heat_state(raw) == State.FAILED

@@ -1,0 +1,94 @@
+"""Jobs for the workers: sending them after commit, the cloud's rate, and what a worker says of a call.
+
+A job is one cloud call (or a probe of a lab's port) decided by the engine. It is sent
+only after the transaction that decided it commits. The row remembers when its call was
+issued (``call_issued_at``) until someone sees the cloud take it (``call_accepted_at``):
+the worker's answer, or an observation of the cloud at work. A call nobody saw taken
+within the acceptance window was lost, and the lifecycle issues it again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from celery import current_app
+from django.core.cache import cache
+from django.db import transaction
+
+from labxblock.conf import get_settings
+from labxblock.lifecycle import Action, State
+from labxblock.models import Lab
+
+PERFORM_TASK = "labxblock.tasks.perform_job"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One action for a worker: a cloud call or a probe. Plain data, safe to send over the broker."""
+
+    lab_id: int
+    action: Action
+    state: State  # the state the action was decided in; a job for a lab that moved on is dropped
+
+    def as_args(self) -> list[Any]:
+        return [self.lab_id, self.action.value, self.state.value]
+
+
+def send_after_commit(task_name: str, args_list: list[list[Any]], *, queue: str, **options: Any) -> None:
+    """Send tasks to ``queue`` (with Celery ``options`` such as time limits) once the transaction commits.
+
+    The queue is named on every send, so a host's router (edx-platform's sends whatever it
+    does not list to its default queue) cannot mix labxblock's tasks with the platform's.
+
+    Robust: if the broker is down, the error is logged and the caller's request still
+    succeeds; what was stored is picked up again later (a call's acceptance window, a run's deadline).
+    """
+    if args_list:
+        options["queue"] = queue
+        transaction.on_commit(lambda: _send(task_name, args_list, options), robust=True)
+
+
+def _send(task_name: str, args_list: list[list[Any]], options: dict[str, Any]) -> None:
+    # One producer (one broker connection) for the whole batch, not a new client per message.
+    with current_app.producer_or_acquire() as producer:
+        for args in args_list:
+            current_app.send_task(task_name, args=args, producer=producer, **options)
+
+
+def dispatch(jobs: list[Job]) -> None:
+    """Send jobs to the workers once the surrounding transaction has committed."""
+    send_after_commit(PERFORM_TASK, [job.as_args() for job in jobs], queue=get_settings().queues.calls)
+
+
+def call_budget(provider: str, actions_per_minute: int, interval_seconds: int) -> int:
+    """Rate-limited calls this pass may make on ``provider``: its share of the minute's rate.
+
+    The fraction a pass cannot use is carried to the next (in the cache), so 30 a minute
+    with a 1 s pass gives one call every other pass; whole calls left unused are not saved
+    up, so the cloud never sees a burst above the rate.
+    """
+    key = f"labxblock:call-budget:{provider}"
+    allowance = cache.get(key, 0.0) + actions_per_minute * interval_seconds / 60
+    whole = int(allowance)
+    cache.set(key, allowance - whole, timeout=3600)
+    return whole
+
+
+# --- what a worker says of its call (conditional on the state the job was decided in) ----------
+
+
+def started(job: Job, now: datetime) -> None:
+    """A worker is making the call now: the acceptance window counts from here, not from the queue."""
+    Lab.objects.filter(pk=job.lab_id, state=job.state).update(call_issued_at=now)
+
+
+def retrying(job: Job, at: datetime) -> None:
+    """The call failed for a while (the cloud or the database): its worker tries again at ``at``."""
+    Lab.objects.filter(pk=job.lab_id, state=job.state).update(call_issued_at=at)
+
+
+def accepted(job: Job, now: datetime) -> None:
+    """The cloud took the call: no reissue for it, only the state's deadline now."""
+    Lab.objects.filter(pk=job.lab_id, state=job.state).update(call_accepted_at=now)

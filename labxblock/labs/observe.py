@@ -1,0 +1,179 @@
+"""Observing the cloud: follow labs in flight, audit the rest now and then; never apply a stale answer.
+
+The cloud's cost grows with work in flight, not with the number of labs:
+
+- The reconcile tick starts an observation of a provider only while labs there are in
+  flight (``start``; one at a time per provider, under a short lease). The observer
+  (``tasks.observe``) reads the in-flight rows (``targets``), takes the provider's one
+  list of stacks in progress, and reads one by one the in-flight stacks that list does
+  not show (they just finished, failed or vanished), except those whose call has been
+  with its worker for less than a third of the acceptance window. Stacks in progress
+  that no in-flight row expected (someone else suspended or deleted a lab) are read
+  too (``suspects``).
+- The audit (``tasks.audit``, from the reap tick) takes the slow, paginated full list
+  for drift and orphans: at rest, the only traffic the cloud sees.
+
+An observation applies to a row only if the row has not moved since the observer read
+its stamp, which it does before asking the cloud (``apply``): a slower pass that
+overlaps a newer one never applies its older answer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import IntegrityError, transaction
+from django.db.models import Q
+
+from labxblock.conf import get_settings
+from labxblock.labs import engine
+from labxblock.labs.calls import Job, send_after_commit
+from labxblock.labs.learner import retrying_deadlocks
+from labxblock.lifecycle import State
+from labxblock.models import Lab, Lease
+
+OBSERVE_TASK = "labxblock.tasks.observe"
+AUDIT_TASK = "labxblock.tasks.audit"
+# How long an observation may take before another may start: a lost one costs no more than this,
+# (at most half the acceptance window, so a lost call is still noticed within its window).
+OBSERVE_LEASE_SECONDS = 20
+# Rows a list's answer can contradict: what each believes its stack is.
+_AUDITED = {State.STARTING: State.READY, State.READY: State.READY, State.SUSPENDED: State.SUSPENDED}
+_DRIFTABLE = (*_AUDITED, State.DELETED)  # FAILED stays as it is: it is sticky until the learner retries
+
+Stamp = tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A lab the observer looks at, with its row's stamp as it was before the cloud was asked."""
+
+    lab_id: int
+    stack_name: str
+    stamp: Stamp = field(compare=False)  # (state, state_changed_at, call_issued_at)
+    provider_state: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
+    read: bool = field(default=True, compare=False)  # read its stack when the busy list does not show it
+
+
+_TARGET_FIELDS = ("pk", "stack_name", "state", "state_changed_at", "call_issued_at", "provider_state")
+
+
+def _target(row: tuple[Any, ...], read: bool = True) -> Target:
+    pk, name, state, changed_at, issued_at, provider_state = row
+    return Target(pk, name, (state, changed_at, issued_at), provider_state or {}, read)
+
+
+def _stamp(lab: Lab) -> Stamp:
+    return (lab.state, lab.state_changed_at, lab.call_issued_at)
+
+
+# --- leases: at most one observation (or audit) of a provider in flight -------------------------
+
+
+def take_lease(key: str, now: datetime, seconds: float) -> bool:
+    """Take the lease ``key`` until ``now + seconds`` if it is free or has run out."""
+    until = now + timedelta(seconds=seconds)
+    if Lease.objects.filter(Q(until__isnull=True) | Q(until__lt=now), key=key).update(until=until):
+        return True
+    try:
+        with transaction.atomic():
+            _, created = Lease.objects.get_or_create(key=key, defaults={"until": until})
+    except IntegrityError:  # made by a racing tick just now: theirs
+        return False
+    return created
+
+
+def release_lease(key: str) -> None:
+    Lease.objects.filter(key=key).update(until=None)
+
+
+def start(now: datetime) -> list[str]:
+    """The tick's part: start observing each provider with labs in flight, unless one is under way.
+
+    At rest (no lab in flight on a provider) this sends that provider nothing at all.
+    """
+    settings = get_settings()
+    lease = lease_seconds()
+    names = [
+        name
+        for name in settings.providers
+        if Lab.objects.filter(provider=name, state__in=engine.OBSERVED_STATES).exists()
+        and take_lease(f"observe:{name}", now, lease)
+    ]
+    # A message that waited longer than the lease is dropped: a newer one is on its way.
+    send_after_commit(OBSERVE_TASK, [[name] for name in names], queue=settings.queues.calls, expires=lease)
+    return names
+
+
+def lease_seconds() -> float:
+    return min(OBSERVE_LEASE_SECONDS, get_settings().acceptance_window_seconds / 2)
+
+
+def start_audits(now: datetime) -> list[str]:
+    """The reap tick's part: audit each provider (the full list), unless an audit is under way."""
+    settings = get_settings()
+    seconds = settings.reap_interval_seconds
+    names = [name for name in settings.providers if take_lease(f"audit:{name}", now, seconds)]
+    send_after_commit(AUDIT_TASK, [[name] for name in names], queue=settings.queues.calls, expires=seconds)
+    return names
+
+
+# --- what to look at ------------------------------------------------------------------------
+
+
+def targets(provider: str, now: datetime) -> list[Target]:
+    """The provider's labs in flight, stamped. A lab whose call is still with its worker needs no read
+    of its own for a third of the acceptance window (a create request may take that long): then it is
+    read, so a call that landed though its worker died is seen long before the window runs out."""
+    window = timedelta(seconds=get_settings().acceptance_window_seconds / 3)
+    rows = Lab.objects.filter(provider=provider, state__in=engine.OBSERVED_STATES)
+    found = []
+    for row in rows.values_list(*_TARGET_FIELDS, "call_accepted_at").iterator(2000):
+        issued, taken = row[4], row[6]
+        pending = issued is not None and (taken is None or taken < issued)
+        found.append(_target(row[:6], read=not pending or now >= issued + window))
+    return found
+
+
+def suspects(provider: str, names: Iterable[str]) -> list[Target]:
+    """Labs not in flight whose stacks a list showed in progress: read each before believing it."""
+    rows = Lab.objects.filter(provider=provider, stack_name__in=list(names), state__in=_DRIFTABLE)
+    return [_target(row) for row in rows.values_list(*_TARGET_FIELDS)]
+
+
+def audit_suspects(provider: str, listed: Mapping[str, State | None]) -> list[Target]:
+    """Labs at rest whose stack the full list shows otherwise than they believe (or not at all)."""
+    rows = Lab.objects.filter(provider=provider, state__in=list(_AUDITED))
+    odd = [pk for pk, name, state in rows.values_list("pk", "stack_name", "state").iterator(2000)
+           if listed.get(name) != _AUDITED[State(state)]]
+    found: list[Target] = []
+    for start_at in range(0, len(odd), 1000):  # bounded IN lists
+        batch = Lab.objects.filter(pk__in=odd[start_at:start_at + 1000], state__in=list(_AUDITED))
+        found.extend(_target(row) for row in batch.values_list(*_TARGET_FIELDS))
+    return found
+
+
+# --- applying what was seen ---------------------------------------------------------------------
+
+
+def apply(
+    provider: str, seen: Mapping[Target, engine.Observation], now: datetime, actor: str = "observer"
+) -> list[Job]:
+    """Decide for each lab on what the cloud showed, if its row has not moved since it was stamped."""
+    if not seen:
+        return []
+    by_id = {target.lab_id: (target, obs) for target, obs in seen.items()}
+
+    def fresh(lab: Lab) -> engine.Observation | None:
+        target, obs = by_id[lab.pk]
+        return obs if _stamp(lab) == target.stamp else None  # moved since: this answer may be stale
+
+    def decide() -> list[Job]:
+        with transaction.atomic():
+            rows = Lab.objects.select_for_update().filter(pk__in=list(by_id), provider=provider)
+            return engine.decide_locked(rows.only(*engine.PASS_FIELDS), fresh, now, actor)
+
+    return retrying_deadlocks(decide)
