@@ -1,4 +1,7 @@
-"""A learner's lab lives and dies on its own: launch, ready, idle suspend, resume, reap."""
+"""A learner's lab lives and dies on its own (launch, ready, idle suspend, resume, reap).
+
+And what the cloud is asked meanwhile: nothing per lab at rest, only about the labs in flight.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +14,9 @@ from django.utils import timezone
 from labxblock import labs
 from labxblock.lifecycle import State
 from labxblock.models import Lab, LabEvent
-from tests.engine_harness import lab_spec, wait_for
+from labxblock.providers.base import StackSpec
+from labxblock.providers.openstack import OpenStackProvider
+from tests.engine_harness import lab_spec, lab_template, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -144,3 +149,18 @@ def test_reset_deletes_the_stack_and_builds_a_fresh_one(engine_factory):
     assert engine.stacks() == {Lab.objects.get(pk=lab_id).stack_name}  # the old one is gone
     reasons = list(LabEvent.objects.filter(lab_id=lab_id).values_list("reason", flat=True))
     assert "reset" in reasons
+
+
+def test_the_audit_deletes_orphans_but_not_stacks_listed_deleted_already(engine_factory, cloud_fake):
+    cloud_fake.configure(deleted_listed_seconds=120)  # Heat lists a deleted stack for about a minute
+    stray = OpenStackProvider("stray", cloud_fake.provider_config)  # stacks with our tag, no lab row
+    refs = [stray.create(StackSpec(f"lab-test-stray{i}", lab_template(1), parameters={"run": "x"},
+                                   tags=("labxblock-test",))) for i in range(3)]
+    stray.delete(refs[0])  # …gone already, still listed as DELETE_COMPLETE
+    time.sleep(2)  # older than the grace period
+    engine = engine_factory(reap_interval_seconds=2, orphan_grace_seconds=1)
+    wait_for("the orphans deleted", lambda: engine.stacks() == set(), 30)
+    assert engine.cloud.counters()["stack_delete"] == 3  # the test's one, then one per live orphan
+    logs = "".join(w.log_path.read_text(errors="replace") for w in engine.procs.workers)
+    (said,) = [line for line in logs.splitlines() if "orphan stack(s)" in line][:1]
+    assert "deleting 2 orphan stack(s)" in said and "stray0" not in said

@@ -17,6 +17,8 @@ from heatclient import exc as heat_exc
 from keystoneauth1 import session as ks_session
 from keystoneauth1.identity import v3
 
+from labxblock.lifecycle import State
+from labxblock.providers.openstack_status import heat_state
 from tests.services.openstack_rig import OpenStackRig, template_text
 
 pytestmark = [pytest.mark.heat, pytest.mark.slow]
@@ -165,6 +167,24 @@ def test_slow_suspend_is_observable(heat: Any) -> None:
     # retries a locked database transaction, so the count is at least one, not exactly one.
     assert outputs["suspend_count"] >= 1
     heat.stacks.delete(stack_id)
+    assert _wait(heat, stack_id, {"DELETE_COMPLETE", "GONE"})[0] in {"DELETE_COMPLETE", "GONE"}
+
+
+def test_delete_mid_create_first_marks_the_create_cancelled(heat: Any) -> None:
+    """Heat stops the create before deleting: CREATE_FAILED "Stack CREATE cancelled" for a moment
+    (the provider maps exactly that to DELETING: see test_openstack_mapping.py)."""
+    stack_id = _create(heat, template_text("lab_good.yaml"), "cancel", create_secs=30, delete_secs=3)
+    assert _wait(heat, stack_id, {"CREATE_IN_PROGRESS"})[0] == "CREATE_IN_PROGRESS"
+    time.sleep(1)
+    heat.stacks.delete(stack_id)
+    t0 = time.monotonic()
+    while _status(heat, stack_id)[0] not in {"DELETE_IN_PROGRESS", "DELETE_COMPLETE", "GONE"}:
+        assert time.monotonic() - t0 < TIMEOUT, _status(heat, stack_id)
+        time.sleep(0.1)
+    events = [(e.resource_status, e.resource_status_reason) for e in heat.events.list(stack_id)
+              if e.physical_resource_id == stack_id]  # the stack's own events, not its resources'
+    assert ("CREATE_FAILED", "Stack CREATE cancelled") in events, events
+    assert heat_state("CREATE_FAILED", "Stack CREATE cancelled") == State.DELETING
     assert _wait(heat, stack_id, {"DELETE_COMPLETE", "GONE"})[0] in {"DELETE_COMPLETE", "GONE"}
 
 
