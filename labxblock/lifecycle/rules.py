@@ -217,12 +217,12 @@ def _operation(p: _Pass) -> Decision:
         return _failure(p, failed_reason) if p.due() else p.wait()
     if obs not in _PENDING[lab.state]:
         return _unexpected(p)
+    if p.overdue():  # the backstop; a call that failed for good is made due at once
+        moot = _MOOT.get((lab.state, obs, lab.desired))
+        return _failure(p, timeout_reason) if moot is None else p.move(moot, Action.NONE, Reason.DESIRED)
     if p.lost():  # long before the deadline: a lost job need not cost the lab its whole deadline
         return _lost(p)
-    if not p.overdue():
-        return p.wait()
-    moot = _MOOT.get((lab.state, obs, lab.desired))
-    return _failure(p, timeout_reason) if moot is None else p.move(moot, Action.NONE, Reason.DESIRED)
+    return p.wait()
 
 
 def _starting(p: _Pass) -> Decision:

@@ -342,6 +342,8 @@ class FakeCloud:
                                                           f"action ({status}) in progress.")
             if action == "DELETE" and stack.action == "DELETE":
                 return  # Heat lets a second delete join the first
+            if status == f"{action}_COMPLETE":
+                return  # Heat: "already suspended" / "already resumed", nothing done
             in_progress = status.endswith("_IN_PROGRESS")
             stack.cancelled = stack.action if action == "DELETE" and in_progress else ""
             stack.cancel_seconds = float(self.config["cancel_seconds"])

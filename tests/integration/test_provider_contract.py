@@ -241,6 +241,22 @@ def test_lab_lifecycle(backend: Backend) -> None:
     provider.delete(ref)  # already gone: done, not an error
 
 
+def test_suspend_or_resume_made_again_is_done_not_an_error(backend: Backend) -> None:
+    """A call reissued after the first landed (its answer was lost) must do no harm."""
+    provider = backend.provider
+    ref = backend.create(backend.spec(wait=0))
+    assert backend.wait(ref, {State.READY, State.FAILED})[0].state == State.READY
+    provider.suspend(ref)
+    assert backend.wait(ref, {State.SUSPENDED, State.FAILED})[0].state == State.SUSPENDED
+    provider.suspend(ref)  # again
+    assert provider.get(ref).state == State.SUSPENDED
+    provider.resume(ref)
+    assert backend.wait(ref, {State.READY, State.FAILED})[0].state == State.READY
+    provider.resume(ref)  # again
+    info, seen = backend.wait(ref, {State.READY, State.FAILED})
+    assert info.state == State.READY and seen == [State.READY]
+
+
 def test_busy_list_holds_the_stacks_in_progress_only(backend: Backend) -> None:
     """What the engine follows in-flight labs with: its cost grows with stacks in progress, not all."""
     tag = f"lxb-{uuid.uuid4().hex[:10]}"

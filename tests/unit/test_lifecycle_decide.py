@@ -167,6 +167,9 @@ CASES = [
      Reason.NOT_ACCEPTED),  # e.g. a stack its dead engine left CREATE_IN_PROGRESS
     (D.UP, S.DELETING, S.DELETING, {"call_pending_since": NOW - 60 * SECOND}, A.NONE, None, None),
     (D.UP, S.READY, S.READY, {"call_pending_since": NOW - 60 * SECOND}, A.NONE, None, None),
+    # past the deadline (or made due by a call that failed for good), a lost call is a counted failure
+    (D.UP, S.RESUMING, S.SUSPENDED, {"call_pending_since": NOW - 60 * SECOND, "deadline_at": NOW}, A.RESUME,
+     None, Reason.RESUME_TIMEOUT),
     # a failure is not judged before next_attempt_at (the last call may not have landed)
     (D.UP, S.CREATING, S.FAILED, {"next_attempt_at": NOW + SECOND}, A.NONE, None, None),
     (
