@@ -1,7 +1,7 @@
 """Operations on labs, for the block and the tasks: the only code that opens transactions
 and starts tasks (always after commit).
 
-The block calls the learner functions; tasks call the engine, jobs and periodic ones.
+The block calls the learner functions; tasks call the engine, observe, calls, jobs and periodic ones.
 """
 
 from labxblock.labs.addressing import AddressRefused, BadPort
