@@ -95,7 +95,8 @@ class QueueSettings:
     """Celery queues of labxblock's tasks: ``XBLOCK_SETTINGS["labxblock"]["queues"]``."""
 
     calls: str = field(
-        default="labxblock", metadata=_help("Cloud calls: perform_job, advance_lab, delete_orphan.")
+        default="labxblock",
+        metadata=_help("Cloud calls: perform_job, advance_lab, delete_orphan; observe, audit (cloud reads)."),
     )
     ticks: str = field(
         default="labxblock.ticks", metadata=_help("Beat's ticks: reconcile, suspend_idle, reap.")
