@@ -17,8 +17,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from celery import shared_task
@@ -27,18 +25,16 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from labxblock import checks, clouds, hostkeys
+from labxblock import checks, clouds, hostkeys, observer
 from labxblock.conf import LabSettings, LabSettingsError, require_settings
 from labxblock.labs import addressing, calls, checking, engine, grading, jobs, observe, periodic
-from labxblock.labs.engine import Job, Observation
+from labxblock.labs.engine import Job
 from labxblock.lifecycle import CALLS, Action, State
 from labxblock.providers.base import (
     NotFound,
     PermanentError,
     Provider,
-    ProviderError,
     QuotaExceeded,
-    StackInfo,
     StackRef,
     StackSpec,
     TemporaryError,
@@ -50,7 +46,6 @@ PROBE_TIMEOUT_SECONDS = 3.0
 MAX_CALL_RETRIES = 4  # then the lab is made due, and the lifecycle's backoff takes over
 MAX_RETRY_COUNTDOWN = 30  # short: with Redis a long countdown risks redelivery (visibility timeout)
 DB_RETRY_DELAY = 5.0  # seconds before a task whose database went away tries again
-READ_THREADS = 8  # an observation's reads of single stacks, side by side
 # A database that went away (restarted, unreachable, a dropped connection) is a temporary error.
 DATABASE_ERRORS = (OperationalError, InterfaceError)
 
@@ -237,56 +232,13 @@ def reconcile() -> int:
     return started
 
 
-def _observation(provider: Provider, info: StackInfo) -> Observation:
-    return Observation(info.state, info.raw_status, info.reason, provider.get_state(info.ref))
-
-
-def _listed(name: str, listing: Callable[[str], list[StackInfo]]) -> dict[str, StackInfo] | None:
-    """One of the provider's lists of our stacks by name, or None if the cloud could not be read."""
-    try:
-        return {info.ref.name: info for info in listing(jobs.install_tag())}
-    except ProviderError as exc:
-        log.warning("labxblock: cannot list stacks on provider %s, trying again later: %s", name, exc)
-        return None
-
-
-def _read(provider: Provider, targets: list[observe.Target]) -> dict[observe.Target, StackInfo]:
-    """Read each target's stack (a few side by side); one the cloud does not answer is skipped."""
-    def read(target: observe.Target) -> StackInfo | None:
-        try:
-            return provider.status(provider.load_state(target.stack_name, target.provider_state))
-        except ProviderError as exc:
-            log.info("labxblock: cannot read stack %s now: %s", target.stack_name, exc)
-            return None
-
-    if not targets:
-        return {}
-    with ThreadPoolExecutor(min(READ_THREADS, len(targets)), thread_name_prefix="labxblock-read") as pool:
-        infos = list(pool.map(read, targets))
-    return {target: info for target, info in zip(targets, infos, strict=True) if info is not None}
-
-
 @shared_task(name="labxblock.tasks.observe", **OBSERVE_TASK_OPTIONS)
 def observe_provider(provider_name: str) -> int | str:
-    """Follow one provider's labs in flight: one list of its stacks in progress, a read of each in-flight
-    stack that list does not show, applied to the rows that have not moved since."""
+    """Follow one provider's labs in flight (see ``labxblock.observer``)."""
     if configured(f"observing provider {provider_name}") is None:
         return NOT_CONFIGURED  # its lease runs out; the tick starts none on a site not configured
     try:
-        targets = observe.targets(provider_name, timezone.now())  # stamped before the cloud is asked
-        if not targets or provider_name not in clouds.providers():
-            return 0
-        provider = clouds.provider(provider_name)
-        busy = _listed(provider_name, provider.list_busy)
-        if busy is None:
-            return 0
-        found = {t: busy[t.stack_name] for t in targets if t.stack_name in busy}
-        expected = {t.stack_name for t in targets}
-        reads = [t for t in targets if t not in found and t.read]
-        reads += observe.suspects(provider_name, [name for name in busy if name not in expected])
-        found.update(_read(provider, reads))
-        seen = {target: _observation(provider, info) for target, info in found.items()}
-        return len(observe.apply(provider_name, seen, timezone.now()))
+        return observer.observe_provider(provider_name)
     finally:
         observe.release_lease(f"observe:{provider_name}")
 
@@ -310,23 +262,11 @@ def reap() -> int:
 
 @shared_task(name="labxblock.tasks.audit", **OBSERVE_TASK_OPTIONS)
 def audit(provider_name: str) -> int | str:
-    """The full (paginated) list of one provider's stacks: labs at rest that drifted, orphan stacks."""
+    """The full list of one provider's stacks: labs at rest that drifted, orphans (``labxblock.observer``)."""
     if configured(f"auditing provider {provider_name}") is None:
         return NOT_CONFIGURED
     try:
-        if provider_name not in clouds.providers():
-            return 0
-        provider = clouds.provider(provider_name)
-        infos = _listed(provider_name, provider.list)
-        if infos is None:
-            return 0
-        suspects = observe.audit_suspects(provider_name, {name: info.state for name, info in infos.items()})
-        seen = {target: _observation(provider, info) for target, info in _read(provider, suspects).items()}
-        count = len(observe.apply(provider_name, seen, timezone.now(), actor="auditor"))
-        listed = [periodic.ListedStack(name, info.created_at, info.state) for name, info in infos.items()]
-        found = periodic.orphans(provider_name, listed, timezone.now())
-        orphans = {name: provider.get_state(infos[name].ref) for name in found}
-        return count + periodic.delete_orphans(provider_name, orphans)
+        return observer.audit(provider_name)
     finally:
         observe.release_lease(f"audit:{provider_name}")
 

@@ -108,18 +108,12 @@ class Provider(abc.ABC):
         """Every stack carrying ``tag`` (the slow audit: it may take a request per page)."""
 
     def status(self, ref: StackRef) -> StackInfo:
-        """Read one stack now when its outputs are not needed (cheaper where the cloud allows it).
-
-        Default: :meth:`get`.
-        """
+        """:meth:`get` without the outputs, where the cloud makes that cheaper. Default: ``get``."""
         return self.get(ref)
 
     def list_busy(self, tag: str) -> list[StackInfo]:
-        """The stacks carrying ``tag`` that the cloud is working on (creating, suspending, resuming,
-        deleting), at a cost that grows with their number, not with every stack's.
-
-        Default: :meth:`list`, filtered; a cloud that can filter by status should do it itself.
-        """
+        """The stacks carrying ``tag`` the cloud is working on, at a cost that grows with their number
+        only. Default: :meth:`list`, filtered; a cloud that can filter by status should."""
         return [info for info in self.list(tag) if info.state in OPERATIONS]
 
     @abc.abstractmethod
