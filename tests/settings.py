@@ -21,7 +21,9 @@ DEBUG = False
 USE_TZ = True
 TIME_ZONE = "UTC"
 ALLOWED_HOSTS = ["127.0.0.1", "localhost", "testserver"]
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# As edx-platform has it (lms/envs/common.py): other apps' migrations (edx-submissions) are made for it.
+# labxblock's own models keep BigAutoField through its AppConfig.default_auto_field.
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 
 INSTALLED_APPS = [
     "django.contrib.contenttypes",

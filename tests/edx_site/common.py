@@ -9,7 +9,9 @@ COMMON, PRODUCTION = "common", "production"  # edx-platform's SettingsType
 
 SECRET_KEY = "edx-site-tests-not-secret"
 USE_TZ = True
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# As edx-platform has it (lms/envs/common.py): other apps' migrations (edx-submissions) are made for it.
+# labxblock's own models keep BigAutoField through its AppConfig.default_auto_field.
+DEFAULT_AUTO_FIELD = "django.db.models.AutoField"
 INSTALLED_APPS = [
     "django.contrib.contenttypes",
     "django.contrib.auth",

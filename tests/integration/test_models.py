@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 from cryptography.fernet import Fernet
+from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import serializers
 from django.core.management import call_command
@@ -20,7 +21,7 @@ from django.utils import timezone
 from labxblock.crypto import SecretUnavailable
 from labxblock.labs import engine, jobs
 from labxblock.lifecycle import Action, Desired, State
-from labxblock.models import REDACTED, Lab, LabEvent, derive_stack_name, reencrypt_secrets
+from labxblock.models import REDACTED, CheckRun, Lab, LabEvent, derive_stack_name, reencrypt_secrets
 
 pytestmark = [pytest.mark.mariadb, pytest.mark.django_db]
 
@@ -307,9 +308,15 @@ def test_idle_query_finds_only_idle_labs(learner):
     assert list(found) == [idle]
 
 
-def test_migrations_are_up_to_date():
+def test_migrations_are_up_to_date_for_the_whole_project():
+    """No app wants a migration under edx-platform's DEFAULT_AUTO_FIELD (AutoField): not edx-submissions,
+    and not labxblock, whose own models keep BigAutoField through its AppConfig."""
+    assert settings.DEFAULT_AUTO_FIELD == "django.db.models.AutoField"
     out = io.StringIO()
-    call_command("makemigrations", "labxblock", "--check", "--dry-run", stdout=out, stderr=out)
+    call_command("makemigrations", "--check", "--dry-run", stdout=out, stderr=out)  # SystemExit if not
+    assert "No changes detected" in out.getvalue()
+    for model in (Lab, LabEvent, CheckRun):
+        assert type(model._meta.pk).__name__ == "BigAutoField", model
 
 
 def test_dump_and_load_carry_tokens_not_plaintext(learner):
