@@ -2,6 +2,10 @@
 
 Shared by the ``labxblock`` command and the admin's usage page, so a CSV from either
 has the same columns. Records hold no secret and no lab address.
+
+A CSV cell that a spreadsheet would read as a formula (usernames, lab keys and a
+cloud's words are chosen by others) is written with a leading single quote, as
+OWASP's "CSV Injection" advice has it: the operator who opens it runs nothing.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from typing import Any, TextIO
 from labxblock.labs.usage import UsageRow
 
 FORMATS = ("table", "json", "csv")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula
 DELETED_LEARNER = "(deleted learner)"
 LAB_COLUMNS = ("id", "stack_name", "learner", "course_run", "lab_key", "provider", "state", "desired",
                "raw_status", "last_seen_at", "deadline_at", "delete_by", "status_reason")
@@ -54,6 +59,12 @@ def _text(value: Any) -> str:
     return str(value)
 
 
+def _csv_cell(value: Any) -> str:
+    """The cell's text, quoted with ``'`` if a spreadsheet would take it for a formula."""
+    text = _text(value)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
+
+
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Decimal):
         return str(value)  # money keeps its digits
@@ -66,9 +77,10 @@ def write(records: Sequence[Mapping[str, Any]], columns: Sequence[str], fmt: str
         json.dump([{c: _jsonable(r.get(c)) for c in columns} for r in records], out, indent=1)
         out.write("\n")
     elif fmt == "csv":
-        writer = csv.writer(out, lineterminator="\n")
+        # RFC 4180 line ends: the writer then quotes a field holding a CR as well as an LF.
+        writer = csv.writer(out, lineterminator="\r\n")
         writer.writerow(columns)
-        writer.writerows([[_text(r.get(c)) for c in columns] for r in records])
+        writer.writerows([[_csv_cell(r.get(c)) for c in columns] for r in records])
     elif fmt == "table":
         cells = [[_text(r.get(c)) for c in columns] for r in records]
         widths = [max([len(c), *(len(row[i]) for row in cells)]) for i, c in enumerate(columns)]
