@@ -159,6 +159,18 @@ def _gated(handler: Any) -> Any:
     return XBlock.handler(gated)
 
 
+def _handlers(cls: type) -> dict[str, Any]:
+    """Every handler ``cls`` answers, its own and its mixins' (the staff panel's): the most derived wins."""
+    found: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        for name, attr in vars(klass).items():
+            if getattr(attr, "_is_xblock_handler", False):
+                found[name] = attr
+            else:  # a subclass's plain attribute of that name is no handler any more
+                found.pop(name, None)
+    return found
+
+
 def _served(name: str, dialect: str, doc: str) -> type[LegacyLabBlock]:
     """The class for one old name: the old fields declared as that block did (the metaclass names
     them), labxblock's own values as read-only views of them, the lab handlers gated by the setting.
@@ -166,7 +178,7 @@ def _served(name: str, dialect: str, doc: str) -> type[LegacyLabBlock]:
     attrs: dict[str, Any] = {"__module__": __name__, "__doc__": doc, "dialect": dialect}
     attrs.update({n: xblock_field(BY_NAME[n], dialect) for n in (*OLD_SETTINGS, "score")})
     attrs.update({n: _converted(n) for n in OURS if n not in BY_NAME})
-    attrs.update({n: _gated(a) for n, a in vars(LabBlock).items() if getattr(a, "_is_xblock_handler", False)})
+    attrs.update({n: _gated(a) for n, a in _handlers(LegacyLabBlock).items()})
     return type(LegacyLabBlock)(name, (LegacyLabBlock,), attrs)
 
 

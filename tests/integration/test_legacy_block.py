@@ -172,6 +172,16 @@ def test_until_the_operator_turns_it_on_learners_are_told_and_nothing_happens(se
     assert any(told in r.message for r in caplog.records)
 
 
+def test_until_then_every_handler_refuses_the_staff_panels_too(served) -> None:
+    runtime, block = served
+    handlers = {n for n in dir(LabBlock) if getattr(getattr(LabBlock, n), "_is_xblock_handler", False)}
+    assert {"status", "check", "terminal", "staff_learners", "staff_action", "staff_open"} <= handlers
+    with serving(False):
+        for name in sorted(handlers):
+            assert post(runtime, block, name, {"lab_id": 1, "action": "suspend"}) == {"error": OFF}, name
+    assert not Lab.objects.exists()
+
+
 def test_when_served_the_old_block_is_a_lab(served) -> None:
     runtime, block = served
     with serving(True):
