@@ -17,6 +17,7 @@ import dataclasses
 import functools
 import logging
 import re
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -484,9 +485,27 @@ def load_settings(raw: Mapping[str, Any], *, load_class: Callable[[str], type] |
     return LabSettings(**values)
 
 
-@functools.cache
+# A failed read is remembered this long, so a site without settings does not parse them again for
+# every keepalive and status poll; the next read after it notices a fix.
+FAILURE_MEMORY_SECONDS = 30.0
+_clock = time.monotonic  # tests move it
+_failure: dict[str, Any] = {}  # "until" (clock) and "message" of the last failed read
+_logged: set[str] = set()  # settings problems the log has named (once each per process)
+
+
 def get_settings() -> LabSettings:
     """The site's settings, validated once per process; LabSettingsError if missing or wrong."""
+    if _failure and _clock() < _failure["until"]:
+        raise LabSettingsError(_failure["message"])
+    try:
+        return _read_settings()
+    except LabSettingsError as exc:
+        _failure.update(until=_clock() + FAILURE_MEMORY_SECONDS, message=str(exc))
+        raise
+
+
+@functools.cache
+def _read_settings() -> LabSettings:
     from django.conf import settings
 
     xblock_settings = getattr(settings, "XBLOCK_SETTINGS", None)
@@ -515,8 +534,11 @@ def site_service_networks() -> tuple[Network, ...]:
 
 
 def reset_settings_cache() -> None:
-    """Forget the cached settings (tests; ``override_settings`` does this itself)."""
-    get_settings.cache_clear()
+    """Forget the cached settings, a failure to read them, and which problems were logged
+    (tests; ``override_settings`` does this itself)."""
+    _read_settings.cache_clear()
+    _failure.clear()
+    _logged.clear()
     site_service_networks.cache_clear()
 
 
@@ -534,12 +556,16 @@ def require_settings(operation: str) -> LabSettings:
     """The settings, for an operation that cannot run without them.
 
     If they are missing or wrong, the operator reads why in the log (an ERROR naming the
-    key) and the caller gets the LabSettingsError to answer its own user with.
+    key, once per process for each problem, not for every keepalive) and the caller gets
+    the LabSettingsError to answer its own user with.
     """
     try:
         return get_settings()
     except LabSettingsError as exc:
-        log.error("labxblock: labs are not configured on this site, %s refused: %s", operation, exc)
+        if str(exc) not in _logged:
+            _logged.add(str(exc))
+            log.error("labxblock: labs are not configured on this site, %s refused (and every operation "
+                      "until it is fixed; logged once): %s", operation, exc)
         raise
 
 

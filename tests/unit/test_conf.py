@@ -324,6 +324,33 @@ def test_an_operation_needing_settings_fails_with_the_checks_message_logged(capl
     assert "the reconcile tick" in record.getMessage() and warning.msg in record.getMessage()
 
 
+def test_an_unconfigured_site_logs_each_problem_once_and_notices_the_fix(caplog, monkeypatch):
+    """Keepalives and status polls do not flood the log, nor parse the settings each time."""
+    from django.conf import settings
+
+    now = [1000.0]
+    monkeypatch.setattr(conf, "_clock", lambda: now[0])
+    good = copy.deepcopy(settings.XBLOCK_SETTINGS["labxblock"])
+    with override_settings(XBLOCK_SETTINGS={}):
+        for operation in ("the keepalive handler", "the status handler", "the keepalive handler"):
+            with pytest.raises(LabSettingsError, match="but it is missing"):
+                conf.require_settings(operation)
+        settings.XBLOCK_SETTINGS["labxblock"] = {"install_id": "BAD"}  # edited in place: no signal
+        now[0] += conf.FAILURE_MEMORY_SECONDS - 1
+        with pytest.raises(LabSettingsError, match="but it is missing"):  # the failure, remembered
+            conf.require_settings("the terminal handler")
+        now[0] += 2
+        with pytest.raises(LabSettingsError, match=r"labxblock\.install_id"):  # read again: a new problem
+            conf.require_settings("the terminal handler")
+        settings.XBLOCK_SETTINGS["labxblock"] = good
+        now[0] += conf.FAILURE_MEMORY_SECONDS
+        assert conf.require_settings("the status handler").install_id == good["install_id"]
+    errors = [r.getMessage() for r in caplog.records if r.name == "labxblock.conf"]
+    assert len(errors) == 2, errors
+    assert "the keepalive handler refused" in errors[0] and "but it is missing" in errors[0]
+    assert "the terminal handler refused" in errors[1] and "labxblock.install_id" in errors[1]
+
+
 def test_queues_default_and_merge_key_by_key():
     assert load(valid()).queues == conf.QueueSettings("labxblock", "labxblock.ticks", "labxblock.checks")
     s = load(with_(queues={"checks": "lab-checks"}))
