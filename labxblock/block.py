@@ -314,8 +314,9 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
 
     def _check_result(self, viewer: compat.Viewer) -> dict:
         runs = _checking().latest_runs(viewer.user, compat.course_run(self), self._usage_key())
-        latest = runs[0] if runs else None
-        # Staff viewing as a learner see the result but do not change the learner's grade.
+        # Staff viewing as a learner see the result but do not change the learner's grade: not while
+        # they look, and not later through a run they started.
+        latest = next((run for run in runs if not run.by_staff), None)
         if latest is not None and latest.state == "done" and latest.id != self.graded_run \
                 and not viewer.masquerading:
             self._grade_run(latest)

@@ -1,7 +1,7 @@
 """How a lab is scored and completed, in the calls edx-platform makes on a block.
 
-A lab with checks is scored: its score is the learner's last finished check run, as a
-share of ``weight`` points (``max_score`` is the weight, so an instructor's override is
+A lab with checks is scored: its score is the learner's last finished check run (never one
+that staff started while viewing as the learner), as a share of ``weight`` points (``max_score`` is the weight, so an instructor's override is
 entered in points). edx-platform overrides a score with ``set_score`` then
 ``publish_grade``; it rescores with ``rescore``, which goes ``has_submitted_answer`` →
 ``calculate_score`` → ``_publish_grade``. Every grade the block publishes through its

@@ -53,6 +53,12 @@ HOST_KEY = "host_key"  # the lab's host key was not the template's: nothing was 
 LOST = "lost"  # the run did not finish in time (worker or broker trouble)
 BAD_ADDRESS = "bad_address"  # the lab's address or port is one this site refuses: nothing was sent
 REASONS = (NOT_READY, UNREACHABLE, AUTH, HOST_KEY, LOST, BAD_ADDRESS)
+STAFF_ACTOR = "staff:"  # a run started by staff viewing as the learner: shown, never the learner's score
+
+
+def by_staff(actor: str) -> bool:
+    """Was a run started by staff (masquerading), so that it must not change the learner's grade?"""
+    return actor.startswith(STAFF_ACTOR)
 
 
 @dataclass(frozen=True)
@@ -66,6 +72,7 @@ class CheckRunView:
     finished_at: datetime | None
     score: float | None
     results: tuple[Mapping[str, Any], ...]
+    by_staff: bool = False  # started by staff viewing as the learner: never graded
 
     @property
     def running(self) -> bool:
@@ -90,7 +97,7 @@ class CheckJob:
 
 def view_of(run: CheckRun) -> CheckRunView:
     return CheckRunView(run.pk, run.state, run.reason, run.started_at, run.finished_at, run.score,
-                        tuple(run.results or ()))
+                        tuple(run.results or ()), by_staff(run.actor))
 
 
 def budget_seconds(checks: Sequence[Mapping[str, Any]]) -> float:
@@ -267,8 +274,13 @@ def latest_runs(user: Any, course_run: str, usage_id: str, limit: int = HISTORY)
     return [view_of(run) for run in runs]
 
 
-def latest_score(user: Any, course_run: str, usage_id: str) -> float | None:
-    """The score of the learner's last scored run (instructor rescoring); None if none was scored."""
+def scored_runs(user: Any, course_run: str, usage_id: str) -> Any:
+    """The learner's finished runs that count for their grade (not staff's), newest first."""
     return (CheckRun.objects.filter(learner=user, course_run=course_run, usage_id=usage_id,
                                     state=CheckRun.State.DONE)
-            .order_by("-started_at", "-pk").values_list("score", flat=True).first())
+            .exclude(actor__startswith=STAFF_ACTOR).order_by("-started_at", "-pk"))
+
+
+def latest_score(user: Any, course_run: str, usage_id: str) -> float | None:
+    """The score of the learner's last scored run (instructor rescoring); None if none was scored."""
+    return scored_runs(user, course_run, usage_id).values_list("score", flat=True).first()

@@ -19,6 +19,7 @@ from __future__ import annotations
 from typing import Any
 
 from labxblock import compat
+from labxblock.labs import checking
 from labxblock.models import CheckRun
 
 ITEM_TYPE = "labxblock"
@@ -32,6 +33,7 @@ KEPT = "kept"  # only_if_higher, and the score there was higher
 HIDDEN = "hidden"  # not whole points: the submissions score was hidden so the CSM score counts
 NOT_WHOLE = "not_whole"  # not whole points, and there was nothing to hide
 NOT_SCORED = "not_scored"  # the run has no score (failed, lost, still running)
+BY_STAFF = "by_staff"  # staff viewing as the learner started the run: it is not the learner's grade
 
 
 def whole_points(score: float, weight: float | None) -> tuple[int, int] | None:
@@ -87,8 +89,13 @@ def _latest_run(api: Any, item: dict[str, str]) -> int | None:
 
 
 def publish_run(run_id: int) -> str:
-    """The worker's publish of a finished run: its score into the submissions API, once."""
+    """The worker's publish of a finished run: its score into the submissions API, once.
+
+    A run that staff started while viewing as the learner is never published.
+    """
     run = CheckRun.objects.filter(pk=run_id, state=CheckRun.State.DONE).select_related("learner").first()
     if run is None or run.score is None:
         return NOT_SCORED
+    if checking.by_staff(run.actor):
+        return BY_STAFF
     return record(run.learner, run.course_run, run.usage_id, run.score, run.weight, run_id=run.pk)

@@ -16,6 +16,7 @@ from django.db.models import OuterRef, Subquery
 
 from labxblock import lifecycle
 from labxblock.labs import operator, usage
+from labxblock.labs.checking import STAFF_ACTOR
 from labxblock.labs.learner import terminal_access
 from labxblock.labs.specs import TerminalAccess
 from labxblock.lifecycle import Desired, State
@@ -69,7 +70,7 @@ def learners(course_run: str, lab_key: str, usage_id: str, *, page: int, now: da
     page = min(max(1, page), pages)
     last_score = CheckRun.objects.filter(
         learner=OuterRef("learner"), usage_id=usage_id, state=CheckRun.State.DONE,
-    ).order_by("-finished_at", "-id").values("score")[:1]
+    ).exclude(actor__startswith=STAFF_ACTOR).order_by("-finished_at", "-id").values("score")[:1]
     labs = list(
         _labs(course_run, lab_key).select_related("learner")
         .only("id", "stack_name", "state", "desired", "last_seen_at", "delete_by", "learner__username")

@@ -73,12 +73,12 @@ class Lab1:
         return Lab.objects.create(learner=self.learner, course_run=compat.course_run(self.block),
                                   lab_key=self.block._lab_key(), **values)
 
-    def run(self, score: float, weight: float = 1.0) -> CheckRun:
+    def run(self, score: float, weight: float = 1.0, actor: str = "learner") -> CheckRun:
         """A check run the worker finished (no page collected it)."""
         now = timezone.now()
         return CheckRun.objects.create(
             learner=self.learner, course_run=compat.course_run(self.block),
-            usage_id=str(self.block.scope_ids.usage_id), lab_key=self.block._lab_key(), actor="learner",
+            usage_id=str(self.block.scope_ids.usage_id), lab_key=self.block._lab_key(), actor=actor,
             state=CheckRun.State.DONE, score=score, weight=weight, started_at=now, finished_at=now,
             deadline_at=now + timedelta(minutes=1))
 
@@ -191,3 +191,18 @@ def test_staff_viewing_as_the_learner_do_not_complete_the_lab(make) -> None:
     lab.runtime._services["user"] = PlatformUserService(learner, user_is_staff=True)
     assert lab.call("status")["ready"] is True
     assert lab.published("completion") == [] and lab.block.completed is False
+
+
+def test_a_run_staff_started_as_the_learner_is_never_the_learners_score(make) -> None:
+    lab = make(CHECKED.format(weight=4))
+    lab.run(0.5, weight=4)
+    lab.call("check_result")  # the learner's own run: 2 of 4
+    staff_run = lab.run(1.0, weight=4, actor="staff:99")  # staff, viewing as the learner, checked later
+    assert grading.publish_run(staff_run.pk) == grading.BY_STAFF  # the worker does not publish it
+    answer = lab.call("check_result")  # the learner opens the unit: they see the run, it is not graded
+    assert answer["state"] == "done" and answer["score"] == 1.0
+    assert lab.published("grade") == [{"value": 2.0, "max_value": 4.0, "only_if_higher": None}]
+    lab.block.rescore(only_if_higher=False)  # nor does rescoring take it
+    assert lab.published("grade")[-1]["value"] == 2.0
+    score = api.get_score(lab.student_item())
+    assert (score["points_earned"], score["points_possible"]) == (2, 4)

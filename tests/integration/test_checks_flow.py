@@ -34,6 +34,7 @@ from labxblock.labs import grading
 from labxblock.lifecycle import Desired, State
 from labxblock.models import CheckRun, Lab
 from tests.engine_harness import wait_for
+from tests.integration.test_block_lab_flow import PlatformUserService
 from tests.services.sshd import AccountsServer
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
@@ -157,6 +158,30 @@ def test_a_finished_check_reaches_the_gradebook_with_no_page_open(checked) -> No
     assert c.call("check_result")["state"] == "done"
     assert c.grades == [{"value": pytest.approx(4.0), "max_value": 10.0, "only_if_higher": None}]
     assert Score.objects.count() == 1 and StudentItem.objects.count() == 1
+
+
+def test_checks_staff_run_as_the_learner_never_change_the_learners_grade(checked) -> None:
+    c = checked()
+    (c.home / "done").write_text("")  # full marks for whoever checks now
+    learner = c.lab.learner
+    learner.real_user = get_user_model().objects.create(username="staff-sam", is_staff=True)  # masquerade
+    workbench_user = c.runtime._services["user"]
+    c.runtime._services["user"] = PlatformUserService(learner, user_is_staff=True)  # as edx-platform's
+    c.call("check")
+    wait_for("the staff run to finish", lambda: CheckRun.objects.get().state == "done", timeout=40)
+    assert CheckRun.objects.get().actor == f"staff:{learner.real_user.pk}"
+    c.runtime._services["user"] = workbench_user  # the learner themselves again
+    assert c.call("check_result")["message"] == "3 of 3 checks passed. Score: 100%."  # the learner sees it
+    assert c.grades == []  # but it is not their score
+
+    (c.home / "done").unlink()
+    c.call("check")  # the learner's own run: 2 of 5 check weights, 4 of 10 points
+    assert c.finished()["message"] == "2 of 3 checks passed. Score: 40%."
+    item = grading.student_item(learner, compat.course_run(c.block), str(c.block.scope_ids.usage_id))
+    wait_for("the worker's score", lambda: submissions_api.get_score(item) is not None, timeout=40)
+    # The worker published the learner's run only (it published the staff run's first, if at all).
+    assert [(s.points_earned, s.points_possible) for s in Score.objects.all()] == [(4, 10)]
+    assert c.grades == [{"value": pytest.approx(4.0), "max_value": 10.0, "only_if_higher": None}]
 
 
 def test_a_hanging_script_is_stopped_and_the_learner_told(checked) -> None:

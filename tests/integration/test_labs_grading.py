@@ -127,6 +127,10 @@ def test_publish_run_takes_a_finished_runs_score_and_the_blocks_weight(learner) 
     assert grading.publish_run(done.pk) == grading.SET
     assert api.get_score(item())["points_earned"] == 2
     assert grading.publish_run(done.pk) == grading.UNCHANGED
+    by_staff = CheckRun.objects.create(state=CheckRun.State.DONE, score=1.0, weight=4,
+                                       **{**common, "actor": "staff:3"})
+    assert grading.publish_run(by_staff.pk) == grading.BY_STAFF  # staff viewing as the learner
+    assert api.get_score(item())["points_earned"] == 2
 
 
 def settings_apps() -> list[str]:
