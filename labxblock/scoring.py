@@ -1,12 +1,14 @@
 """How a lab is scored and completed, in the calls edx-platform makes on a block.
 
 A lab with checks is scored: its score is the learner's last finished check run (never one
-that staff started while viewing as the learner), as a share of ``weight`` points (``max_score`` is the weight, so an instructor's override is
-entered in points). edx-platform overrides a score with ``set_score`` then
-``publish_grade``; it rescores with ``rescore``, which goes ``has_submitted_answer`` →
-``calculate_score`` → ``_publish_grade``. Every grade the block publishes through its
-runtime (the courseware record) also goes to edx-submissions (``labs.grading``), which
-the grades app reads first, so an override is never masked by an older worker score.
+that staff started while viewing as the learner), as a share of ``weight`` points
+(``max_score`` is the weight, so an instructor's override is entered in points).
+edx-platform overrides a score with ``set_score`` then ``publish_grade``, and the override
+stands until the learner's next check run; it rescores with ``rescore``, which goes
+``has_submitted_answer`` → ``calculate_score`` → ``_publish_grade``. Every grade the block
+publishes through its runtime (the courseware record) also goes to edx-submissions
+(``labs.grading``), which the grades app reads first, so an override is never masked by an
+older worker score.
 
 A lab without checks is not scored (edx-platform reads ``has_score`` from the instance)
 and marks itself complete the first time the learner's lab is ready. Completion is
@@ -60,7 +62,15 @@ class LabScoringMixin(CompletableXBlockMixin, ScorableXBlockMixin):
         return Score(raw_earned=(self.raw_earned or 0.0) * self._points(), raw_possible=self._points())
 
     def set_score(self, score: Score) -> None:
+        """An instructor's override: it stands until the learner's next check run.
+
+        The runs there are now count as graded, so the page does not publish the last one over it.
+        """
         self.raw_earned = score.raw_earned / score.raw_possible if score.raw_possible else 0.0
+        viewer = compat.viewer(self)
+        if viewer is not None:
+            latest = _checking().latest_scored_run(viewer.user, compat.course_run(self), self._usage_key())
+            self.graded_run = latest if latest is not None else self.graded_run
 
     def calculate_score(self) -> Score:
         """Rescoring: the learner's last scored check run, as recorded (scripts are not run again)."""

@@ -281,6 +281,11 @@ def scored_runs(user: Any, course_run: str, usage_id: str) -> Any:
             .exclude(actor__startswith=STAFF_ACTOR).order_by("-started_at", "-pk"))
 
 
+def latest_scored_run(user: Any, course_run: str, usage_id: str) -> int | None:
+    """The id of the learner's last scored run (an instructor's override stands until a newer one)."""
+    return scored_runs(user, course_run, usage_id).values_list("pk", flat=True).first()
+
+
 def latest_score(user: Any, course_run: str, usage_id: str) -> float | None:
     """The score of the learner's last scored run (instructor rescoring); None if none was scored."""
     return scored_runs(user, course_run, usage_id).values_list("score", flat=True).first()

@@ -147,6 +147,24 @@ def test_an_instructor_override_publishes_exactly_the_overridden_score(make) -> 
     assert block.raw_earned == pytest.approx(0.7)
 
 
+def test_an_override_stands_when_the_learner_opens_the_unit_until_their_next_run(make) -> None:
+    lab = make(CHECKED.format(weight=10))
+    worker_run = lab.run(0.4, weight=10)
+    grading.publish_run(worker_run.pk)  # the worker scored it; no page collected it
+    block = lab.block
+    block.set_score(Score(raw_earned=0.7, raw_possible=1.0))  # the instructor's override: 7 of 10
+    block.publish_grade()
+    block.save()
+    lab.call("check_result")  # the learner opens the unit: the page must not publish the run over it
+    assert [g["value"] for g in lab.published("grade")] == [pytest.approx(7.0)]
+    score = api.get_score(lab.student_item())
+    assert (score["points_earned"], score["points_possible"]) == (7, 10)
+    lab.run(0.9, weight=10)  # the learner checks again: the newer run is their score
+    lab.call("check_result")
+    assert [g["value"] for g in lab.published("grade")] == [pytest.approx(7.0), pytest.approx(9.0)]
+    assert api.get_score(lab.student_item())["points_earned"] == 9
+
+
 def test_an_override_to_a_fraction_of_a_point_hides_the_worker_score(make) -> None:
     lab = make(CHECKED.format(weight=1))
     lab.run(1.0)
