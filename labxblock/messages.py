@@ -49,8 +49,9 @@ FAILURES: dict[Reason, str] = {
     Reason.BAD_ADDRESS: _("Your lab gave an address this site may not connect to, so it was stopped. "
                           "Please tell the course team."),
 }
-# Added for course staff to a failed lab's message: the stored reason (scrubbed of secrets).
-STAFF_DETAIL = _("For course staff: {detail}")
+# Added for course staff to a failed lab's message: the reason's word. The cloud's own words (and any
+# address of this site's services) stay with the operators: the admin and the labxblock command.
+STAFF_DETAIL = _("For course staff: {reason}; details are in the lab's event log (operators).")
 GENERIC_FAILURE = _("Something went wrong with your lab. Please try again.")
 NOT_CONFIGURED = _("This lab is not set up correctly yet. Please tell the course team.")
 SITE_NOT_CONFIGURED = _("Labs are not configured on this site.")
@@ -135,7 +136,7 @@ def js_catalogue(gettext: Gettext) -> dict[str, str]:
 def status_answer(status: Any, now: datetime, gettext: Gettext, *, staff: bool = False) -> dict[str, Any]:
     """The JSON the page gets for a ``labs.LabStatus`` (or None: no lab yet).
 
-    ``staff``: the viewer is course staff, who also read why a lab failed (the stored reason).
+    ``staff``: the viewer is course staff, who also read the word for why a lab failed.
     """
     if status is None:
         return {"phase": str(Phase.DELETED), "label": gettext(PHASES[Phase.DELETED]), "ready": False,
@@ -145,8 +146,8 @@ def status_answer(status: Any, now: datetime, gettext: Gettext, *, staff: bool =
     if phase is Phase.FAILED:
         reason = Reason(status.reason) if status.reason else None
         error = gettext(FAILURES.get(reason, GENERIC_FAILURE))  # type: ignore[arg-type]
-        if staff and getattr(status, "detail", ""):
-            error = f"{error} {gettext(STAFF_DETAIL).format(detail=status.detail)}"
+        if staff and reason is not None:
+            error = f"{error} {gettext(STAFF_DETAIL).format(reason=reason.value)}"
     elapsed = max(0.0, (now - status.since).total_seconds()) if status.since else None
     return {
         "phase": str(phase),

@@ -141,13 +141,13 @@ def get_status(user: Any, course_run: str, lab_key: str) -> LabStatus | None:
 
 def status_of(lab: Lab) -> LabStatus:
     state, desired = State(lab.state), Desired(lab.desired)
-    reason, detail = None, ""
+    reason = None
     if state is State.FAILED:
-        # status_reason is "<Reason>: <detail for operators>"; the learner gets the Reason only.
+        # status_reason is "<Reason>: <detail for operators>": only the Reason leaves for the page (the
+        # rest may quote a cloud or name this site's own addresses; the admin and the CLI show it).
         word = lab.status_reason.split(":", 1)[0].strip()
         known = {r.value for r in lifecycle.Reason}
         reason = lifecycle.Reason(word) if word in known else lifecycle.Reason.CREATE_FAILED
-        detail = lab.status_reason  # scrubbed when written; for course staff only
     return LabStatus(
         lab_id=lab.pk,
         phase=lifecycle.phase(state, desired),
@@ -157,7 +157,6 @@ def status_of(lab: Lab) -> LabStatus:
         since=_since(lab, state, desired),
         estimate_seconds=estimate_seconds(lab.course_run, lab.lab_key),
         ready=state is State.READY and desired is Desired.UP,
-        detail=detail,
     )
 
 

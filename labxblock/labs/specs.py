@@ -67,7 +67,6 @@ class LabStatus:
     since: datetime | None  # when the current state began
     estimate_seconds: float | None  # typical launch time of this lab, once there is history
     ready: bool
-    detail: str = ""  # why it failed, for course staff: "<reason>: <the cloud's or worker's words>"
 
     def as_json(self) -> dict[str, Any]:
         return {

@@ -25,7 +25,7 @@ from django.contrib.auth import get_user_model
 from workbench.runtime import WorkbenchRuntime
 
 from labxblock import compat, messages
-from labxblock.lifecycle import Desired, State
+from labxblock.lifecycle import Desired, Reason, State
 from labxblock.models import Lab
 from labxblock.providers.local import keypair
 
@@ -136,3 +136,20 @@ def test_an_error_report_of_a_failing_terminal_handler_holds_no_key_or_password(
         assert PASSWORD not in report
         assert not [line for line in PRIVATE_KEY.splitlines()[1:-1] if line in report]
         assert not [key for key in settings.XBLOCK_SETTINGS["labxblock"]["ticket_keys"] if key in report]
+
+
+def test_course_staff_read_why_a_lab_failed_in_a_word_and_the_clouds_words_stay_with_operators(lab) -> None:
+    from tests.integration.test_block_lab_flow import PlatformUserService
+
+    runtime, block = lab
+    cloud_words = "Quota exceeded for project 3f2a9c in RegionOne (https://keystone.internal:5000/v3)"
+    reason = f"create_failed: {cloud_words}"
+    failed = ready_lab(runtime, block, state=State.FAILED.value, status_reason=reason)
+    learner_sees = call(runtime, block, "status", {})["error"]
+    assert learner_sees == messages.FAILURES[Reason.CREATE_FAILED]
+    runtime._services["user"] = PlatformUserService(failed.learner, user_is_staff=True)  # course staff
+    staff_see = call(runtime, block, "status", {})["error"]
+    assert staff_see == (f"{learner_sees} For course staff: create_failed; details are in the lab's event "
+                         "log (operators).")
+    assert "keystone.internal" not in staff_see and "3f2a9c" not in staff_see
+    assert Lab.objects.get(pk=failed.pk).status_reason.endswith(cloud_words)  # the admin's and the CLI's
