@@ -521,16 +521,19 @@ def _read_settings() -> LabSettings:
     return load_settings(xblock_settings[ROOT])
 
 
-@functools.cache
-def site_service_networks() -> tuple[Network, ...]:
-    """This site's own service addresses (databases, broker, caches, gateway), refused as lab addresses.
+_SERVICES = site_services.ServiceNetworks()
 
-    Derived from Django's settings and resolved once per loaded settings (see ``site_services``);
+
+def site_service_networks() -> tuple[Network, ...]:
+    """This site's own service addresses (databases, broker, caches, search, mail, the LMS…), refused
+    as lab addresses.
+
+    Derived from Django's settings and resolved again every few minutes (see ``site_services``);
     a lookup that fails is logged, never raised.
     """
     from django.conf import settings
 
-    return site_services.derive(settings, get_settings().gateway_url)
+    return _SERVICES.get(settings, get_settings().gateway_url)
 
 
 def reset_settings_cache() -> None:
@@ -539,14 +542,14 @@ def reset_settings_cache() -> None:
     _read_settings.cache_clear()
     _failure.clear()
     _logged.clear()
-    site_service_networks.cache_clear()
+    _SERVICES.clear()
 
 
 def _on_setting_changed(*, setting: str, **_: Any) -> None:
     if setting == "XBLOCK_SETTINGS":
         reset_settings_cache()
     elif setting in site_services.SETTINGS:
-        site_service_networks.cache_clear()
+        _SERVICES.clear()
 
 
 setting_changed.connect(_on_setting_changed, dispatch_uid="labxblock.conf.reset")

@@ -46,8 +46,8 @@ FAILURES: dict[Reason, str] = {
     Reason.RESUME_FAILED: _("Your lab could not be woken up. Please try again."),
     Reason.RESUME_TIMEOUT: _("Waking your lab up took too long. Please try again."),
     Reason.STACK_FAILED: _("Your lab broke down. Please try again."),
-    Reason.BAD_ADDRESS: _("Your lab gave an address this site may not connect to, so it was stopped. "
-                          "Please tell the course team."),
+    Reason.BAD_ADDRESS: _("Your lab's address is refused by this site's network policy, so the lab was "
+                          "stopped. Please tell the course team."),
 }
 # Added for course staff to a failed lab's message: the reason's word. The cloud's own words (and any
 # address of this site's services) stay with the operators: the admin and the labxblock command.
@@ -61,7 +61,8 @@ NO_CHECKS = _("This lab has no progress checks.")
 TERMINAL_UNAVAILABLE = _("The lab cannot be shown on this site yet. Please tell the course team.")
 NOT_READY = _("Your lab is not ready yet.")
 BAD_PORT = _("This lab's port is not set up correctly, so it cannot be shown. Please tell the course team.")
-ADDRESS_REFUSED = _("This lab's address is not one this site may connect to, so it cannot be shown. "
+# Never which rule refused the address: where the site's own services are is for operators only.
+ADDRESS_REFUSED = _("This lab's address is refused by this site's network policy, so it cannot be shown. "
                     "Please tell the course team.")
 MASQUERADE = _("You are viewing the lab of {username}. What you do here happens in their lab.")
 LMS_ONLY = _("Labs run in the LMS, not in Studio. View this unit in the LMS to try the lab.")
@@ -78,7 +79,7 @@ CHECK_FAILED: dict[str, str] = {
     "host_key": _("Your lab could not be verified, so it was not checked. This did not affect your score. "
                   "Please tell the course team."),
     "lost": _("The check did not finish. Please try again; this did not affect your score."),
-    "bad_address": _("Your lab's address is not one this site may connect to, so it was not checked. "
+    "bad_address": _("Your lab's address is refused by this site's network policy, so it was not checked. "
                      "This did not affect your score. Please tell the course team."),
 }
 CHECK_DONE = _("{passed} of {total} checks passed. Score: {percent}%.")

@@ -99,6 +99,7 @@ def test_outputs_naming_a_refused_address_fail_the_lab_for_its_author_and_nothin
         learner_sees = messages.status_answer(status, status.since, lambda s: s)["error"]
         staff_see = messages.status_answer(status, status.since, lambda s: s, staff=True)["error"]
         assert learner_sees == messages.FAILURES[Reason.BAD_ADDRESS] and words not in learner_sees
+        assert "refused by this site's network policy" in learner_sees  # never which rule, nor the address
         assert "For course staff: bad_address; details are in the lab's event log" in staff_see
         assert words not in staff_see  # the address and the rule that refused it: for operators
     assert listener.accepted == 0
@@ -132,9 +133,13 @@ def test_a_probe_never_connects_to_a_refused_address(listener) -> None:
 def test_the_sites_own_services_are_refused_inside_an_allowed_network() -> None:
     caches = {**settings.CACHES, "shared": {"BACKEND": "django.core.cache.backends.redis.RedisCache",
                                             "LOCATION": "redis://10.9.8.7:6379/0"}}
-    with override_settings(XBLOCK_SETTINGS=policy_settings(["10.0.0.0/8"]), CACHES=caches):
-        with pytest.raises(addressing.AddressRefused, match=r"10\.9\.8\.7 is not allowed: an address of"):
-            addressing.check("default", "10.9.8.7", 22)
+    open_edx = {"DOC_STORE_CONFIG": {"host": "10.9.8.20", "port": 27017}, "EMAIL_HOST": "10.9.8.21",
+                "ELASTIC_SEARCH_CONFIG": [{"host": "10.9.8.22", "port": 9200}],
+                "MEILISEARCH_URL": "http://10.9.8.23:7700", "ALLOWED_HOSTS": ["10.9.8.24", "*"]}
+    with override_settings(XBLOCK_SETTINGS=policy_settings(["10.0.0.0/8"]), CACHES=caches, **open_edx):
+        for address in ("10.9.8.7", "10.9.8.20", "10.9.8.21", "10.9.8.22", "10.9.8.23", "10.9.8.24"):
+            with pytest.raises(addressing.AddressRefused, match=rf"{address} is not allowed: an address of"):
+                addressing.check("default", address, 22)
         assert addressing.check("default", "10.9.8.6", 22) == ("10.9.8.6", 22)
     assert addressing.check("default", "127.0.0.1", 22) == ("127.0.0.1", 22)  # CACHES as it was again
 

@@ -32,6 +32,36 @@ PLATFORM = SimpleNamespace(
 DNS = {"mysql.internal": ["10.0.0.5"], "redis.internal": ["10.0.0.7", "127.0.0.1"],
        "gw.example.org": ["203.0.113.4"]}
 
+# The rest of an Open edX site, as edx-platform's lms/envs/common.py and Tutor's rendered settings name it.
+MONGO_STORE = {"db": "openedx", "host": "mongodb", "port": 27017, "user": None, "password": None}
+OPEN_EDX = SimpleNamespace(
+    DOC_STORE_CONFIG=MONGO_STORE,
+    CONTENTSTORE={"ENGINE": "xmodule.contentstore.mongo.MongoContentStore",
+                  "DOC_STORE_CONFIG": {**MONGO_STORE, "host": ["mongo-a", "mongo-b:27018"]}},
+    MODULESTORE={"default": {"ENGINE": "xmodule.modulestore.mixed.MixedModuleStore", "OPTIONS": {
+        "mappings": {}, "stores": [
+            {"NAME": "split", "DOC_STORE_CONFIG": {"host": "mongodb://u:p@mongo-c:27017,10.0.1.4:27017/db?ssl=1"}},
+            {"NAME": "draft", "DOC_STORE_CONFIG": MONGO_STORE},
+        ]}}},
+    ELASTIC_SEARCH_CONFIG=[{"use_ssl": False, "host": "elasticsearch", "port": 9200}, "https://es2:9200"],
+    MEILISEARCH_URL="http://meilisearch:7700",
+    EMAIL_HOST="smtp",
+    LMS_BASE="lms.example.org", CMS_BASE="studio.lms.example.org:8001", SITE_NAME="lms.example.org",
+    LMS_ROOT_URL="https://lms.example.org", LMS_INTERNAL_ROOT_URL="http://lms:8000",
+    ALLOWED_HOSTS=["lms.example.org", "lms", ".example.org", "*", "[fd00::10]"],
+    CELERY_BROKER_HOSTNAME="redis:6379",
+    SESSION_REDIS={"host": "sessions", "port": 6379},
+)
+
+
+def open_edx_dns(host: str) -> list[str]:
+    names = {"mongodb": ["10.0.1.1"], "mongo-a": ["10.0.1.2"], "mongo-b": ["10.0.1.3"],
+             "mongo-c": ["10.0.1.5"], "elasticsearch": ["10.0.2.1"], "es2": ["10.0.2.2"],
+             "meilisearch": ["10.0.2.3"], "smtp": ["10.0.3.1"], "lms.example.org": ["198.51.100.7"],
+             "studio.lms.example.org": ["198.51.100.8"], "lms": ["10.0.4.1"], "redis": ["10.0.5.1"],
+             "sessions": ["10.0.5.2"]}
+    return names.get(host) or resolve(host)
+
 
 def fake_dns(host: str) -> list[str]:
     """A resolver with this site's names; literal addresses resolve to themselves, like the real one."""
@@ -86,3 +116,50 @@ def test_odd_settings_give_no_refusals_and_a_warning_not_an_error(caplog) -> Non
     odd = SimpleNamespace(DATABASES=["not", "a", "mapping"], CACHES={"x": "y"}, BROKER_URL=42)
     assert site_services.derive(odd, "not a url") == ()
 
+
+
+def test_an_open_edx_sites_mongodb_search_mail_sessions_and_own_hosts_are_found() -> None:
+    found = site_services.service_hosts(OPEN_EDX, None)
+    assert found == [
+        ("DOC_STORE_CONFIG", "mongodb"), ("CONTENTSTORE", "mongo-a"), ("CONTENTSTORE", "mongo-b"),
+        ("MODULESTORE", "mongo-c"), ("MODULESTORE", "10.0.1.4"), ("MODULESTORE", "mongodb"),
+        ("ELASTIC_SEARCH_CONFIG", "elasticsearch"), ("ELASTIC_SEARCH_CONFIG", "es2"),
+        ("EMAIL_HOST", "smtp"), ("LMS_BASE", "lms.example.org"), ("CMS_BASE", "studio.lms.example.org"),
+        ("SITE_NAME", "lms.example.org"), ("CELERY_BROKER_HOSTNAME", "redis"),
+        ("MEILISEARCH_URL", "meilisearch"), ("LMS_ROOT_URL", "lms.example.org"),
+        ("LMS_INTERNAL_ROOT_URL", "lms"),
+        ("ALLOWED_HOSTS", "lms.example.org"), ("ALLOWED_HOSTS", "lms"), ("ALLOWED_HOSTS", "fd00::10"),
+        ("SESSION_REDIS", "sessions"),
+    ]
+    refused = {str(n) for n in site_services.derive(OPEN_EDX, None, resolver=open_edx_dns)}
+    assert refused == {"10.0.1.1/32", "10.0.1.2/32", "10.0.1.3/32", "10.0.1.5/32", "10.0.1.4/32",
+                       "10.0.2.1/32", "10.0.2.2/32", "10.0.2.3/32", "10.0.3.1/32", "198.51.100.7/32",
+                       "198.51.100.8/32", "10.0.4.1/32", "10.0.5.1/32", "10.0.5.2/32", "fd00::10/128"}
+
+
+def test_names_are_resolved_again_so_a_late_or_moved_service_is_refused_and_each_finding_logged_once(
+        caplog) -> None:
+    caplog.set_level(logging.INFO, logger="labxblock")
+    dns: dict[str, list[str]] = {}  # the database's container is not up yet
+
+    def resolver(host: str) -> list[str]:
+        return dns.get(host) or resolve(host)
+
+    now = [0.0]
+    services = site_services.ServiceNetworks(refresh_seconds=300, clock=lambda: now[0])
+    settings = SimpleNamespace(DATABASES={"default": {"HOST": "mysql"}})
+    assert services.get(settings, None, resolver) == ()
+    dns["mysql"] = ["10.0.0.5"]
+    now[0] = 299
+    assert services.get(settings, None, resolver) == ()  # not looked up again yet
+    now[0] = 300
+    assert [str(n) for n in services.get(settings, None, resolver)] == ["10.0.0.5/32"]  # up now: refused
+    dns["mysql"] = ["10.0.0.9"]  # the container restarted with another address
+    now[0] = 600
+    assert [str(n) for n in services.get(settings, None, resolver)] == ["10.0.0.9/32"]
+    now[0] = 900
+    services.get(settings, None, resolver)
+    lines = [r.getMessage() for r in caplog.records]
+    assert sum("mysql, which does not resolve" in line for line in lines) == 1
+    assert sum(line.endswith("10.0.0.5 (DATABASES['default'])") for line in lines) == 1
+    assert sum(line.endswith("10.0.0.9 (DATABASES['default'])") for line in lines) == 1
