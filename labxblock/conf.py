@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
-from fnmatch import fnmatchcase
 from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
@@ -33,7 +32,7 @@ from django.core.signals import setting_changed
 
 from labxblock import lifecycle, site_services
 from labxblock.addresses import EVERYWHERE, Network, parse_networks
-from labxblock.secret import Secret
+from labxblock.secret import DEFAULT_SECRET_OUTPUTS, PUBLIC_OUTPUTS, Secret, is_secret_name
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +42,6 @@ INSTALL_ID_RE = re.compile(r"[a-z0-9-]{1,20}")
 HEX32_RE = re.compile(r"[0-9a-fA-F]{32}")
 CURRENCY_RE = re.compile(r"[A-Z]{3}")
 
-# Outputs stored encrypted and never shown (fnmatch patterns). The logins of the template
-# contract always are, whatever the operator lists: the learner's and the check account's keys.
-DEFAULT_SECRET_OUTPUTS = ("private_key", "password", "check_private_key", "*_password", "*_secret", "*_key")
-ALWAYS_SECRET_OUTPUTS = ("private_key", "password", "check_private_key")
-# Outputs of the template contract that the code reads as plain text: never secret.
-PUBLIC_OUTPUTS = ("public_ip", "port", "host_key", "check_user", "reboot_on_resume")
 
 # How long each transitional state may last before the reconciler re-reads the
 # cloud and retries or fails the lab: the lifecycle's defaults, keyed by State value.
@@ -206,9 +199,7 @@ class LabSettings:
 
     def is_secret_output(self, name: str) -> bool:
         """Is the template output ``name`` a secret (encrypted at rest, never shown)?"""
-        if name in ALWAYS_SECRET_OUTPUTS:
-            return True
-        return name not in PUBLIC_OUTPUTS and any(fnmatchcase(name, p) for p in self.secret_outputs)
+        return is_secret_name(name, self.secret_outputs)
 
     def deadline_seconds(self, state: str) -> int | None:
         """How long ``state`` may last, or None for a resting state."""

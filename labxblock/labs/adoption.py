@@ -25,6 +25,7 @@ from labxblock.labs.jobs import output_fields
 from labxblock.labs.specs import DEFAULT_PORTS
 from labxblock.lifecycle import Desired, State
 from labxblock.models import Lab, LabEvent, Protocol
+from labxblock.secret import hide_outputs
 
 UNTAGGED = "untagged"  # key in Lab.provider_state: the stack has no install tag
 ADOPTABLE = {State.READY: Desired.UP, State.SUSPENDED: Desired.SUSPENDED}
@@ -52,6 +53,11 @@ class Stray:
     suspended_at: datetime | None = None
     delete_by: datetime | None = None
     origin: str = ""  # where it came from, for the event: "stackamole_stack id 7"
+
+    def __post_init__(self) -> None:
+        # Secrets are Secrets wherever a Stray goes (a traceback's locals, an error report).
+        object.__setattr__(self, "outputs", hide_outputs(self.outputs, get_settings().is_secret_output))
+        object.__setattr__(self, "fallback", hide_outputs(self.fallback, lambda name: name != "ip"))
 
 
 ALREADY = "already adopted"

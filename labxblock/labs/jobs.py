@@ -23,6 +23,7 @@ from labxblock.labs import addressing, engine, placement
 from labxblock.labs.specs import DEFAULT_PORTS
 from labxblock.lifecycle import Action, Reason, State, check_transition
 from labxblock.models import SECRET_FIELDS, Lab, LabEvent, scrubbed
+from labxblock.secret import hide, hide_outputs
 
 log = logging.getLogger(__name__)
 
@@ -109,14 +110,15 @@ def output_fields(outputs: Mapping[str, Any], host_key: str = "") -> dict[str, A
     ``host_key``: this stack's, recorded when it first answered, kept when the outputs lack one.
     """
     is_secret = get_settings().is_secret_output
+    outputs = hide_outputs(outputs, is_secret)  # Secrets, even as the dicts and JSON made from them
     public = {k: v for k, v in outputs.items() if not is_secret(k)}
     if "host_key" not in public and host_key:
         public["host_key"] = host_key
-    secret = {k: str(v) for k, v in outputs.items() if is_secret(k) and v not in (None, "")}
+    secret = {k: v for k, v in outputs.items() if is_secret(k) and v not in (None, "")}
     others = {k: v for k, v in secret.items() if k not in ("private_key", "password")}
     fields: dict[str, Any] = {
         "outputs": public, "ip": str(outputs.get("public_ip") or ""),
-        "secret_outputs": json.dumps(others) if others else "",
+        "secret_outputs": hide(json.dumps(others)) if others else "",
     }
     fields.update({name: secret[name] for name in ("private_key", "password") if name in secret})
     return fields
@@ -130,6 +132,7 @@ def record_outputs(claim: Claim, outputs: dict[str, Any], raw_status: str = "") 
     (``bad_address``) and nothing is stored. A resumed stack keeps the host key recorded
     at its first probe. Returns STORED, STALE (the lab moved on) or REFUSED.
     """
+    outputs = hide_outputs(outputs, get_settings().is_secret_output)  # the site's rule, from here on
     host = str(outputs.get("public_ip") or "")
     try:
         port = _port(outputs.get("port"), claim.port)

@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from labxblock.lifecycle import OPERATIONS, State
+from labxblock.secret import hide_outputs
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,14 @@ class StackInfo:
     state: State  # only CREATING, READY, SUSPENDING, SUSPENDED, RESUMING, DELETING, DELETED, FAILED
     raw_status: str = ""  # the cloud's own status word, for operators
     reason: str = ""  # the cloud's own explanation, for operators
-    # Empty unless complete. Holds the lab's keys and passwords: never in a repr.
+    # Empty unless complete. Holds the lab's keys and passwords: never in a repr, and each secret
+    # one (by the default rule: providers know no settings) a Secret wherever it goes from here.
     outputs: Mapping[str, Any] = field(default_factory=dict, repr=False)
     tags: tuple[str, ...] = ()
     created_at: datetime | None = None  # when the cloud created it (aware); the orphan sweep's clock
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "outputs", hide_outputs(self.outputs))
 
 
 @dataclass(frozen=True)

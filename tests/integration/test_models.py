@@ -6,6 +6,7 @@ import copy
 import io
 import json
 import re
+import sys
 from datetime import timedelta
 
 import pytest
@@ -421,3 +422,72 @@ def test_status_reason_is_scrubbed_wherever_it_is_written(learner):
     jobs.record_refused(creating, leaky)  # the provider refused the create, and no other is left
     assert stored().startswith("create_failed: cloud said: password [redacted]") and clean(stored())
     assert all(clean(reason) for reason in LabEvent.objects.filter(lab=lab).values_list("reason", flat=True))
+
+
+# --- secret outputs in a worker's frames (what a traceback with locals or an error reporter shows) ---
+
+WATCHED = ("probe_lab", "record_outputs", "output_fields")
+
+
+def frame_reprs(call) -> dict[str, str]:
+    """Run ``call``; the repr of every local of the watched worker functions as they return."""
+    seen: dict[str, str] = {}
+
+    def tracer(frame, event, arg):
+        if frame.f_code.co_name not in WATCHED or not frame.f_globals["__name__"].startswith("labxblock"):
+            return None
+
+        def local(frame, event, arg):
+            if event == "return":
+                seen[frame.f_code.co_name] = repr(dict(frame.f_locals))
+            return local
+
+        return local
+
+    sys.settrace(tracer)
+    try:
+        call()
+    finally:
+        sys.settrace(None)
+    return seen
+
+
+def test_a_stacks_secret_outputs_are_secrets_in_the_workers_frames(learner, cloud_fake) -> None:
+    from labxblock import clouds, tasks
+    from labxblock.labs import adoption
+    from labxblock.providers.base import StackSpec
+    from tests.engine_harness import active_lab_settings, lab_settings, lab_template, wait_for
+
+    outputs = ("  db_password:\n    value: db-Pw-4f1e9a77c2\n"  # secret by the default rule
+               "  api_token:\n    value: tok-8c2d5e61b0aa\n"  # by this site's rule only
+               "  web_url:\n    value: http://lab.test/\n")
+    site = lab_settings({"default": {"type": "openstack", **cloud_fake.provider_config}},
+                        secret_outputs=["*_password", "*_token"])
+    with active_lab_settings(site):
+        provider = clouds.provider("default")
+        lab = make_lab(learner, state=State.STARTING, stack_user="training")
+        ref = provider.create(StackSpec(name=lab.stack_name, template=lab_template(1) + outputs,
+                                        parameters={"run": "x"}, tags=(jobs.install_tag(),)))
+        Lab.objects.filter(pk=lab.pk).update(provider_state=provider.get_state(ref))
+        wait_for("the stack", lambda: provider.get(ref).state == State.READY, timeout=20)
+        info = provider.get(ref)
+        secrets_ = [str(info.outputs[k]) for k in ("private_key", "password", "db_password", "api_token")]
+        assert "db-Pw-4f1e9a77c2" in secrets_ and "tok-8c2d5e61b0aa" in secrets_
+        # The provider's StackInfo hides what the default rule calls secret, knowing no settings.
+        assert "db-Pw-4f1e9a77c2" not in repr(dict(info.outputs)) and "http://lab.test/" in repr(info.outputs)
+        frames = frame_reprs(lambda: tasks.carry_out(engine.Job(lab.pk, Action.PROBE, State.STARTING)))
+        assert set(frames) == set(WATCHED)
+        for name, shown in frames.items():
+            assert not [s for s in secrets_ if s in shown or s.splitlines()[0] in shown], name
+        assert "Secret('…')" in frames["record_outputs"] and "Secret('…')" in frames["output_fields"]
+        stored = Lab.objects.get(pk=lab.pk)
+        assert stored.secret_output("api_token") == "tok-8c2d5e61b0aa"  # still the value where it is used
+        assert stored.outputs["web_url"] == "http://lab.test/"
+
+        # A stack adopted from stackamole: its outputs and the old row's secrets, hidden the same way.
+        old_row = {"ip": "10.0.0.1", "password": "old-Pw-1"}
+        stray = adoption.Stray(stack_name="old", learner_id=learner.pk, course_run="c", lab_key="k",
+                               provider="default", provider_state={}, state=State.READY,
+                               outputs=dict(info.outputs), fallback=old_row)
+        assert not [s for s in (*secrets_, "old-Pw-1") if s in repr(stray.outputs) + repr(stray.fallback)]
+        assert "10.0.0.1" in repr(stray.fallback)
