@@ -4,8 +4,10 @@ Events with a request (launch, reset, check) are published by the block through 
 runtime (``runtime.publish``), which adds the platform's own context (user, course,
 page). Events that happen with no request (ready, suspend, resume, check_result) are
 emitted by the worker through edx-platform's tracker (``compat.emit_tracking_event``)
-once the transaction that recorded them has committed. No event carries a secret, a
-lab's address or a cloud's own words; README's "Analytics events" lists the fields.
+once the transaction that recorded them has committed: the models signal them
+(``connect``, in apps.ready), so neither the models nor the labs import this module. No
+event carries a secret, a lab's address or a cloud's own words; README's "Analytics
+events" lists the fields.
 """
 
 from __future__ import annotations
@@ -60,6 +62,23 @@ def _lab_data(event: Any) -> dict[str, Any]:
 def _actor_kind(actor: str) -> str:
     """Who moved it, without ids of staff or operators: learner, staff, operator, or the system part."""
     return actor.split(":", 1)[0]
+
+
+def connect() -> None:
+    """Listen to the models' signals (apps.ready): the lab's moves and scored runs, from any process."""
+    from labxblock import models
+
+    uid = "labxblock.analytics"
+    models.lab_events_saved.connect(_on_lab_events, sender=models.LabEvent, dispatch_uid=uid)
+    models.check_run_scored.connect(_on_check_run, sender=models.CheckRun, dispatch_uid=uid)
+
+
+def _on_lab_events(sender: Any, events: Iterable[Any], **_: Any) -> None:
+    lab_events_saved(events)
+
+
+def _on_check_run(sender: Any, run: Any, **_: Any) -> None:
+    check_finished(run)
 
 
 def lab_events_saved(events: Iterable[Any]) -> None:

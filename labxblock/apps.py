@@ -33,3 +33,8 @@ class LabXBlockConfig(AppConfig):
         from labxblock.models import Lab
 
         pre_delete.connect(record_row_deletion, sender=Lab, dispatch_uid="labxblock.usage.row_deletion")
+
+        # The analytics of lab moves and scored check runs, told by the models' signals.
+        from labxblock import analytics
+
+        analytics.connect()

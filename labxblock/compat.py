@@ -1,7 +1,10 @@
 """Everything that differs between edx-platform and the xblock-sdk workbench, in one place.
 
 edx-platform modules are imported only inside functions, so the block imports
-(and its tests run) without edx-platform installed.
+(and its tests run) without edx-platform installed. The gradebook's services that the
+labs use from a worker (edx-submissions, anonymous ids) are in ``gradebook``, below the
+labs; the worker's analytics reach ``emit_tracking_event`` here through signals
+(``analytics.connect``), so nothing under ``labs`` imports this module.
 """
 
 from __future__ import annotations
@@ -10,6 +13,10 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+# The services the labs reach without a block live below them (gradebook.py); the workbench's
+# user naming is shared with them.
+from labxblock.gradebook import WORKBENCH_USER_PREFIX
+
 log = logging.getLogger(__name__)
 
 ATTR_USER_ID = "edx-platform.user_id"
@@ -17,7 +24,6 @@ ATTR_USERNAME = "edx-platform.username"
 ATTR_IS_AUTHENTICATED = "edx-platform.is_authenticated"
 ATTR_USER_IS_STAFF = "edx-platform.user_is_staff"
 ATTR_WORKBENCH_USER_ID = "xblock-workbench.user_id"
-WORKBENCH_USER_PREFIX = "workbench-"
 
 
 @dataclass(frozen=True)
@@ -131,35 +137,6 @@ def known_provider_names() -> frozenset[str] | None:
 def in_studio(block: Any) -> bool:
     """Studio's preview (author mode): its runtime says so with ``is_author_mode`` (edx-platform)."""
     return bool(getattr(block.runtime, "is_author_mode", False))
-
-
-def submissions_api() -> Any:
-    """edx-submissions' API (the path ORA's scores take to the gradebook); None where it is not installed.
-
-    Installed but not in INSTALLED_APPS counts as absent: its tables would not exist.
-    """
-    from django.apps import apps
-
-    if not apps.is_installed("submissions"):
-        return None
-    from submissions import api
-
-    return api
-
-
-def anonymous_user_id(user: Any, course_run: str) -> str | None:
-    """The learner's anonymous id in the course run, as the LMS's grades app looks scores up by.
-
-    edx-platform: ``anonymous_id_for_user``; the workbench: the workbench student id (its own
-    convention, one per learner); anywhere else None.
-    """
-    try:
-        from common.djangoapps.student.models import anonymous_id_for_user
-        from opaque_keys.edx.keys import CourseKey
-    except ImportError:
-        username = user.get_username()
-        return username[len(WORKBENCH_USER_PREFIX):] if username.startswith(WORKBENCH_USER_PREFIX) else None
-    return anonymous_id_for_user(user, CourseKey.from_string(course_run))
 
 
 def emit_tracking_event(name: str, data: dict[str, Any], *, course_run: str | None = None) -> bool:

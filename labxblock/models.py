@@ -10,6 +10,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import models
+from django.dispatch import Signal
 from django.utils import timezone
 
 from labxblock.crypto import EncryptedTextField, Sealed, SecretUnavailable, reseal, unseal
@@ -264,11 +265,15 @@ class LabEventQuerySet(models.QuerySet):
         return created
 
 
-def _published(events: list[LabEvent]) -> None:
-    """Every event written goes by here: the analytics of lab moves (ready, suspend, resume)."""
-    from labxblock import analytics
+# Sent for every LabEvent written (``events``) and every check run scored (``run``): the analytics
+# listen (connected in apps.ready), so the models know nothing above them.
+lab_events_saved = Signal()
+check_run_scored = Signal()
 
-    analytics.lab_events_saved(events)
+
+def _published(events: list[LabEvent]) -> None:
+    """Every event written goes by here (single saves and bulk inserts alike)."""
+    lab_events_saved.send(sender=LabEvent, events=events)
 
 
 class LabEvent(models.Model):
@@ -370,7 +375,9 @@ __all__ = [
     "Protocol",
     "ProviderLock",
     "Sealed",
+    "check_run_scored",
     "derive_stack_name",
+    "lab_events_saved",
     "reencrypt_secrets",
     "scrub",
     "scrubbed",

@@ -24,7 +24,7 @@ from typing import Any
 from xblock.completable import CompletableXBlockMixin
 from xblock.scorable import ScorableXBlockMixin, Score
 
-from labxblock import authoring, compat
+from labxblock import authoring, compat, gradebook
 
 
 def _checking() -> Any:
@@ -99,7 +99,7 @@ class LabScoringMixin(CompletableXBlockMixin, ScorableXBlockMixin):
 
     def _record_points(self, score: Score, *, run_id: int | None = None, only_if_higher: bool = False) -> str:
         grading = _grading()
-        viewer = compat.viewer(self) if compat.submissions_api() is not None else None
+        viewer = compat.viewer(self) if gradebook.submissions_api() is not None else None
         if viewer is None or viewer.masquerading:
             return grading.UNAVAILABLE
         share = score.raw_earned / score.raw_possible if score.raw_possible else 0.0

@@ -28,13 +28,12 @@ from django.db import transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from labxblock import analytics
 from labxblock.conf import get_settings
 from labxblock.labs import addressing
 from labxblock.labs.engine import send_after_commit
 from labxblock.labs.specs import DEFAULT_PORTS
 from labxblock.lifecycle import Desired, State
-from labxblock.models import CheckRun, Lab, scrub
+from labxblock.models import CheckRun, Lab, check_run_scored, scrub
 
 log = logging.getLogger(__name__)
 
@@ -245,7 +244,7 @@ def record_results(run_id: int, results: Sequence[Mapping[str, Any]]) -> bool:
         run.score = sum(r["weight"] for r in stored if r["passed"]) / total if total else 0.0
         run.state, run.finished_at = CheckRun.State.DONE, now
         run.save(update_fields=["results", "score", "state", "finished_at"])
-        analytics.check_finished(run)
+        check_run_scored.send(sender=CheckRun, run=run)
     return True
 
 

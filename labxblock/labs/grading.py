@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from labxblock import compat
+from labxblock import gradebook
 from labxblock.labs import checking
 from labxblock.models import CheckRun
 
@@ -47,7 +47,7 @@ def whole_points(score: float, weight: float | None) -> tuple[int, int] | None:
 
 def student_item(user: Any, course_run: str, usage_id: str) -> dict[str, str] | None:
     """The submissions API's key for the learner's score on a block; None without an anonymous id."""
-    student_id = compat.anonymous_user_id(user, course_run)
+    student_id = gradebook.anonymous_user_id(user, course_run)
     if not student_id:
         return None
     return {"student_id": student_id, "course_id": course_run, "item_id": usage_id, "item_type": ITEM_TYPE}
@@ -60,7 +60,7 @@ def record(user: Any, course_run: str, usage_id: str, score: float, weight: floa
     ``run_id`` names the check run the score comes from: recording the same run twice
     leaves one score (the worker and the page may both get there).
     """
-    api = compat.submissions_api()
+    api = gradebook.submissions_api()
     item = student_item(user, course_run, usage_id) if api is not None else None
     if item is None:
         return UNAVAILABLE

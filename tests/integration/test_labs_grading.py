@@ -17,7 +17,7 @@ from django.utils import timezone
 from submissions import api
 from submissions.models import Score, score_reset, score_set
 
-from labxblock import compat
+from labxblock import compat, gradebook
 from labxblock.labs import grading
 from labxblock.models import CheckRun
 
@@ -107,7 +107,7 @@ def test_only_if_higher_keeps_a_higher_score(learner) -> None:
 
 def test_without_edx_submissions_nothing_is_recorded(learner) -> None:
     with override_settings(INSTALLED_APPS=[a for a in settings_apps() if a != "submissions"]):
-        assert compat.submissions_api() is None
+        assert gradebook.submissions_api() is None
         assert grading.record(learner, RUN, USAGE, 1.0, 1, run_id=1) == grading.UNAVAILABLE
 
 
