@@ -28,9 +28,12 @@ LMS_HOST = "lms.example.org"  # tests.tutor_site.SITE_SETTINGS
 PATHS = ("/lab-terminal/guac/lab-a/", "/lab-terminal/static/guac.js", "/lab-terminal/healthz", "/")
 
 
-class _LMS(http.server.BaseHTTPRequestHandler):
+class _Upstream(http.server.BaseHTTPRequestHandler):
+    """Answers ``server.body`` and keeps each request's headers in ``server.seen``."""
+
     def do_GET(self) -> None:
-        body = b"the LMS\n"
+        self.server.seen.append(dict(self.headers))  # type: ignore[attr-defined]
+        body = self.server.body  # type: ignore[attr-defined]
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -41,19 +44,28 @@ class _LMS(http.server.BaseHTTPRequestHandler):
 
 
 @contextlib.contextmanager
-def lms_stand_in() -> Iterator[str]:
-    """Something at the LMS's upstream address, to see which requests Caddy sends there."""
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _LMS)
+def stand_in(body: bytes) -> Iterator[tuple[str, list[dict[str, str]]]]:
+    """Something at an upstream address, to see which requests Caddy sends there and with what."""
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Upstream)
+    server.body, server.seen = body, []  # type: ignore[attr-defined]
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        yield f"127.0.0.1:{server.server_address[1]}"
+        yield f"127.0.0.1:{server.server_address[1]}", server.seen  # type: ignore[attr-defined]
     finally:
         server.shutdown()
         server.server_close()
 
 
-def get(port: int, path: str) -> tuple[int, dict[str, str], bytes]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Host": LMS_HOST})
+@contextlib.contextmanager
+def lms_stand_in() -> Iterator[str]:
+    """Something at the LMS's upstream address, to see which requests Caddy sends there."""
+    with stand_in(b"the LMS\n") as (address, _):
+        yield address
+
+
+def get(port: int, path: str, **headers: str) -> tuple[int, dict[str, str], bytes]:
+    headers = {"Host": LMS_HOST, **headers}
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=5) as response:
             return response.status, dict(response.headers), response.read()
@@ -96,3 +108,21 @@ async def through_caddy(site: TutorSite, workdir: Path) -> None:
 def test_the_terminal_works_through_tutors_caddy_on_the_lms_host(tutor_site: TutorSite, tmp_path: Path):
     caddy_binary()  # missing: skip here, fail in CI
     asyncio.run(asyncio.wait_for(through_caddy(tutor_site, tmp_path), 60))
+
+
+def test_the_lms_cookies_and_credentials_never_reach_the_gateway(tutor_site: TutorSite, tmp_path: Path):
+    caddy_binary()  # missing: skip here, fail in CI
+    secrets = {"Cookie": "sessionid=lms-session-7f3a; csrftoken=c5rf", "Authorization": "Bearer jwt-9d2e"}
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13",
+               "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
+    with stand_in(b"gateway\n") as (gateway, at_gateway), stand_in(b"the LMS\n") as (lms, at_lms), \
+            running_caddy(tutor_site.text("apps/caddy/Caddyfile"), tmp_path,
+                          {"labxblock-gateway:8080": gateway, '"lms:8000"': f'"{lms}"'}) as port:
+        assert get(port, "/lab-terminal/guac/lab-a/", **secrets)[2] == b"gateway\n"
+        get(port, "/lab-terminal/guac/lab-a/tunnel", **secrets, **upgrade)  # the websocket's opening request
+        assert get(port, "/dashboard", **secrets)[2] == b"the LMS\n"
+    assert len(at_gateway) == 2 and len(at_lms) == 1
+    for headers in at_gateway:
+        assert not {"cookie", "authorization"} & {name.lower() for name in headers}, headers
+    assert at_lms[0]["Cookie"] == secrets["Cookie"]  # the LMS still gets its own (Caddy sent them on)
+    assert at_lms[0]["Authorization"] == secrets["Authorization"]
