@@ -80,7 +80,8 @@ async def through_caddy(site: TutorSite, workdir: Path) -> None:
         async with running_gateway(env) as gateway:
             with lms_stand_in() as lms, running_caddy(
                 site.text("apps/caddy/Caddyfile"), workdir,
-                {"labxblock-gateway:8080": gateway.removeprefix("http://"), '"lms:8000"': f'"{lms}"'},
+                {"127.0.0.1:8080": gateway.removeprefix("http://"),
+                 "labxblock-gateway:8080": gateway.removeprefix("http://"), '"lms:8000"': f'"{lms}"'},
             ) as port:  # fmt: skip
                 page, asset, health, lms_page = await asyncio.gather(
                     *(asyncio.to_thread(get, port, path) for path in PATHS)
@@ -117,7 +118,8 @@ def test_the_lms_cookies_and_credentials_never_reach_the_gateway(tutor_site: Tut
                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}
     with stand_in(b"gateway\n") as (gateway, at_gateway), stand_in(b"the LMS\n") as (lms, at_lms), \
             running_caddy(tutor_site.text("apps/caddy/Caddyfile"), tmp_path,
-                          {"labxblock-gateway:8080": gateway, '"lms:8000"': f'"{lms}"'}) as port:
+                          {"127.0.0.1:8080": gateway, "labxblock-gateway:8080": gateway,
+                           '"lms:8000"': f'"{lms}"'}) as port:
         assert get(port, "/lab-terminal/guac/lab-a/", **secrets)[2] == b"gateway\n"
         get(port, "/lab-terminal/guac/lab-a/tunnel", **secrets, **upgrade)  # the websocket's opening request
         assert get(port, "/dashboard", **secrets)[2] == b"the LMS\n"

@@ -49,9 +49,11 @@ def k8s_gateway_env(objects: dict) -> dict[str, str]:
     return env
 
 
-# The gateway's route: the LMS's cookies and credentials stripped (test_tutor_caddy shows it with Caddy).
+# The gateway's route: the LMS's cookies and credentials stripped (test_tutor_caddy shows it with Caddy);
+# the gateway on Caddy's loopback (tutor local) or its Service (tutor k8s), whichever answers.
 GATEWAY_ROUTE = ["request_header -Cookie", "request_header -Authorization",
-                 "reverse_proxy labxblock-gateway:8080"]
+                 "reverse_proxy 127.0.0.1:8080 labxblock-gateway:8080 {", "lb_policy first",
+                 "lb_try_duration 5s", "lb_try_interval 50ms", "fail_duration 10s", "}"]
 
 
 def route_directives(route: str) -> list[str]:
@@ -118,7 +120,7 @@ def test_k8s_workers_and_beat_run_like_lms_worker(tutor_site: TutorSite):
         assert worker_flags(*flags) <= set(container(objects, name)["args"])
 
 
-def assert_gateway_config(env: dict[str, str], site: TutorSite) -> None:
+def assert_gateway_config(env: dict[str, str], site: TutorSite, listen: str = "0.0.0.0") -> None:
     # The gateway's own loader accepts what Tutor rendered, and reads the site's values from it.
     config = load_config(env)
     assert config.ticket_keys == tuple(site.config()["LABXBLOCK_TICKET_KEYS"])
@@ -127,7 +129,7 @@ def assert_gateway_config(env: dict[str, str], site: TutorSite) -> None:
     assert config.frame_ancestors == ("https://lms.example.org", "https://apps.lms.example.org")
     assert config.modes == ("guac",)
     assert (config.guacd_host, config.guacd_port) == ("127.0.0.1", 4822)
-    assert (config.listen_host, config.listen_port) == ("0.0.0.0", 8080)
+    assert (config.listen_host, config.listen_port) == (listen, 8080)
 
 
 def test_gateway_runs_from_the_openedx_image_with_the_sites_values(tutor_site: TutorSite):
@@ -135,7 +137,7 @@ def test_gateway_runs_from_the_openedx_image_with_the_sites_values(tutor_site: T
     gateway = services["labxblock-gateway"]
     assert gateway["image"] == services["lms"]["image"] and gateway["command"] == ["labxblock-gateway"]
     assert "ports" not in gateway  # reached through Caddy only
-    assert_gateway_config(gateway["environment"], tutor_site)
+    assert_gateway_config(gateway["environment"], tutor_site, listen="127.0.0.1")  # Caddy's loopback
 
     objects = tutor_site.k8s_objects()
     gateway = container(objects, "labxblock-gateway")
@@ -147,17 +149,39 @@ def test_gateway_runs_from_the_openedx_image_with_the_sites_values(tutor_site: T
     assert [p["port"] for p in service["ports"]] == [8080]
 
 
+def test_only_caddy_reaches_the_gateway_so_only_its_x_forwarded_for_is_trusted(tutor_site: TutorSite):
+    """Per-client caps count the client X-Forwarded-For names: no other container may forge it."""
+    services = tutor_site.compose_services()
+    gateway = services["labxblock-gateway"]
+    # tutor local: in Caddy's network namespace, on its loopback, trusting that loopback only.
+    assert gateway["network_mode"] == "service:caddy" and "networks" not in gateway
+    assert gateway["environment"]["LABXBLOCK_GATEWAY_LISTEN"] == "127.0.0.1:8080"
+    assert gateway["environment"]["LABXBLOCK_GATEWAY_FORWARDED_ALLOW_IPS"] == "127.0.0.1"
+    assert gateway["depends_on"]["caddy"] == {"condition": "service_started", "restart": True}
+    # tutor k8s: any address, since the NetworkPolicy admits only Caddy's pods to the gateway's port.
+    objects = tutor_site.k8s_objects()
+    assert k8s_gateway_env(objects)["LABXBLOCK_GATEWAY_FORWARDED_ALLOW_IPS"] == "*"
+    policy = objects[("NetworkPolicy", "labxblock-gateway")]["spec"]
+    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "labxblock-gateway"}}
+    assert policy["policyTypes"] == ["Ingress"]
+    caddy = {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "caddy"}}}
+    assert policy["ingress"] == [{"from": [caddy], "ports": [{"port": 8080, "protocol": "TCP"}]}]
+    assert pod(objects, "caddy")["containers"][0]["name"] == "caddy"  # Tutor's Caddy has that label
+    assert deployment(objects, "caddy")["spec"]["template"]["metadata"]["labels"] == {
+        "app.kubernetes.io/name": "caddy"}
+
+
 def test_guacd_is_reachable_from_the_gateway_alone(tutor_site: TutorSite):
     services = tutor_site.compose_services()
     guacd = services["labxblock-guacd"]
     assert guacd["image"] == "docker.io/guacamole/guacd:1.6.0"
-    # In the gateway's network namespace, listening on its loopback: no other container reaches it.
-    assert guacd["network_mode"] == "service:labxblock-gateway"
+    # In the gateway's network namespace (Caddy's), listening on its loopback: no other container reaches it.
+    assert guacd["network_mode"] == "service:caddy"
     assert "ports" not in guacd and "networks" not in guacd
     assert guacd["entrypoint"] == ["/opt/guacamole/sbin/guacd"]
     assert guacd["command"][:4] == ["-b", "127.0.0.1", "-l", "4822"]
-    assert [n for n, s in services.items() if s.get("network_mode") == "service:labxblock-gateway"] == [
-        "labxblock-guacd"
+    assert [n for n, s in services.items() if s.get("network_mode") == "service:caddy"] == [
+        "labxblock-gateway", "labxblock-guacd"
     ]
 
     objects = tutor_site.k8s_objects()
@@ -170,9 +194,7 @@ def test_guacd_is_reachable_from_the_gateway_alone(tutor_site: TutorSite):
     assert 4822 not in exposed
     # Where the cluster enforces NetworkPolicies, the gateway's pods admit its web port only.
     policy = objects[("NetworkPolicy", "labxblock-gateway")]["spec"]
-    assert policy["podSelector"] == {"matchLabels": {"app.kubernetes.io/name": "labxblock-gateway"}}
-    assert policy["policyTypes"] == ["Ingress"]
-    assert policy["ingress"] == [{"ports": [{"port": 8080, "protocol": "TCP"}]}]
+    assert [p["port"] for rule in policy["ingress"] for p in rule["ports"]] == [8080]
     runs_guacd = [n for (kind, n), o in objects.items() if kind == "Deployment" and "guacd" in str(o)]
     assert runs_guacd == ["labxblock-gateway"]
 
