@@ -246,16 +246,18 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
             return messages.error_answer(messages.NOT_READY, self.ugettext)
         if viewer.masquerading:  # staff at a learner's lab, in any mode: the lab's event log says who
             labs.record_staff_terminal(access.lab_id, actor=viewer.actor)
+        rdp = None  # an RDP lab's certificate, security and resizing: the same in every mode
+        if access.protocol == "rdp":
+            rdp = tickets.rdp_options(security=self.rdp_security, ignore_cert=self.rdp_ignore_cert,
+                                      cert_fingerprints=access.rdp_cert_fingerprints)
         if json_mode:
-            return self._guacamole_json(settings, viewer, access)
-        rdp = tickets.rdp_options(security=self.rdp_security, ignore_cert=self.rdp_ignore_cert,
-                                  cert_fingerprints=access.rdp_cert_fingerprints)
+            return self._guacamole_json(settings, viewer, access, rdp)
         ticket = tickets.mint_ticket(
             settings.ticket_keys, learner_id=str(viewer.user.pk), stack_name=access.stack_name,
             protocol=access.protocol, host=access.host, port=access.port, username=access.username,
             private_key=access.private_key, password=access.password,
             host_key=getattr(access, "host_key", None), read_only=self.read_only,
-            display=rdp if access.protocol == "rdp" else None, ttl=settings.ticket_ttl_seconds,
+            display=rdp, ttl=settings.ticket_ttl_seconds,
         )
         mode = "console" if settings.terminal_mode == "console" else "guac"
         url = tickets.iframe_url(_http(settings.gateway_url), mode, ticket, stack_name=access.stack_name,
@@ -289,10 +291,11 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
         return self._check_result(viewer)
 
     @sensitive_variables()  # the lab's key and password, and guacd's parameters holding them
-    def _guacamole_json(self, settings: Any, viewer: compat.Viewer, access: Any) -> dict:
+    def _guacamole_json(self, settings: Any, viewer: compat.Viewer, access: Any, rdp: dict | None) -> dict:
         """The Guacamole web app's URL with a signed, encrypted, single-use login in its fragment.
 
-        ``access``: from ``terminal_access``, its address and port checked already.
+        ``access``: from ``terminal_access``, its address and port checked already; ``rdp``: an RDP
+        lab's certificate, security and resize options (``tickets.rdp_options``), as the gateway's.
         """
         from labxblock import guacamole_json
 
@@ -300,7 +303,7 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
             parameters = guacamole_json.connection_parameters(
                 protocol=access.protocol, host=access.host, port=access.port, username=access.username,
                 private_key=access.private_key, password=access.password, host_key=access.host_key,
-                read_only=self.read_only,
+                read_only=self.read_only, options=rdp,
             )
         except ValueError as exc:  # the lab's host_key is no key: connecting unverified is no answer
             log.warning("labxblock: lab %s cannot be shown: %s", access.stack_name, exc)

@@ -114,3 +114,36 @@ def test_a_lab_address_the_site_refuses_gets_no_login(json_block, caplog) -> Non
     assert call(runtime, block, "terminal") == {"error": messages.ADDRESS_REFUSED}
     assert "lab address 169.254.169.254 is not allowed" in caplog.text
     assert PASSWORD not in caplog.text and "b3BlbnNzaC1rZXktdjEAAAAA" not in caplog.text
+
+
+def login_parameters(answer: dict) -> dict:
+    """guacd's parameters in the login the iframe URL carries, opened as the extension opens it."""
+    token = parse_qs(urlsplit(answer["url"]).fragment.removeprefix("/?"))["data"][0]
+    body = accepted(token, now=time.time(), seen=set())
+    ((connection,),) = [body["connections"].values()]
+    return connection["parameters"]
+
+
+FINGERPRINT = "sha256:" + ":".join(["ab"] * 32)
+
+
+def test_an_rdp_lab_opens_with_a_new_labs_certificate_negotiated_security_and_resizing() -> None:
+    with override_settings(XBLOCK_SETTINGS=json_mode_settings()):
+        runtime = WorkbenchRuntime("ada")
+        block = runtime.get_block(runtime.parse_xml_string(
+            '<labxblock protocol="rdp"><template>/static/lab.yaml</template></labxblock>'))
+        call(runtime, block, "terminal")  # the workbench gives the block its course run on a first call
+        user = get_user_model().objects.get(username=f"{compat.WORKBENCH_USER_PREFIX}ada")
+        lab = Lab.objects.create(
+            learner=user, course_run=compat.course_run(block), lab_key=block._lab_key(), provider="default",
+            state=State.READY.value, desired=Desired.UP.value, ip="127.0.0.10", protocol="rdp",
+            stack_user="Administrator", password=PASSWORD)
+        parameters = login_parameters(call(runtime, block, "terminal"))
+        assert parameters == {"hostname": "127.0.0.10", "port": "3389", "username": "Administrator",
+                              "password": PASSWORD, "security": "any", "ignore-cert": "true",
+                              "resize-method": "display-update"}
+        # The template pins its certificate: only that one is accepted.
+        Lab.objects.filter(pk=lab.pk).update(outputs={"rdp_cert_fingerprints": FINGERPRINT})
+        parameters = login_parameters(call(runtime, block, "terminal"))
+        assert (parameters["ignore-cert"], parameters["cert-fingerprints"]) == ("false", FINGERPRINT)
+        assert parameters["security"] == "any" and parameters["resize-method"] == "display-update"
