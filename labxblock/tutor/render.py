@@ -47,6 +47,13 @@ MIN_VISIBILITY_TIMEOUT = 3600
 BEAT_SCHEDULE_FILE = "/tmp/labxblock-celerybeat-schedule"  # noqa: S108
 
 _GATEWAY_EXTRA_RE = re.compile(r"labxblock[^\s\[]*\[[^\]]*\bgateway\b[^\]]*\]")
+# The packages labxblock replaces: they register the same XBlock names (a PyPI name, or a git URL's).
+_LEGACY_PACKAGE_RE = re.compile(r"\b(stackamole|hastexo)[-_]xblock\b", re.I)
+_LEGACY_HINT = (
+    "whose XBlock name labxblock registers too: units with its components fail with AmbiguousPluginError "
+    "unless the LMS and Studio settings set XBLOCK_SELECT_FUNCTION = labxblock.legacy.names.select (or the "
+    'old package is removed); see labxblock\'s README, "Moving from stackamole / hastexo"'
+)
 
 
 def unique_values() -> dict[str, Any]:
@@ -120,8 +127,15 @@ def config_problems(config: dict[str, Any]) -> list[str]:
         problems.append(f"LABXBLOCK_GATEWAY_PATH is {path!r}: expected a path like /lab-terminal/")
     if mode == "guacamole-json" and not config.get("LABXBLOCK_GUACAMOLE_URL"):
         problems.append("LABXBLOCK_GUACAMOLE_URL is empty: guacamole-json mode needs the Guacamole app's URL")
-    problems += _requirement_problems(config.get("OPENEDX_EXTRA_PIP_REQUIREMENTS") or [], mode)
-    return problems
+    requirements = [str(r) for r in config.get("OPENEDX_EXTRA_PIP_REQUIREMENTS") or []]
+    return problems + _requirement_problems(requirements, mode) + _legacy_problems(requirements)
+
+
+def _legacy_problems(requirements: list[str]) -> list[str]:
+    """The old package next to labxblock: the names both register make XBlock refuse to choose."""
+    found = sorted({m.group(0).lower().replace("_", "-") for r in requirements
+                    for m in [_LEGACY_PACKAGE_RE.search(r)] if m})
+    return [f"OPENEDX_EXTRA_PIP_REQUIREMENTS names {name}, {_LEGACY_HINT}" for name in found]
 
 
 def _requirement_problems(requirements: Iterable[str], mode: Any) -> list[str]:

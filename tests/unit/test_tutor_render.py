@@ -89,6 +89,7 @@ GOOD = {
     "LABXBLOCK_GUACAMOLE_URL": "",
     "OPENEDX_EXTRA_PIP_REQUIREMENTS": ["labxblock[gateway] @ git+https://git.example.org/labxblock.git@v0.1.0"],
 }
+OURS = GOOD["OPENEDX_EXTRA_PIP_REQUIREMENTS"]
 
 
 @pytest.mark.parametrize(
@@ -105,6 +106,13 @@ GOOD = {
         ({"LABXBLOCK_TERMINAL_MODE": "guacamole-json"}, "LABXBLOCK_GUACAMOLE_URL is empty"),
         ({"LABXBLOCK_TERMINAL_MODE": "vnc"}, "LABXBLOCK_TERMINAL_MODE is 'vnc'"),
         ({"LABXBLOCK_GATEWAY_PATH": "lab-terminal"}, "LABXBLOCK_GATEWAY_PATH is 'lab-terminal'"),
+        # The old package beside labxblock: both register its XBlock names.
+        ({"OPENEDX_EXTRA_PIP_REQUIREMENTS": [*OURS, "stackamole-xblock==9.5.0"]},
+         "names stackamole-xblock, whose XBlock name labxblock registers too"),
+        ({"OPENEDX_EXTRA_PIP_REQUIREMENTS": [*OURS, "git+https://github.com/hastexo/hastexo-xblock.git@v8.7.0"]},
+         "XBLOCK_SELECT_FUNCTION = labxblock.legacy.names.select"),
+        ({"OPENEDX_EXTRA_PIP_REQUIREMENTS": [*OURS, "Hastexo_XBlock"]}, "names hastexo-xblock"),
+        ({"OPENEDX_EXTRA_PIP_REQUIREMENTS": [*OURS, "stackamole-tools"]}, None),
     ],
 )  # fmt: skip
 def test_config_problems(changes, problem):
