@@ -16,7 +16,10 @@ exact CSM score counts, and that one arrives when the learner's page collects th
 
 from __future__ import annotations
 
+import logging
 from typing import Any
+
+from django.db import transaction
 
 from labxblock import gradebook
 from labxblock.labs import checking
@@ -34,6 +37,9 @@ HIDDEN = "hidden"  # not whole points: the submissions score was hidden so the C
 NOT_WHOLE = "not_whole"  # not whole points, and there was nothing to hide
 NOT_SCORED = "not_scored"  # the run has no score (failed, lost, still running)
 BY_STAFF = "by_staff"  # staff viewing as the learner started the run: it is not the learner's grade
+FAILED = "failed"  # edx-submissions refused twice: logged; the page's runtime publish still counts
+
+log = logging.getLogger(__name__)
 
 
 def whole_points(score: float, weight: float | None) -> tuple[int, int] | None:
@@ -64,6 +70,28 @@ def record(user: Any, course_run: str, usage_id: str, score: float, weight: floa
     item = student_item(user, course_run, usage_id) if api is not None else None
     if item is None:
         return UNAVAILABLE
+    from submissions.errors import SubmissionError
+
+    for attempt in (1, 2):
+        try:
+            with transaction.atomic():
+                if run_id is not None:
+                    # The worker and the learner's page may publish one run at the same moment: the
+                    # run's row lock makes the second wait and find the first one's score (UNCHANGED).
+                    CheckRun.objects.select_for_update().filter(pk=run_id).first()
+                return _record(api, item, score, weight, run_id=run_id, only_if_higher=only_if_higher)
+        except SubmissionError as exc:
+            # Two first scores for one learner and block race to create its student item; the
+            # second attempt finds it. Never fail the caller (a handler, a worker) over it.
+            if attempt == 2:
+                log.warning("labxblock: edx-submissions refused the score of %s for %s: %s",
+                            usage_id, item["student_id"], exc)
+    return FAILED
+
+
+def _record(api: Any, item: dict[str, str], score: float, weight: float | None, *,
+            run_id: int | None, only_if_higher: bool) -> str:
+    course_run, usage_id = item["course_id"], item["item_id"]
     points = whole_points(score, weight)
     current = api.get_score(item)
     if points is None:

@@ -137,3 +137,42 @@ def settings_apps() -> list[str]:
     from django.conf import settings
 
     return list(settings.INSTALLED_APPS)
+
+
+@pytest.mark.mariadb
+@pytest.mark.django_db(transaction=True)
+def test_the_worker_and_the_page_publishing_one_run_at_once_leave_one_score(learner) -> None:
+    """The race seen in a real run: both create the learner's first student item at once."""
+    import threading
+
+    from django.db import connection
+
+    runs = [CheckRun.objects.create(
+        learner=learner, course_run=RUN, usage_id=f"{USAGE}{i}", lab_key="k", actor="learner:1",
+        started_at=timezone.now(), deadline_at=timezone.now() + timedelta(minutes=1),
+        state=CheckRun.State.DONE, score=0.5, weight=10) for i in range(8)]
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+
+    def publish(run: CheckRun, start: threading.Barrier) -> None:
+        try:
+            start.wait()
+            outcomes.append(grading.record(learner, RUN, run.usage_id, 0.5, 10, run_id=run.pk))
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            connection.close()
+
+    for run in runs:
+        start = threading.Barrier(3)
+        threads = [threading.Thread(target=publish, args=(run, start)) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(30)
+    assert errors == []
+    assert sorted(set(outcomes)) == [grading.SET, grading.UNCHANGED]
+    for run in runs:
+        item = {"student_id": "ada", "course_id": RUN, "item_id": run.usage_id, "item_type": "labxblock"}
+        assert api.get_score(item)["points_earned"] == 5
+        assert Score.objects.filter(student_item__item_id=run.usage_id).count() == 1
