@@ -24,7 +24,7 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     # The terminal gateway runs as its own ASGI process.
     "gateway": [
-        "uvicorn>=0.30,<1",
+        "uvicorn>=0.54,<0.60",  # gateway/limits.py subclasses its h11 and websockets-sansio protocols
         "websockets>=12,<18",
         "asyncssh>=2.14,<3",
         "redis>=5,<9",  # single use of tickets across gateway processes (LABXBLOCK_GATEWAY_REDIS_URL)
