@@ -111,13 +111,29 @@ def load_text(value: str, read: Reader) -> str | None:
     return value if is_inline(value) else read(asset_path(value))
 
 
-def _where(value: str) -> str:
+def where_of(value: str) -> str:
+    """How a template/environment value is named to the author: its file name, or "(inline)"."""
     return "(inline)" if is_inline(value) else value.strip()
+
+
+YAML_INVALID = _("The template {where} is not valid YAML: {error}")
+YAML_INVALID_AT = _("The template {where} is not valid YAML at line {line}, column {column}: {error}")
+YAML_MESSAGES = (YAML_INVALID, YAML_INVALID_AT)
+
+
+def yaml_problem(field_name: str, where: str, error: yaml.YAMLError) -> Problem:
+    """A template that does not parse: PyYAML's reason and the line and column where it stopped."""
+    mark = getattr(error, "problem_mark", None)
+    reason = getattr(error, "problem", None) or (str(error).splitlines() or [type(error).__name__])[0]
+    if mark is None:
+        return Problem(field_name, YAML_INVALID, {"where": where, "error": reason})
+    return Problem(field_name, YAML_INVALID_AT,
+                   {"where": where, "error": reason, "line": mark.line + 1, "column": mark.column + 1})
 
 
 def check_template(field_name: str, value: str, read: Reader, *, has_checks: bool = False) -> list[Problem]:
     """YAML, the ``run`` parameter and the contract's outputs (the check account's, if there are checks)."""
-    where = _where(value)
+    where = where_of(value)
     text = load_text(value, read)
     if text is None:
         return [Problem(field_name, _("The template file {path} is not among the course's files."),
@@ -125,9 +141,7 @@ def check_template(field_name: str, value: str, read: Reader, *, has_checks: boo
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError as e:
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        return [Problem(field_name, _("The template {where} is not valid YAML: {error}"),
-                        {"where": where, "error": first})]
+        return [yaml_problem(field_name, where, e)]
     if not isinstance(doc, Mapping):
         return [Problem(field_name, _("The template {where} is not a Heat template (no mapping at the top)."),
                         {"where": where})]
@@ -171,14 +185,14 @@ def check_environment(field_name: str, value: str, read: Reader) -> list[Problem
     text = load_text(value, read)
     if text is None:
         return [Problem(field_name, _("The environment file {path} is not among the course's files."),
-                        {"path": _where(value)})]
+                        {"path": where_of(value)})]
     try:
         doc = yaml.safe_load(text)
     except yaml.YAMLError:
         doc = None
     if not isinstance(doc, Mapping):
         return [Problem(field_name, _("The environment {where} is not a YAML mapping."),
-                        {"where": _where(value)})]
+                        {"where": where_of(value)})]
     return []
 
 

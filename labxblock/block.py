@@ -7,6 +7,7 @@ learner's words, ``compat`` hides edx-platform.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from datetime import UTC, datetime
@@ -116,8 +117,17 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
         return {name: getattr(data, name) for name in (*SCALAR_FIELDS, *LIST_FIELDS)}
 
     def _problems(self, data: Any = None) -> list[authoring.Problem]:
-        return authoring.check(self._values(data), read=lambda path: compat.read_course_asset(self, path),
-                               known_providers=compat.known_provider_names())
+        """What the author should fix: authoring's checks, then the cloud's verdict on each template."""
+        from labxblock import template_check  # the providers: only when Studio asks
+
+        values = self._values(data)
+
+        @functools.cache  # both checks read the same course files
+        def read(path: str) -> str | None:
+            return compat.read_course_asset(self, path)
+
+        local = authoring.check(values, read=read, known_providers=compat.known_provider_names())
+        return template_check.check(values, read=read, local=local)
 
     def validate_field_data(self, validation: Any, data: Any) -> None:
         """Only what cannot be stored blocks saving: each nested list must hold objects."""

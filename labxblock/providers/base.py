@@ -10,7 +10,7 @@ from Django or Celery.
 from __future__ import annotations
 
 import abc
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -64,6 +64,15 @@ class CheckReport:
     details: tuple[str, ...] = ()  # one line each: who we are there, what was listed, the quota
 
 
+@dataclass(frozen=True)
+class TemplateProblem:
+    """One thing the cloud finds wrong with a template, in its own words (never a credential)."""
+
+    message: str
+    line: int | None = None  # 1-based line of the template the message names, when known
+    column: int | None = None
+
+
 class ProviderError(Exception):
     """Base of every error a provider raises; ``str()`` is safe to log."""
 
@@ -86,6 +95,10 @@ class TemporaryError(ProviderError):
 
 class PermanentError(ProviderError):
     """Retrying the same call will not help (bad template, auth refused…)."""
+
+
+class ValidationUnsupported(ProviderError):
+    """This provider cannot check a template without creating a stack."""
 
 
 class Provider(abc.ABC):
@@ -132,6 +145,17 @@ class Provider(abc.ABC):
     @abc.abstractmethod
     def delete(self, ref: StackRef) -> None:
         """Ask the cloud to delete; a stack that is already gone counts as done."""
+
+    def validate(
+        self, template: str, environment: str | None = None, given: Collection[str] = ()
+    ) -> list[TemplateProblem]:
+        """Check ``template`` as a create would, creating nothing; [] when the cloud accepts it.
+
+        ``given``: the parameters the caller passes at create (a parameter with no default
+        and no value is a problem). Optional: the default raises ValidationUnsupported.
+        TemporaryError when the cloud cannot be asked now; the caller bounds the time.
+        """
+        raise ValidationUnsupported(f"{self.name}: template validation is not supported")
 
     def after_resume(self, ref: StackRef) -> None:
         """Called once when the caller sees a resume complete; a few calls at most.

@@ -34,7 +34,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -53,6 +53,7 @@ from labxblock.providers.base import (
     StackInfo,
     StackRef,
     StackSpec,
+    TemplateProblem,
     TemporaryError,
 )
 
@@ -240,6 +241,12 @@ class LocalProvider(Provider):
         except Exception:
             shutil.rmtree(lab, ignore_errors=True)  # nothing half-made stays behind
             raise
+
+    def validate(
+        self, template: str, environment: str | None = None, given: Collection[str] = ()
+    ) -> list[TemplateProblem]:
+        """What ``create`` would refuse in the template (local_template's format); nothing is started."""
+        return tmpl.check(template, given)
 
     def _create(self, lab: Path, spec: StackSpec, plan: tmpl.LabPlan) -> StackRef:
         lab_id, user, port = uuid.uuid4().hex, getpass.getuser(), free_port()

@@ -14,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import math
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
@@ -24,6 +24,7 @@ import yaml
 
 from labxblock.lifecycle import State
 from labxblock.providers import openstack_config as conf
+from labxblock.providers import openstack_validate as validation
 from labxblock.providers.base import (
     CheckReport,
     NotFound,
@@ -34,6 +35,7 @@ from labxblock.providers.base import (
     StackInfo,
     StackRef,
     StackSpec,
+    TemplateProblem,
     TemporaryError,
 )
 from labxblock.providers.openstack_status import heat_state, outputs_are_final
@@ -58,22 +60,27 @@ def create_body(spec: StackSpec, create_timeout: float) -> dict[str, Any]:
     because the API takes it as an object. ``disable_rollback`` keeps a failed
     stack in CREATE_FAILED so its reason is visible instead of rolled away.
     """
-    try:
-        environment = yaml.safe_load(spec.environment) if spec.environment else {}
-    except yaml.YAMLError as exc:
-        raise PermanentError(f"the stack environment is not valid YAML: {exc}") from None
-    if not isinstance(environment or {}, dict):
-        raise PermanentError("the stack environment must be a YAML mapping")
     return {
         "stack_name": spec.name,
         "template": spec.template,
-        "environment": environment or {},
+        "environment": environment_mapping(spec.environment),
         "files": {},
         "parameters": dict(spec.parameters),
         "tags": ",".join(spec.tags),
         "disable_rollback": True,
         "timeout_mins": max(1, math.ceil(create_timeout / 60)),
     }
+
+
+def environment_mapping(text: str | None) -> dict[str, Any]:
+    """An environment file's text as the object Heat's API takes; PermanentError if it is not one."""
+    try:
+        environment = yaml.safe_load(text) if text else {}
+    except yaml.YAMLError as exc:
+        raise PermanentError(f"the stack environment is not valid YAML: {exc}") from None
+    if not isinstance(environment or {}, dict):
+        raise PermanentError("the stack environment must be a YAML mapping")
+    return environment or {}
 
 
 def stack_path(ref: StackRef) -> str:
@@ -213,6 +220,7 @@ class OpenStackProvider(Provider):
         self._session: Any = None
         self._heat: Any = None
         self._nova: Any = None
+        self._validator: Any = None
         self._retry_after = _RetryAfter()
 
     @classmethod
@@ -271,6 +279,21 @@ class OpenStackProvider(Provider):
             kwargs["endpoint_type"] = kwargs.pop("interface")
             self._nova = nova_client.Client("2.1", **kwargs)
         return self._nova
+
+    def validator(self) -> Any:
+        """A heatclient for template validation: the same token, a short connect timeout."""
+        kwargs = self._client_kwargs()  # takes the lock itself: before it here
+        session = kwargs["session"]
+        with self._lock:
+            if self._validator is None:
+                from heatclient import client as heat_client
+                from keystoneauth1 import session as ks_session
+
+                quick = ks_session.Session(auth=session.auth, session=session.session, verify=session.verify,
+                                           user_agent="labxblock")
+                quick.timeout = validation.quick_timeouts(conf.timeouts(self.config))
+                self._validator = heat_client.Client("1", **{**kwargs, "session": quick})
+            return self._validator
 
     def _call(self, doing: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run one client call; anything it raises leaves as a typed error."""
@@ -359,6 +382,23 @@ class OpenStackProvider(Provider):
         """Ask Heat to delete the stack; a stack already gone counts as done."""
         with contextlib.suppress(NotFound):
             self._call("stack delete", self.heat.stacks.delete, stack_path(ref))
+
+    def validate(
+        self, template: str, environment: str | None = None, given: Collection[str] = ()
+    ) -> list[TemplateProblem]:
+        """Heat's template-validate: its refusal with the line it names, or parameters left unset."""
+        try:
+            env = environment_mapping(environment)
+        except PermanentError as exc:
+            return [TemplateProblem(str(exc))]
+        self._retry_after.seconds = None
+        try:
+            answer = self.validator().stacks.validate(template=template, environment=env, files={})
+        except Exception as exc:  # every client error must leave typed
+            if _status_and_message(exc)[0] == 400:  # Heat refused the template: that is the answer
+                return [validation.refusal(template, validation.heat_message(exc))]
+            raise cloud_error(exc, f"{self.name}: template validate", self._retry_after.seconds) from exc
+        return validation.unprovided(template, answer, given, env)
 
     def after_resume(self, ref: StackRef) -> None:
         """Reboot the stack's servers if its template asks (output ``reboot_on_resume``).

@@ -1,6 +1,6 @@
 """The fake cloud's HTTP face: Keystone v3, the Heat v1 calls we make, Nova reboot, /_fake control.
 
-URL layout (one port): ``/v3/...`` Keystone, ``/heat/v1/<project_id>/...`` Heat,
+URL layout (one port): ``/v3/...`` Keystone, ``/heat/v1/<project_id>/...`` Heat (stacks, validate),
 ``/nova/v2.1/...`` Nova, ``/_fake/...`` control (config, counters, reset, revoke).
 """
 
@@ -19,6 +19,7 @@ from tests.cloudfake.cloud import APP_CREDENTIAL, DOMAIN, PROJECT, USER, FakeClo
 
 Answer = tuple[int, Any, dict[str, str]]
 _HEAT = re.compile(r"^/heat/v1/(?P<project>[^/]+)/stacks(?:/(?P<rest>.*))?$")
+_HEAT_VALIDATE = re.compile(r"^/heat/v1/(?P<project>[^/]+)/validate$")
 _NOVA_ACTION = re.compile(r"^/nova/v2\.1/servers/(?P<server>[^/]+)/action$")
 _LOOKUP_PATHS = {"resources", "events", "template", "actions", "environment", "files", "outputs"}
 
@@ -99,6 +100,11 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/nova/v2.1/limits" and method == "GET":
             return self._faulted("nova_limits", None, lambda: (
                 200, {"limits": {"rate": [], "absolute": cloud.limits()}}, {}))
+        validate = _HEAT_VALIDATE.match(path)
+        if validate and method == "POST":
+            if validate["project"] != PROJECT["id"]:
+                return 403, {"error": {"message": "wrong project"}}, {}
+            return self._faulted("stack_validate", None, lambda: (200, cloud.validate(body), {}))
         nova = _NOVA_ACTION.match(path)
         if nova and method == "POST" and "reboot" in body:
             return self._faulted("server_reboot", None, lambda: self._reboot(nova["server"]))

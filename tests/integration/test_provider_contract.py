@@ -359,3 +359,14 @@ def test_bad_template_is_a_permanent_error_with_the_clouds_explanation(backend: 
                      parameters={"run": "x"}, tags=("lxb-test",))
     with pytest.raises(PermanentError, match=r"(?i)template.*version"):
         backend.create(spec)
+
+
+def test_validate_accepts_the_good_template_and_names_the_line_of_a_yaml_error(backend: Backend) -> None:
+    template = backend.good_template % {"wait": 0}
+    assert backend.provider.validate(template, None, ("run",)) == []
+    broken = template.replace("outputs:\n", "outputs:\n\tbroken: 1\n", 1)  # YAML allows no tab there
+    [problem] = backend.provider.validate(broken, None, ("run",))
+    assert broken.splitlines()[problem.line - 1] == "\tbroken: 1" and problem.column == 1, problem
+    assert "found character '\\t' that cannot start any token" in problem.message
+    assert "<unicode string>" not in problem.message  # the quoted snippet is cut: the line is apart
+    assert backend.created == []  # nothing was created to find out

@@ -13,7 +13,7 @@ from pathlib import Path
 PKG = Path(__file__).parents[2] / "labxblock"
 CATALOGUE = PKG / "locale/en/LC_MESSAGES/django.po"
 PYTHON = ("block.py", "fields.py", "authoring.py", "messages.py", "studio.py", "staff.py",
-          "legacy/block.py")
+          "legacy/block.py", "template_check.py")
 TEMPLATES = ("templates/student_view.html", "templates/author_view.html", "templates/staff_panel.html")
 JS = ("static/js/labxblock.js", "static/js/labxblock_staff.js")
 GETTEXT_NAMES = {"_", "gettext", "ugettext"}
