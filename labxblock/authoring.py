@@ -37,6 +37,10 @@ def _(text: str) -> str:
     return text
 
 
+class LabConfigError(Exception):
+    """The block's template cannot be read: the learner (or the author's test) sees NOT_CONFIGURED."""
+
+
 @dataclass(frozen=True)
 class Problem:
     """One thing an author should fix: the field, a message id and its parameters."""

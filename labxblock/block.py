@@ -24,18 +24,16 @@ from xblock.utils.studio_editable import StudioEditableXBlockMixin
 from xblock.validation import ValidationMessage
 
 from labxblock import analytics, authoring, compat, messages, olx
+from labxblock.authoring import LabConfigError
 from labxblock.fields import LIST_FIELDS, SCALAR_FIELDS, LabFieldsMixin
 from labxblock.legacy import olx as legacy_olx
 from labxblock.scoring import LabScoringMixin
 from labxblock.staff import LabStaffMixin
 from labxblock.studio import NestedInstructionsMixin, lms_only
+from labxblock.studio_testlab import TestLabMixin
 
 log = logging.getLogger(__name__)
 loader = ResourceLoader(__name__)
-
-
-class LabConfigError(Exception):
-    """The block's template cannot be read: the learner sees NOT_CONFIGURED."""
 
 
 def _checking() -> Any:
@@ -54,12 +52,12 @@ def _labs() -> Any:
 
 @XBlock.needs("i18n", "user")
 @XBlock.wants("mako")  # Studio's container markup for the nested instructions (studio.py)
-class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixin, LabScoringMixin,
-               LabStaffMixin, XBlock):
+class LabBlock(LabFieldsMixin, NestedInstructionsMixin, TestLabMixin, StudioEditableXBlockMixin,
+               LabScoringMixin, LabStaffMixin, XBlock):
     """A learner's own lab (an OpenStack Heat stack), shown as a terminal or desktop in the page.
 
     Scoring and completion: ``scoring.py``; Studio (author mode, nested instructions): ``studio.py``;
-    course staff's panel: ``staff.py``.
+    course staff's panel: ``staff.py``; the author's test lab: ``studio_testlab.py``.
     """
 
     has_children = True  # nested HTML components: instructions
@@ -98,16 +96,17 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
         return frag
 
     def author_view(self, context: dict | None = None) -> Fragment:
-        """Studio's preview: what the lab is made of, what to fix, its nested instructions; never a lab."""
+        """Studio's preview: what the lab is made of, what to fix, the author's test lab, its instructions."""
         frag = Fragment(loader.render_django_template("templates/author_view.html", {
-            "block": self,
+            "block": self, "dom_id": self._dom_id(),
             "sources": [{**vars(s), "inline": authoring.is_inline(s.template)}
                         for s in authoring.sources(self._values())],
             "problems": [p.text(self.ugettext) for p in self._problems()],
-            "check_count": len(self.checks), "port_count": len(self.ports),
+            "check_count": len(self.checks), "port_count": len(self.ports), **self._test_context(),
         }, i18n_service=self.runtime.service(self, "i18n")))
         frag.add_css(loader.load_unicode("static/css/labxblock.css"))
         self.add_author_children(frag, context)
+        self.add_test_script(frag)
         return frag
 
     # --- Studio ---
@@ -233,6 +232,11 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
     @sensitive_variables()  # every local here and below: the lab's key and password pass through
     def terminal(self, data: dict, suffix: str = "") -> dict:
         """The iframe URL for a ready lab: a short-lived, single-use, encrypted ticket in its fragment."""
+        return self._terminal(self._lab_key())
+
+    @sensitive_variables()
+    def _terminal(self, lab_key: str) -> dict:
+        """The terminal answer for the viewer's lab ``lab_key`` (theirs, or the author's test lab)."""
         from labxblock import tickets
         from labxblock.conf import get_settings
 
@@ -247,7 +251,7 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, StudioEditableXBlockMixi
             return messages.error_answer(messages.TERMINAL_UNAVAILABLE, self.ugettext)
         labs = _labs()
         try:  # the address and port are checked before any secret is read
-            access = labs.terminal_access(viewer.user, compat.course_run(self), self._lab_key(), self._port())
+            access = labs.terminal_access(viewer.user, compat.course_run(self), lab_key, self._port())
         except labs.AddressRefused as exc:
             log.warning("labxblock: no terminal for block %s: %s", self._usage_key(), exc)
             refused = messages.BAD_PORT if isinstance(exc, labs.BadPort) else messages.ADDRESS_REFUSED

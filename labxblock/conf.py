@@ -190,6 +190,15 @@ class LabSettings:
         default=False,
         metadata=_help("Run stackamole and hastexo components (their old XBlock names) as labxblock labs."),
     )
+    studio_test_labs: bool = field(
+        default=True, metadata=_help("Whether authors may launch test labs from Studio (\"Test this lab\").")
+    )
+    studio_test_lab_timeout: int = field(
+        default=1800, metadata=_help("Seconds after its launch a Studio test lab is deleted, if not stopped.")
+    )
+    studio_test_labs_per_course: int | None = field(
+        default=5, metadata=_help("Most live Studio test labs per course run; null means no limit.")
+    )
     state_deadline_seconds: Mapping[str, int] = field(
         default_factory=lambda: DEFAULT_STATE_DEADLINES,
         metadata=_help(
@@ -381,6 +390,21 @@ def _queues(key: str, raw: Any) -> QueueSettings:
     return QueueSettings(**values)
 
 
+def _studio_test_labs(raw: dict[str, Any]) -> dict[str, Any]:
+    """``studio_test_labs`` (on/off) and ``studio_test_labs_per_course`` (the timeout is a seconds field)."""
+    out: dict[str, Any] = {}
+    if "studio_test_labs" in raw:
+        enabled = raw.pop("studio_test_labs")
+        if not isinstance(enabled, bool):
+            raise _fail(f"{ROOT}.studio_test_labs", "true or false", enabled)
+        out["studio_test_labs"] = enabled
+    if "studio_test_labs_per_course" in raw:
+        key = f"{ROOT}.studio_test_labs_per_course"
+        out["studio_test_labs_per_course"] = _int(key, raw.pop("studio_test_labs_per_course"), minimum=1,
+                                                  allow_none=True)
+    return out
+
+
 def _terminal(raw: dict[str, Any]) -> dict[str, Any]:
     mode = raw.pop("terminal_mode", "gateway")
     if mode not in TERMINAL_MODES:
@@ -456,6 +480,7 @@ def load_settings(raw: Mapping[str, Any], *, load_class: Callable[[str], type] |
         values["queues"] = _queues(f"{ROOT}.queues", raw.pop("queues"))
     if "secret_outputs" in raw:
         values["secret_outputs"] = _secret_outputs(f"{ROOT}.secret_outputs", raw.pop("secret_outputs"))
+    values.update(_studio_test_labs(raw))
     if "state_deadline_seconds" in raw:
         key = f"{ROOT}.state_deadline_seconds"
         values["state_deadline_seconds"] = _deadlines(key, raw.pop("state_deadline_seconds"))

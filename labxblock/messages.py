@@ -66,6 +66,7 @@ ADDRESS_REFUSED = _("This lab's address is refused by this site's network policy
                     "Please tell the course team.")
 MASQUERADE = _("You are viewing the lab of {username}. What you do here happens in their lab.")
 LMS_ONLY = _("Labs run in the LMS, not in Studio. View this unit in the LMS to try the lab.")
+STUDIO_ONLY = _("Test labs are launched from Studio, by the course team.")
 
 # Progress checks: how a run went, in the learner's words. A run that was not scored says so.
 CHECK_RUNNING = _("Checking your lab…")
@@ -129,9 +130,9 @@ POLL_MS: dict[Phase, int] = {
 }
 
 
-def js_catalogue(gettext: Gettext) -> dict[str, str]:
-    """The page's strings, translated."""
-    return {msgid: gettext(msgid) for msgid in JS_STRINGS}
+def js_catalogue(gettext: Gettext, strings: tuple[str, ...] = JS_STRINGS) -> dict[str, str]:
+    """The page's strings (or a script's ``strings``), translated."""
+    return {msgid: gettext(msgid) for msgid in strings}
 
 
 def status_answer(status: Any, now: datetime, gettext: Gettext, *, staff: bool = False) -> dict[str, Any]:

@@ -2,10 +2,12 @@
 
 Studio's preview runtime dispatches a block's handlers too (in author mode), with the
 author as the user; ``lms_only`` makes every lab handler answer there that labs run in
-the LMS. Instructions placed as child HTML blocks are shown by the author view with
-Studio's own container controls (``StudioContainerWithNestedXBlocksMixin``): on the
-lab's own page (its "View" link) they can be added, edited, reordered and deleted like
-a unit's components; in the unit they are previewed.
+the LMS, and ``studio_only`` makes the test lab's handlers (``studio_testlab``) answer
+anywhere else that they are Studio's. Instructions placed as child HTML blocks are shown
+by the author view with Studio's own container controls
+(``StudioContainerWithNestedXBlocksMixin``): on the lab's own page (its "View" link) they
+can be added, edited, reordered and deleted like a unit's components; in the unit they
+are previewed.
 """
 
 from __future__ import annotations
@@ -24,16 +26,25 @@ loader = ResourceLoader(__name__)
 NESTED_CATEGORY = "html"  # edx-platform's HTML component
 
 
-def lms_only(handler: Callable[..., dict]) -> Callable[..., dict]:
-    """A JSON handler that acts for a learner: in Studio's author mode it answers that labs run in the LMS."""
+def _only(in_studio: bool, refusal: str) -> Callable[[Callable[..., dict]], Callable[..., dict]]:
+    """A JSON handler that runs only in (or only outside) Studio's author mode, else answers ``refusal``."""
 
-    @functools.wraps(handler)
-    def guarded(self: Any, data: dict, suffix: str = "") -> dict:
-        if compat.in_studio(self):
-            return messages.error_answer(messages.LMS_ONLY, self.ugettext)
-        return handler(self, data, suffix)
+    def decorate(handler: Callable[..., dict]) -> Callable[..., dict]:
+        @functools.wraps(handler)
+        def guarded(self: Any, data: dict, suffix: str = "") -> dict:
+            if compat.in_studio(self) != in_studio:
+                return messages.error_answer(refusal, self.ugettext)
+            return handler(self, data, suffix)
 
-    return guarded
+        return guarded
+
+    return decorate
+
+
+# A handler acting for a learner: in Studio it answers that labs run in the LMS.
+lms_only = _only(False, messages.LMS_ONLY)
+# A handler for the author's test lab: anywhere but Studio it answers that test labs are Studio's.
+studio_only = _only(True, messages.STUDIO_ONLY)
 
 
 class NestedInstructionsMixin(StudioContainerWithNestedXBlocksMixin):

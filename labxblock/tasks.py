@@ -130,7 +130,7 @@ def carry_out(job: Job) -> str:
             template=claim.template,
             environment=claim.environment,
             parameters=claim.parameters,
-            tags=(jobs.install_tag(),),
+            tags=(jobs.install_tag(), *claim.tags),
         )
         try:
             created = provider.create(spec)

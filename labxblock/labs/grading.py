@@ -23,6 +23,7 @@ from django.db import transaction
 
 from labxblock import gradebook
 from labxblock.labs import checking
+from labxblock.labs.specs import is_test_lab
 from labxblock.models import CheckRun
 
 ITEM_TYPE = "labxblock"
@@ -38,6 +39,7 @@ NOT_WHOLE = "not_whole"  # not whole points, and there was nothing to hide
 NOT_SCORED = "not_scored"  # the run has no score (failed, lost, still running)
 BY_STAFF = "by_staff"  # staff viewing as the learner started the run: it is not the learner's grade
 FAILED = "failed"  # edx-submissions refused twice: logged; the page's runtime publish still counts
+TEST_LAB = "test_lab"  # an author's run on a Studio test lab: never a grade
 
 log = logging.getLogger(__name__)
 
@@ -119,11 +121,14 @@ def _latest_run(api: Any, item: dict[str, str]) -> int | None:
 def publish_run(run_id: int) -> str:
     """The worker's publish of a finished run: its score into the submissions API, once.
 
-    A run that staff started while viewing as the learner is never published.
+    A run that staff started while viewing as the learner, or an author on a Studio test lab, is
+    never published.
     """
     run = CheckRun.objects.filter(pk=run_id, state=CheckRun.State.DONE).select_related("learner").first()
     if run is None or run.score is None:
         return NOT_SCORED
     if checking.by_staff(run.actor):
         return BY_STAFF
+    if is_test_lab(run.lab_key):
+        return TEST_LAB
     return record(run.learner, run.course_run, run.usage_id, run.score, run.weight, run_id=run.pk)

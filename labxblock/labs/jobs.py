@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 
 # What record_outputs made of a stack's outputs.
 STORED, STALE, REFUSED = "stored", "stale", "refused"
+OUTPUTS_READ = "outputs read"  # the event of stored outputs: a phase of a launch (Studio's test lab)
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class Claim:
     template: str = field(default="", repr=False)
     environment: str | None = field(default=None, repr=False)
     parameters: dict[str, str] = field(default_factory=dict)
+    tags: tuple[str, ...] = ()  # the blueprint's extra cloud tags (a Studio test lab's)
     host: str = ""  # for PROBE: empty until the outputs were read
     port: int | None = None
     protocol: str = "ssh"
@@ -67,6 +69,7 @@ def claim(job: engine.Job) -> Claim | None:
         template=choice.get("template", ""),
         environment=choice.get("environment"),
         parameters=dict(spec.get("parameters", {})),
+        tags=tuple(spec.get("tags", ())),
         host=lab.ip,
         port=port,
         protocol=lab.protocol,
@@ -145,7 +148,16 @@ def record_outputs(claim: Claim, outputs: dict[str, Any], raw_status: str = "") 
     if raw_status:
         fields["raw_status"] = raw_status[:64]
     stored = Lab.objects.filter(pk=claim.job.lab_id, state=claim.job.state).update(**fields)
-    return STORED if stored else STALE
+    if not stored:
+        return STALE
+    lab = Lab.objects.only(*_EVENT_FIELDS).filter(pk=claim.job.lab_id).first()
+    if lab is not None:  # one of our fixed words: nothing to scrub, no secret to load
+        LabEvent.build(lab, actor="worker", reason=OUTPUTS_READ, from_state=lab.state, to_state=lab.state,
+                       at=timezone.now()).save()
+    return STORED
+
+
+_EVENT_FIELDS = ("pk", "learner_id", "stack_name", "course_run", "lab_key", "provider", "state", "desired")
 
 
 def record_bad_address(claim: Claim, message: str, now: datetime | None = None) -> bool:

@@ -36,10 +36,11 @@ class LabSpec:
     suspend_timeout: int | None = None
     delete_timeout: int | None = None
     parameters: dict[str, str] = field(default_factory=dict)  # extra template parameters
+    tags: tuple[str, ...] = ()  # extra cloud tags on the stack, after the site's (a Studio test lab's)
 
     def blueprint(self) -> dict[str, Any]:
         """The part stored once and shared: what to build, not whose it is or its timeouts."""
-        return {
+        blueprint = {
             "providers": [asdict(choice) for choice in self.providers],
             "stack_user": self.stack_user,
             "protocol": self.protocol,
@@ -47,6 +48,9 @@ class LabSpec:
             "key_type": self.key_type,
             "parameters": {"run": self.course_run, **self.parameters},
         }
+        if self.tags:  # absent otherwise: learners' blueprints keep the digests they had
+            blueprint["tags"] = list(self.tags)
+        return blueprint
 
 
 def blueprint_digest(blueprint: dict[str, Any]) -> str:
@@ -97,3 +101,11 @@ class TerminalAccess:
 
 
 DEFAULT_PORTS = {"ssh": 22, "rdp": 3389, "vnc": 5900}
+
+# A Studio test lab's lab key starts with this: never a learner's lab (usage, grades, estimates).
+TEST_LAB_PREFIX = "studio-test:"
+
+
+def is_test_lab(lab_key: str) -> bool:
+    """Is ``lab_key`` a Studio test lab's (see ``labs.testlabs``)?"""
+    return lab_key.startswith(TEST_LAB_PREFIX)

@@ -4,7 +4,8 @@ what that cost, computed from the LabEvent log (and CheckRun rows for checks).
 A lab is up (and costs) from the moment it is created or resumed until it is
 suspended or deleted: the states in ``UP_STATES``. Time is split at the report's
 edges, so a lab up across ``since`` counts from ``since``. Events outlive their lab
-and their learner, so a course run's accounting survives both being deleted.
+and their learner, so a course run's accounting survives both being deleted. Studio's test
+labs (``labs.testlabs``) are the course team's, not learners' labs: they are not counted.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from django.contrib.auth import get_user_model
 from django.db.models import Count
 
+from labxblock.labs.specs import TEST_LAB_PREFIX
 from labxblock.lifecycle import State
 from labxblock.models import CheckRun, Lab, LabEvent
 
@@ -63,7 +65,8 @@ class UsageRow:
 
 def _events(until: datetime, course_run: str | None, learner_id: int | None,
             stack_names: Iterable[str] | None) -> Iterator[tuple[Any, ...]]:
-    events = LabEvent.objects.filter(at__lt=until)
+    # Studio's test labs are the course team's, never a learner's lab: not in usage.
+    events = LabEvent.objects.filter(at__lt=until).exclude(lab_key__startswith=TEST_LAB_PREFIX)
     if course_run is not None:
         events = events.filter(course_run=course_run)
     if learner_id is not None:
@@ -134,7 +137,8 @@ def report(*, since: datetime, until: datetime, course_run: str | None = None,
     if by not in GROUPINGS:
         raise ValueError(f"by must be one of {', '.join(GROUPINGS)}")
     rows = _rows(since, until, course_run, learner_id)
-    runs = CheckRun.objects.filter(started_at__gte=since, started_at__lt=until)
+    runs = CheckRun.objects.filter(started_at__gte=since, started_at__lt=until).exclude(
+        lab_key__startswith=TEST_LAB_PREFIX)
     if course_run is not None:
         runs = runs.filter(course_run=course_run)
     if learner_id is not None:

@@ -464,3 +464,24 @@ def test_serving_the_old_block_names_is_off_unless_turned_on():
 def test_serving_the_old_block_names_takes_true_or_false_only(value):
     message = error({**valid(), "serve_legacy_block_types": value})
     assert message.startswith("labxblock.serve_legacy_block_types: expected true or false")
+
+
+def test_studio_test_labs_default_on_with_half_an_hour_and_five_per_course():
+    def studio(s: LabSettings) -> tuple[Any, ...]:
+        return s.studio_test_labs, s.studio_test_lab_timeout, s.studio_test_labs_per_course
+
+    assert studio(load(valid())) == (True, 1800, 5)
+    changes = {"studio_test_labs": False, "studio_test_lab_timeout": 600, "studio_test_labs_per_course": None}
+    assert studio(load(with_(**changes))) == (False, 600, None)
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"studio_test_labs": "no"}, "labxblock.studio_test_labs: expected true or false, got 'no'"),
+    ({"studio_test_lab_timeout": 0}, "labxblock.studio_test_lab_timeout: expected an integer ≥ 1, got 0"),
+    ({"studio_test_labs_per_course": 0},
+     "labxblock.studio_test_labs_per_course: expected an integer ≥ 1 or null, got 0"),
+    ({"studio_test_labs_per_course": True},
+     "labxblock.studio_test_labs_per_course: expected an integer ≥ 1 or null, got True"),
+])
+def test_bad_studio_test_lab_settings_name_the_key(changes, message):
+    assert error(with_(**changes)) == message

@@ -13,9 +13,9 @@ from pathlib import Path
 PKG = Path(__file__).parents[2] / "labxblock"
 CATALOGUE = PKG / "locale/en/LC_MESSAGES/django.po"
 PYTHON = ("block.py", "fields.py", "authoring.py", "messages.py", "studio.py", "staff.py",
-          "legacy/block.py", "template_check.py")
+          "legacy/block.py", "template_check.py", "studio_testlab.py")
 TEMPLATES = ("templates/student_view.html", "templates/author_view.html", "templates/staff_panel.html")
-JS = ("static/js/labxblock.js", "static/js/labxblock_staff.js")
+JS = ("static/js/labxblock.js", "static/js/labxblock_staff.js", "static/js/labxblock-author.js")
 GETTEXT_NAMES = {"_", "gettext", "ugettext"}
 
 TRANS_RE = re.compile(r"""{%\s*trans\s+(["'])(.*?)\1\s*%}""")
