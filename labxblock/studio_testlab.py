@@ -25,6 +25,14 @@ def _(text: str) -> str:
     return text  # marks for extraction; translated when shown
 
 
+# The test lab's state in the author's words (messages.PHASES are the learner's).
+STATUS_LABELS = {
+    "queued": _("Waiting for the cloud to take the test lab"), "creating": _("Creating the test lab"),
+    "starting": _("Starting the test lab"), "ready": _("The test lab is ready"),
+    "suspending": _("Pausing the test lab"), "suspended": _("The test lab is paused"),
+    "resuming": _("Waking the test lab up"), "deleting": _("Deleting the test lab"),
+    "deleted": _("No test lab running"), "failed": _("The test lab could not be started"),
+}
 PHASE_LABELS = {
     "queued": _("Queued"), "created": _("Stack created"), "outputs_read": _("Outputs read"),
     "port_reachable": _("Port reachable"),
@@ -36,7 +44,6 @@ OUTPUT_STATES = {
 DISABLED = _("Test labs are turned off on this site.")
 CAPPED = _("This course already has {count} test labs running, the most this site allows ({cap}). "
            "Stop one, or wait until one is deleted, then try again.")
-NO_TEST_LAB = _("No test lab yet.")
 WILL_DELETE = _("Deleted automatically in {minutes} min, or when you press Stop.")
 TIMEOUT_NOTE = _("A test lab is built from the settings as saved. It is yours alone (learners never see "
                  "it), is not graded, and is deleted {minutes} minutes after its launch or when you "
@@ -166,9 +173,10 @@ class TestLabMixin:
         now = datetime.now(UTC)
         shown = _labs().view(viewer.user, compat.course_run(self), self._test_key())
         if shown is None:
-            return {**messages.status_answer(None, now, gettext), "label": gettext(NO_TEST_LAB),
+            return {**messages.status_answer(None, now, gettext), "label": gettext(STATUS_LABELS["deleted"]),
                     "phases": [], "outputs": [], "deletes": None}
         answer = messages.status_answer(shown.status, now, gettext, staff=True)
+        answer["label"] = gettext(STATUS_LABELS[answer["phase"]])
         answer["phases"] = [{"name": name, "label": gettext(PHASE_LABELS[name]), "seconds": seconds}
                             for name, seconds in shown.phases]
         answer["outputs"] = [{"name": name, "required": required, "state": state,

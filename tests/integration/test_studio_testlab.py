@@ -198,6 +198,19 @@ def test_relaunching_after_a_change_rebuilds_from_the_saved_settings(engine_fact
     assert cloud_fake.counters()["stack_create"] == 2 and cloud_fake.counters()["stack_delete"] == 1
 
 
+def test_testing_a_failed_lab_again_tries_again(engine_factory, cloud_fake) -> None:
+    engine = engine_factory()
+    cloud_fake.configure(quota_exceeded=True)
+    author = studio(lab_xml(lab_template(engine.lab_port.port)))
+    author.call("test_launch")
+    failed = wait_for("failed", lambda: (a := author.call("test_status"))["phase"] == "failed" and a, 30)
+    assert failed["label"] == "The test lab could not be started"
+    assert "maximum stacks" in failed["error"]  # the author is course staff: the cloud's words too
+    cloud_fake.configure(quota_exceeded=False)
+    assert author.call("test_launch")["phase"] == "queued"
+    assert author.wait_ready()["label"] == "The test lab is ready"
+
+
 def test_the_cap_per_course_refuses_the_next_test_lab_until_one_is_stopped(engine_factory) -> None:
     engine = engine_factory(studio_test_labs_per_course=1)
     xml = lab_xml(lab_template(engine.lab_port.port))
