@@ -27,6 +27,7 @@ if "workbench" not in settings.INSTALLED_APPS:
 from workbench import scenarios
 from workbench.runtime import WorkbenchRuntime
 
+from labxblock.demo.scenario import TEMPLATE as LOCAL_TEMPLATE
 from labxblock.models import CheckRun, Lab
 from tests.browser.conftest import screenshot
 from tests.engine_harness import TEST_TICKET_KEYS, wait_for
@@ -41,18 +42,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.redis, pytest.mark.slow]
 
 ROOT = Path(__file__).parents[2]
 GOOD, BROKEN = "labxblock-authoring-good", "labxblock-authoring-broken"
-TEMPLATE = """heat_template_version: 2021-04-16
-parameters:
-  run: {type: string}
-resources:
-  lab:
-    type: LabXBlock::Local::SSH
-outputs:
-  public_ip: {value: {get_attr: [lab, public_ip]}}
-  port: {value: {get_attr: [lab, port]}}
-  private_key: {value: {get_attr: [lab, private_key]}}
-  host_key: {value: {get_attr: [lab, host_key]}}
-"""
+TEMPLATE = LOCAL_TEMPLATE  # the demo's, complete for the contract
 # What an author gets wrong: a resource type this cloud does not run, and no host_key output.
 BROKEN_TEMPLATE = TEMPLATE.replace("LabXBlock::Local::SSH", "OS::Nova::Server").replace(
     "  host_key: {value: {get_attr: [lab, host_key]}}\n", "")
@@ -127,7 +117,7 @@ def test_studio_shows_what_the_cloud_and_the_contract_say_of_a_template(chromium
     assert problems == [
         "The template (inline) has no host_key output: the lab's SSH host key is then trusted the first time "
         "the lab answers. Output it so that it is verified from the start.",
-        "Provider default refuses the template (inline), line 6: resource lab: type 'OS::Nova::Server' is "
+        "Provider default refuses the template (inline), line 7: resource lab: type 'OS::Nova::Server' is "
         "not one the local provider runs (LabXBlock::Local::SSH, OS::Heat::RandomString, OS::Heat::Value)",
     ]
     for_readme(chromium, view, "authoring-validation")

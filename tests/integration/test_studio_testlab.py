@@ -28,6 +28,7 @@ if "workbench" not in settings.INSTALLED_APPS:
 
 from workbench.runtime import WorkbenchRuntime
 
+from labxblock.demo.scenario import TEMPLATE as LOCAL_TEMPLATE
 from labxblock.labs.usage import lab_usage
 from labxblock.lifecycle import State
 from labxblock.models import CheckRun, Lab, LabEvent
@@ -258,26 +259,12 @@ CHECKS = ('<check name="marker"><![CDATA[test -f ~/marker]]></check>'
           '<check name="shell"><![CDATA[echo fine]]></check>')
 
 
-def local_template() -> str:
-    return """heat_template_version: 2021-04-16
-parameters:
-  run: {type: string}
-resources:
-  lab: {type: LabXBlock::Local::SSH}
-outputs:
-  public_ip: {value: {get_attr: [lab, public_ip]}}
-  port: {value: {get_attr: [lab, port]}}
-  private_key: {value: {get_attr: [lab, private_key]}}
-  host_key: {value: {get_attr: [lab, host_key]}}
-"""
-
-
 def test_checks_run_in_the_test_lab_with_their_results_and_are_never_graded(engine_factory, tmp_path) -> None:
     if not Path("/usr/sbin/sshd").exists():
         missing_service("openssh-server is not installed")
     engine_factory(providers={"default": {"type": "local", "root": str(tmp_path / "labs"),
                                           "allowed_networks": ["127.0.0.0/8"]}})
-    xml = lab_xml(local_template(), checks=CHECKS, stack_user=getpass.getuser())
+    xml = lab_xml(LOCAL_TEMPLATE, checks=CHECKS, stack_user=getpass.getuser())
     author = studio(xml)
     assert author.call("test_check_result")["state"] is None
     author.call("test_launch")

@@ -25,6 +25,7 @@ from workbench.runtime import WorkbenchRuntime
 from xblock.validation import ValidationMessage
 
 from labxblock import clouds
+from labxblock.demo.scenario import TEMPLATE as LOCAL_TEMPLATE
 from labxblock.providers.base import Provider, TemplateProblem
 from labxblock.providers.local import LocalProvider
 from tests.engine_harness import active_lab_settings, lab_settings
@@ -48,17 +49,7 @@ outputs:
   host_key:
     value: ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl
 """
-LOCAL_GOOD = """heat_template_version: 2021-04-16
-parameters:
-  run: {type: string}
-resources:
-  lab:
-    type: LabXBlock::Local::SSH
-outputs:
-  public_ip: {value: {get_attr: [lab, public_ip]}}
-  private_key: {value: {get_attr: [lab, private_key]}}
-  host_key: {value: {get_attr: [lab, host_key]}}
-"""
+LOCAL_GOOD = LOCAL_TEMPLATE  # the demo's: complete for the contract
 
 
 @pytest.fixture(autouse=True)
@@ -178,7 +169,7 @@ def test_the_local_provider_checks_its_own_format(site, tmp_path) -> None:
     site({"default": {"type": "local", "root": str(tmp_path), "allowed_networks": ["127.0.0.0/8"]}})
     assert warnings(studio_block(LOCAL_GOOD)) == []
     assert warnings(studio_block(LOCAL_GOOD.replace("LabXBlock::Local::SSH", "OS::Nova::Server"))) == [
-        "Provider default refuses the template (inline), line 6: resource lab: type 'OS::Nova::Server' is "
+        "Provider default refuses the template (inline), line 7: resource lab: type 'OS::Nova::Server' is "
         "not one the local provider runs (LabXBlock::Local::SSH, OS::Heat::RandomString, OS::Heat::Value)",
         # the output's get_attr is not reached: the first refusal is what create would say
     ]
