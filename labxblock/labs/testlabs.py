@@ -21,7 +21,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from labxblock.conf import get_settings
+from labxblock.conf import LabSettings, get_settings
 from labxblock.labs import learner
 from labxblock.labs.engine import send_after_commit
 from labxblock.labs.jobs import OUTPUTS_READ
@@ -77,11 +77,9 @@ def live(course_run: str) -> Any:
             .exclude(desired=Desired.DELETED))
 
 
-def _lock(course_run: str) -> None:
-    """Serialise test launches of one course run (the cap's count), as placement does per provider."""
-    name = "studio-test:" + hashlib.sha256(course_run.encode()).hexdigest()[:40]
-    ProviderLock.objects.get_or_create(name=name)
-    ProviderLock.objects.select_for_update().filter(name=name).first()
+def _lock_name(course_run: str) -> str:
+    """The row whose lock serialises test launches of one course run (the cap's count)."""
+    return "studio-test:" + hashlib.sha256(course_run.encode()).hexdigest()[:40]
 
 
 def launch(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
@@ -94,9 +92,17 @@ def launch(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
     if not settings.studio_test_labs:
         raise TestLabRefused(TestLabRefused.DISABLED)
     spec = replace(spec, tags=(CLOUD_TAG,), delete_timeout=settings.studio_test_lab_timeout)
+    # The lock's row is made in a transaction of its own: inserts racing on a unique key inside
+    # the transaction that then locks are how MariaDB deadlocks (as placement's ProviderLock rows).
+    ProviderLock.objects.get_or_create(name=_lock_name(spec.course_run))
+    return learner.retrying_deadlocks(lambda: _launch(user, spec, actor, settings))
+
+
+def _launch(user: Any, spec: LabSpec, actor: str, settings: LabSettings) -> LabStatus:
+    """The launch, holding the course run's lock while the cap is counted and the row made."""
     now = timezone.now()
     with transaction.atomic():
-        _lock(spec.course_run)
+        ProviderLock.objects.select_for_update().filter(name=_lock_name(spec.course_run)).first()
         mine = Lab.objects.filter(learner=user, course_run=spec.course_run, lab_key=spec.lab_key).first()
         others = live(spec.course_run).exclude(pk=mine.pk if mine else None).count()
         cap = settings.studio_test_labs_per_course

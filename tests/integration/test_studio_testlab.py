@@ -11,6 +11,7 @@ from __future__ import annotations
 import getpass
 import itertools
 import json
+import threading
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -19,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 from lxml import html
 from webob import Request
@@ -225,6 +227,31 @@ def test_the_cap_per_course_refuses_the_next_test_lab_until_one_is_stopped(engin
     first.call("test_stop")
     assert second.call("test_launch")["error"] is None
     assert Lab.objects.filter(desired="up").count() == 1
+
+
+@pytest.mark.mariadb  # the cap is counted under a row lock there
+def test_authors_launching_at_once_never_overshoot_the_cap(engine_factory) -> None:
+    engine = engine_factory(studio_test_labs_per_course=2, beat=False)
+    xml = lab_xml(lab_template(engine.lab_port.port))
+    authors = [studio(xml, f"author{i}") for i in range(5)]  # five authors, five blocks of one course
+    barrier = threading.Barrier(len(authors))
+    answers: list[dict] = []
+
+    def press(author: Author) -> None:
+        barrier.wait()
+        try:
+            answers.append(author.call("test_launch"))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=press, args=(author,)) for author in authors]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert len(answers) == 5
+    assert sorted(a.get("error") is None for a in answers) == [False, False, False, True, True], answers
+    assert Lab.objects.filter(lab_key__startswith="studio-test:").count() == 2
 
 
 def test_a_site_can_turn_test_labs_off(engine_factory) -> None:
