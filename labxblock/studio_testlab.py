@@ -42,6 +42,7 @@ OUTPUT_STATES = {
     "recorded": _("not in the template: recorded when the lab first answered"),
 }
 DISABLED = _("Test labs are turned off on this site.")
+OFF_NOTE = _("Test labs are turned off on this site. Preview the unit in the LMS to try this lab.")
 CAPPED = _("This course already has {count} test labs running, the most this site allows ({cap}). "
            "Stop one, or wait until one is deleted, then try again.")
 WILL_DELETE = _("Deleted automatically in {minutes} min, or when you press Stop.")
@@ -67,10 +68,10 @@ class TestLabMixin:
 
         try:
             settings = get_settings()
-        except LabSettingsError:
-            return {"test_enabled": False}
+        except LabSettingsError:  # the operator's log says why
+            return {"test_enabled": False, "test_off": self.ugettext(messages.SITE_NOT_CONFIGURED)}
         minutes = round(settings.studio_test_lab_timeout / 60)
-        return {"test_enabled": settings.studio_test_labs,
+        return {"test_enabled": settings.studio_test_labs, "test_off": self.ugettext(OFF_NOTE),
                 "test_note": self.ugettext(TIMEOUT_NOTE).format(minutes=minutes)}
 
     def add_test_script(self, frag: Fragment) -> None:

@@ -96,6 +96,18 @@ def test_outside_studio_no_test_handler_touches_a_lab(handler, django_capture_on
     assert Lab.objects.count() == 0 and CheckRun.objects.count() == 0 and sent == []
 
 
+@pytest.mark.django_db
+def test_on_a_site_without_labxblock_settings_the_author_view_says_so(settings) -> None:
+    settings.XBLOCK_SETTINGS = {}
+    author = studio(lab_xml(lab_template(22)))
+    page = html.fromstring(author.runtime.render(author.block, "author_view").content)
+    [note] = page.cssselect("[data-role=test] .labxblock-note")
+    assert note.text == "Labs are not configured on this site."
+    assert not page.cssselect("[data-action=test-launch]")
+    assert author.call("test_launch") == {"error": "Labs are not configured on this site."}
+    assert not Lab.objects.exists()
+
+
 # --- with the engine and the cloud fake ---------------------------------------------------------
 
 
