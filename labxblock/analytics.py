@@ -82,15 +82,24 @@ def _on_check_run(sender: Any, run: Any, **_: Any) -> None:
 
 
 def lab_events_saved(events: Iterable[Any]) -> None:
-    """Called for every LabEvent written: those entering a tracked state are emitted after commit."""
+    """Called for every LabEvent written: those entering a tracked state are emitted after commit.
+
+    Studio's test labs are the course team's, not a learner's: they emit nothing.
+    """
+    from labxblock.labs.specs import is_test_lab  # models need Django's apps ready
+
     wanted = [(PREFIX + ON_ENTER[State(e.to_state)], _lab_data(e)) for e in events
-              if e.from_state != e.to_state and e.to_state in ON_ENTER]
+              if e.from_state != e.to_state and e.to_state in ON_ENTER and not is_test_lab(e.lab_key)]
     if wanted:
         transaction.on_commit(lambda: _emit(wanted), robust=True)
 
 
 def check_finished(run: Any) -> None:
-    """A check run was scored by the worker (``check_result``), emitted after commit."""
+    """A check run was scored by the worker (``check_result``), emitted after commit (not a test lab's)."""
+    from labxblock.labs.specs import is_test_lab
+
+    if is_test_lab(run.lab_key):
+        return
     data = {"course_id": run.course_run, "lab_key": run.lab_key, "usage_id": run.usage_id, "run_id": run.pk,
             "user_id": run.learner_id, "score": run.score, "checks": len(run.checks or ()),
             "passed": sum(1 for r in run.results or () if r.get("passed"))}

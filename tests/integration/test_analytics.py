@@ -178,3 +178,19 @@ def test_a_failing_tracker_never_fails_the_caller_and_is_logged(caplog) -> None:
             tracker_module.register_tracker(previous)
     assert sent is False
     assert "tracking event edx.labxblock.ready was not emitted" in caplog.text
+
+
+def test_a_studio_test_lab_emits_nothing(tracked, django_capture_on_commit_callbacks) -> None:
+    """The author's test lab (labs.testlabs) is not a learner's lab: no ready event, no check result."""
+    author = get_user_model().objects.create_user("an-author")
+    lab = Lab.objects.create(learner=author, course_run="course-v1:O+An+R", lab_key="studio-test:block-v1:x",
+                             provider="default", state=State.STARTING, probe_ok=True, ip="127.0.0.1")
+    run = CheckRun.objects.create(lab=lab, learner=author, course_run=lab.course_run, usage_id=lab.lab_key,
+                                  lab_key=lab.lab_key, actor="author:1", started_at=timezone.now(),
+                                  deadline_at=timezone.now() + timedelta(minutes=1))
+    with active_lab_settings(lab_settings({"default": PROVIDER})), \
+            django_capture_on_commit_callbacks(execute=True):
+        engine.apply(lab, engine.Observation(State.READY), timezone.now(), "prober")
+        checking.record_results(run.pk, [{"name": "c", "passed": True, "weight": 1.0}])
+    assert Lab.objects.get(pk=lab.pk).state == State.READY and CheckRun.objects.get().state == "done"
+    assert tracked.events == []
