@@ -48,6 +48,13 @@ BROKEN_TEMPLATE = TEMPLATE.replace("LabXBlock::Local::SSH", "OS::Nova::Server").
     "  host_key: {value: {get_attr: [lab, host_key]}}\n", "")
 
 
+# The local provider's labs have one account, so these checks run as the learner; Studio says so.
+CHECKS_AS_LEARNER = (
+    "The checks run as the learner, who can make them all pass (a forced command in their own "
+    "authorized_keys) and read the scripts. Give the template (inline) a check account the learner cannot "
+    "change: the outputs check_user and check_private_key.")
+
+
 def lab_xml(template: str) -> str:
     return (f'<labxblock display_name="Linux basics: files" stack_user="{getpass.getuser()}">'
             "<instructions><![CDATA[<p>Create the file <code>~/marker</code>.</p>]]></instructions>"
@@ -117,6 +124,7 @@ def test_studio_shows_what_the_cloud_and_the_contract_say_of_a_template(chromium
     assert problems == [
         "The template (inline) has no host_key output: the lab's SSH host key is then trusted the first time "
         "the lab answers. Output it so that it is verified from the start.",
+        CHECKS_AS_LEARNER,
         "Provider default refuses the template (inline), line 7: resource lab: type 'OS::Nova::Server' is "
         "not one the local provider runs (LabXBlock::Local::SSH, OS::Heat::RandomString, OS::Heat::Value)",
     ]
@@ -129,7 +137,8 @@ def test_an_author_tests_the_lab_runs_the_checks_and_stops_it(chromium, live_ser
 
     _, labs = studio
     view = author_view(chromium, live_server, GOOD)
-    assert view.find_elements(By.CSS_SELECTOR, ".labxblock-problems li") == []
+    assert [li.text for li in view.find_elements(By.CSS_SELECTOR, ".labxblock-problems li")] == [
+        CHECKS_AS_LEARNER]
     screenshot(chromium, "authoring-author-view")
 
     # Test this lab: the phases fill in with the time each was reached, then the outputs.
