@@ -79,7 +79,8 @@ def gateway(live_server, tmp_path_factory) -> Iterator[str]:
     command = shutil.which("labxblock-gateway", path=str(Path(sys.executable).parent)) or "labxblock-gateway"
     env = {"LABXBLOCK_GATEWAY_TICKET_KEYS": TEST_TICKET_KEYS[0], "LABXBLOCK_GATEWAY_ALLOWED_ORIGINS": base,
            "LABXBLOCK_GATEWAY_FRAME_ANCESTORS": live_server.url, "LABXBLOCK_GATEWAY_MODES": "console",
-           "LABXBLOCK_GATEWAY_LISTEN": f"127.0.0.1:{port}"}
+           "LABXBLOCK_GATEWAY_LISTEN": f"127.0.0.1:{port}",
+           "LABXBLOCK_GATEWAY_ALLOWED_NETWORKS": "127.0.0.0/8"}  # the local provider's labs
     log = tmp_path_factory.mktemp("gateway") / "gateway.log"
     process = ServiceProcess("labxblock-gateway", [command], log, env=env).start(lambda: port_open(port), 15)
     try:
