@@ -31,6 +31,7 @@ STATUS_LABELS = {
     "starting": _("Starting the test lab"), "ready": _("The test lab is ready"),
     "suspending": _("Pausing the test lab"), "suspended": _("The test lab is paused"),
     "resuming": _("Waking the test lab up"), "deleting": _("Deleting the test lab"),
+    "rebuilding": _("Rebuilding the test lab from the saved settings"),
     "deleted": _("No test lab running"), "failed": _("The test lab could not be started"),
 }
 PHASE_LABELS = {

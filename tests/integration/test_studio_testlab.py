@@ -205,7 +205,9 @@ def test_relaunching_after_a_change_rebuilds_from_the_saved_settings(engine_fact
     old = author.lab().stack_name
     assert author.call("test_launch")["ready"] is True  # unchanged: the same lab, nothing rebuilt
     author.block.stack_user = "student"  # the author saves a change
-    assert author.call("test_launch")["phase"] == "deleting"
+    rebuilding = author.call("test_launch")
+    assert (rebuilding["phase"], rebuilding["label"]) == ("rebuilding",
+                                                         "Rebuilding the test lab from the saved settings")
     ready = author.wait_ready()
     assert [p["seconds"] is not None for p in ready["phases"]] == [True] * 4  # this launch's phases
     assert author.lab().stack_user == "student"

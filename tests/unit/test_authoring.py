@@ -208,3 +208,4 @@ def test_checks_without_a_check_account_warn_that_the_learner_can_forge_them() -
 def test_half_a_check_account_is_a_problem(half, output, missing) -> None:
     assert problems(template=GOOD + half, checks=[{"script": "true"}]) == [("template", (
         f"The template (inline) outputs {output} without {missing}: the checks will not run."))]
+
