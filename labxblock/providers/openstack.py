@@ -283,16 +283,9 @@ class OpenStackProvider(Provider):
     def validator(self) -> Any:
         """A heatclient for template validation: the same token, a short connect timeout."""
         kwargs = self._client_kwargs()  # takes the lock itself: before it here
-        session = kwargs["session"]
         with self._lock:
             if self._validator is None:
-                from heatclient import client as heat_client
-                from keystoneauth1 import session as ks_session
-
-                quick = ks_session.Session(auth=session.auth, session=session.session, verify=session.verify,
-                                           user_agent="labxblock")
-                quick.timeout = validation.quick_timeouts(conf.timeouts(self.config))
-                self._validator = heat_client.Client("1", **{**kwargs, "session": quick})
+                self._validator = validation.client(kwargs, conf.timeouts(self.config))
             return self._validator
 
     def _call(self, doing: str, fn: Any, *args: Any, **kwargs: Any) -> Any:

@@ -1,4 +1,4 @@
-"""Reading Heat's template-validate answers: pure functions, tested without a cloud.
+"""Heat's template-validate: reading its answers (pure functions, tested without a cloud), its client.
 
 Heat's ``POST /validate`` answers 400 with its reason when it refuses a template
 (YAML errors name a line and column; the others name a place, a resource type or
@@ -57,6 +57,18 @@ def unprovided(template: str, answer: Mapping[str, Any], given: Collection[str],
             template_lines.line_of(template, ["parameters", name]),
         ))
     return problems
+
+
+def client(kwargs: Mapping[str, Any], timeouts: tuple[float, float]) -> Any:
+    """A heatclient like the provider's (``kwargs``), sharing its token, with :func:`quick_timeouts`."""
+    from heatclient import client as heat_client  # deferred: heavy imports, as in the provider
+    from keystoneauth1 import session as ks_session
+
+    session = kwargs["session"]
+    quick = ks_session.Session(auth=session.auth, session=session.session, verify=session.verify,
+                               user_agent="labxblock")
+    quick.timeout = quick_timeouts(timeouts)
+    return heat_client.Client("1", **{**kwargs, "session": quick})
 
 
 def quick_timeouts(timeouts: tuple[float, float]) -> tuple[float, float]:
