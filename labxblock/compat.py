@@ -134,6 +134,42 @@ def known_provider_names() -> frozenset[str] | None:
         return None
 
 
+def can_edit_course(block: Any, user: Any) -> bool:
+    """Whether ``user`` may edit the block's course in Studio: what test labs ask of an author.
+
+    edx-platform: ``common.djangoapps.student.auth.has_studio_write_access`` for the course
+    key of the block's usage id (course staff and instructors, org instructors, global
+    staff). Without edx-platform there are no course roles to ask. The xblock-sdk workbench
+    is a developer's tool in which any visitor plays any student, so there, and only there,
+    everyone may; any other runtime without edx-platform is refused (logged), never guessed.
+    """
+    try:
+        from common.djangoapps.student.auth import has_studio_write_access
+    except ImportError:
+        if type(block.runtime).__module__.split(".")[0] == "workbench":
+            return True
+        log.warning("labxblock: no course roles to check in runtime %s: test labs refused",
+                    type(block.runtime).__name__)
+        return False
+    key = _course_key(block)
+    return key is not None and bool(has_studio_write_access(user, key))
+
+
+def _course_key(block: Any) -> Any:
+    """The block's course key object (edx-platform's usage ids carry it); None if there is none."""
+    usage_id = block.scope_ids.usage_id
+    key = getattr(usage_id, "context_key", None) or getattr(usage_id, "course_key", None)
+    if key is not None:
+        return key
+    from opaque_keys import InvalidKeyError
+    from opaque_keys.edx.keys import CourseKey
+
+    try:
+        return CourseKey.from_string(course_run(block))
+    except InvalidKeyError:
+        return None
+
+
 def in_studio(block: Any) -> bool:
     """Studio's preview (author mode): its runtime says so with ``is_author_mode`` (edx-platform)."""
     return bool(getattr(block.runtime, "is_author_mode", False))

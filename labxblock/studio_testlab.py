@@ -1,9 +1,11 @@
 """\"Test this lab\" in Studio: the author's own lab from the saved settings, its phases, outputs and checks.
 
-Handlers here run only in Studio's author mode (``studio_only``); the lab itself is
-``labs.testlabs``'s. What the author sees: the phases with the time each was reached,
-which of the contract's outputs the lab gave (never a value), a terminal (the block's
-own ticket path) and the checks with their full results; nothing of it is graded.
+Handlers here run only in Studio's author mode (``studio_only``) and only for a user
+with write access to the course in Studio (``compat.can_edit_course``: Studio's preview
+handler itself asks only for a login); the lab itself is ``labs.testlabs``'s. What the
+author sees: the phases with the time each was reached, which of the contract's outputs
+the lab gave (never a value), a terminal (the block's own ticket path) and the checks
+with their full results; nothing of it is graded.
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ OUTPUT_STATES = {
     "recorded": _("not in the template: recorded when the lab first answered"),
 }
 DISABLED = _("Test labs are turned off on this site.")
+NO_EDIT_ACCESS = _("Only the course team can test this lab: it needs edit access to this course in Studio.")
 OFF_NOTE = _("Test labs are turned off on this site. Preview the unit in the LMS to try this lab.")
 CAPPED = _("This course already has {count} test labs running, the most this site allows ({cap}). "
            "Stop one, or wait until one is deleted, then try again.")
@@ -89,9 +92,13 @@ class TestLabMixin:
         return _labs().lab_key(str(self.scope_ids.usage_id))
 
     def _test_refusal(self, handler: str) -> tuple[Any, dict | None]:
+        """(the viewer, None) for an author who may edit this course in Studio, else (…, the refusal)."""
         viewer = compat.viewer(self)
         if viewer is None:
             return None, messages.error_answer(messages.NOT_SIGNED_IN, self.ugettext)
+        # Studio's preview handler asks only for a login: the course's write access is checked here.
+        if not compat.can_edit_course(self, viewer.real_user):
+            return viewer, messages.error_answer(NO_EDIT_ACCESS, self.ugettext)
         return viewer, self._unconfigured(handler)
 
     @XBlock.json_handler
@@ -138,7 +145,8 @@ class TestLabMixin:
     @studio_only
     def test_terminal(self, data: dict, suffix: str = "") -> dict:
         """The iframe URL of the test lab's terminal: the learners' ticket path, for the author's lab."""
-        return self._terminal(self._test_key())
+        _, refused = self._test_refusal("test_terminal")
+        return refused if refused is not None else self._terminal(self._test_key())
 
     @XBlock.json_handler
     @studio_only

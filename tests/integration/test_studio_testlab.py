@@ -20,6 +20,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.db import connection
 from django.utils import timezone
 from lxml import html
@@ -35,6 +36,7 @@ from labxblock.labs.usage import lab_usage
 from labxblock.lifecycle import State
 from labxblock.models import CheckRun, Lab, LabEvent
 from labxblock.tickets import ReplayGuard, verify_ticket
+from tests import studio_auth_standin
 from tests.engine_harness import TEST_TICKET_KEYS, lab_template, wait_for
 from tests.services import missing_service
 
@@ -94,6 +96,44 @@ def test_outside_studio_no_test_handler_touches_a_lab(handler, django_capture_on
     with django_capture_on_commit_callbacks() as sent:
         assert learner.call(handler) == {"error": STUDIO_ONLY}
     assert Lab.objects.count() == 0 and CheckRun.objects.count() == 0 and sent == []
+
+
+NO_EDIT_ACCESS = "Only the course team can test this lab: it needs edit access to this course in Studio."
+WORKBENCH_COURSE = "course-v1:edX+Demo+2020"  # the course id the workbench gives every block
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("handler", TEST_HANDLERS)
+def test_a_user_without_edit_access_to_the_course_is_refused(handler, django_capture_on_commit_callbacks
+                                                            ) -> None:
+    """Studio's preview handler asks only for a login; edx-platform's course roles decide the rest.
+
+    edx-platform is not installed here: its ``has_studio_write_access`` is the stand-in's, put where
+    ``compat`` imports it (the boundary, as the cloud fake is the cloud's), with edx-platform's rules.
+    """
+    with studio_auth_standin.installed() as roles:
+        user = get_user_model().objects.create_user("workbench-mallory")  # signed in, as in Studio
+        stranger = studio(lab_xml(lab_template(22)), "mallory")
+        roles.grant(user, "staff", "course-v1:edX+Other+2020")  # the team of another course
+        with django_capture_on_commit_callbacks() as sent:
+            assert stranger.call(handler) == {"error": NO_EDIT_ACCESS}
+        assert Lab.objects.count() == 0 and CheckRun.objects.count() == 0 and sent == []
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("who", ["course staff", "org instructor", "global staff"])
+def test_the_course_team_passes_the_edit_access_check(who) -> None:
+    with studio_auth_standin.installed() as roles:
+        user = get_user_model().objects.create_user("workbench-ann")
+        author = studio(lab_xml(lab_template(22)), "ann")
+        if who == "course staff":
+            roles.grant(user, "staff", WORKBENCH_COURSE)
+        elif who == "org instructor":
+            roles.grant(user, "instructor", "org:edX")
+        else:
+            get_user_model().objects.filter(pk=user.pk).update(is_staff=True)
+        answer = author.call("test_check_result")
+    assert answer.get("error") != NO_EDIT_ACCESS and answer["state"] is None  # no run yet, nothing refused
 
 
 @pytest.mark.django_db
