@@ -6,7 +6,8 @@ never meets a learner's lab: usage leaves it out, its check runs are never grade
 (``labs.grading``), and learners' launch estimates do not see it. Its stack carries
 the tag ``labxblock-studio-test`` beside the site's. It is never suspended for
 idleness; the reaper deletes it once ``studio_test_lab_timeout`` has passed since
-its launch (``delete_by``), or the author stops it. The site may turn test labs off
+its launch (``delete_by``, set by a fresh launch, a rebuild or a retry, never moved by
+pressing "Test this lab" again), or the author stops it. The site may turn test labs off
 (``studio_test_labs``) or cap the live ones per course run (``studio_test_labs_per_course``):
 the cap is counted under a row lock, so two authors cannot both take the last one.
 """
@@ -111,10 +112,13 @@ def _launch(user: Any, spec: LabSpec, actor: str, settings: LabSettings) -> LabS
         request, fresh = _request(mine, spec)
         status = request(user, spec, actor=actor)
         lab = Lab.objects.get(pk=status.lab_id)
-        if fresh:
+        kept: dict[str, Any] = {}
+        if fresh:  # delete_by counts from this launch (the request set it so)
             LabEvent.record(lab, actor=actor, reason=LAUNCHED, at=now)
+        elif mine is not None and mine.delete_by is not None:
+            kept["delete_by"] = mine.delete_by  # pressing again never keeps a test lab longer
         # Never suspended for idleness (no page keeps it alive): deleted at its delete_by.
-        Lab.objects.filter(pk=lab.pk).update(idle_at=None)
+        Lab.objects.filter(pk=lab.pk).update(idle_at=None, **kept)
     return status
 
 

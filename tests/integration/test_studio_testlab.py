@@ -12,6 +12,7 @@ import getpass
 import itertools
 import json
 import threading
+import time
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -235,6 +236,21 @@ def test_a_test_lab_is_deleted_after_the_timeout_without_being_suspended(engine_
     reasons = set(LabEvent.objects.filter(lab=lab).values_list("reason", flat=True))
     assert "unused" in reasons and "idle" not in reasons  # the reaper's, never the idle suspender's
     assert not LabEvent.objects.filter(lab=lab, to_state=State.SUSPENDING).exists()
+
+
+def test_pressing_test_again_never_keeps_a_test_lab_longer(engine_factory) -> None:
+    engine = engine_factory(studio_test_lab_timeout=600)
+    author = studio(lab_xml(lab_template(engine.lab_port.port)))
+    author.call("test_launch")
+    launched = LabEvent.objects.get(lab=author.lab(), reason="test launch requested").at
+    author.wait_ready()
+    deletes = author.lab().delete_by
+    assert timedelta(seconds=599) < deletes - launched < timedelta(seconds=601)  # from the launch
+    for _ in range(3):  # the lab is up: each press takes the launch's "already up" path
+        time.sleep(0.05)
+        assert author.call("test_launch")["ready"] is True
+    assert author.lab().delete_by == deletes
+    assert author.call("test_status")["deletes"] == "Deleted automatically in 10 min, or when you press Stop."
 
 
 def test_relaunching_after_a_change_rebuilds_from_the_saved_settings(engine_factory, cloud_fake) -> None:
