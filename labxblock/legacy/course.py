@@ -26,6 +26,7 @@ from typing import Any
 from lxml import etree
 
 from labxblock import authoring
+from labxblock import olx as own_olx
 from labxblock.legacy import LEGACY_TAGS
 from labxblock.legacy import olx as legacy_olx
 from labxblock.legacy.convert import LEGACY_LAB_GROUP, convert
@@ -121,8 +122,7 @@ class _Export:
 
 
 def _parse(data: bytes) -> etree._ElementTree:
-    parser = etree.XMLParser(strip_cdata=False, remove_blank_text=False, resolve_entities=False)
-    return etree.ElementTree(etree.fromstring(data, parser))
+    return etree.ElementTree(own_olx.parse_text(data))
 
 
 def _pointer_target(node: etree._Element, tag: str, files: dict[str, bytes]) -> etree._Element | None:
@@ -224,8 +224,8 @@ def convert_export(
                 try:
                     new = (_convert_policy(export.files[rel], rel, report) if rel.endswith("policy.json")
                            else _convert_file(rel, export, report, used, **options))
-                except etree.XMLSyntaxError as exc:
-                    report.notes.append(Note(ERROR, rel, f"is not well-formed XML: {exc}"))
+                except own_olx.XML_ERRORS as exc:
+                    report.notes.append(Note(ERROR, rel, f"cannot be read as XML: {exc}"))
                     continue
                 if new is not None:
                     replaced[rel] = new

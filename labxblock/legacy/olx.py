@@ -187,9 +187,9 @@ def _own_file(node: etree._Element, dialect: str, open_file: Opener | None, out:
                  node.get("filename"))
         return
     try:
-        root = etree.fromstring(data)
-    except etree.XMLSyntaxError as exc:
-        out.note(ERROR, "filename", f"{out.source} is not well-formed XML: {exc}")
+        root = own_olx.parse_text(data)
+    except own_olx.XML_ERRORS as exc:
+        out.note(ERROR, "filename", f"{out.source} cannot be read as XML: {exc}")
         return
     _children(root, out, blocks_allowed=False)  # the file holds fields only; blocks stay in the unit
 

@@ -27,6 +27,17 @@ def export(tmp_path: Path, dialect: str) -> Path:
     return path
 
 
+def archive(path: Path, files: dict[str, str]) -> Path:
+    """A .tar.gz of ``files`` (name: text), written as given."""
+    with tarfile.open(path, "w:gz") as tar:
+        for name, text in files.items():
+            data = text.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return path
+
+
 def members(path: Path) -> dict[str, bytes]:
     with tarfile.open(path) as tar:
         return {m.name: tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()}
@@ -113,16 +124,11 @@ def test_a_converted_export_has_nothing_left_to_convert(tmp_path: Path) -> None:
 
 
 def test_a_block_the_old_package_could_not_read_stops_the_conversion(tmp_path: Path) -> None:
-    src = tmp_path / "broken.tar.gz"
-    with tarfile.open(src, "w:gz") as tar:
-        for name, text in {
-            "course/course.xml": '<course url_name="r" org="o" course="c"/>',
-            "course/vertical/u.xml": '<vertical><stackamole url_name="s" filename="s"/></vertical>',
-            "course/stackamole/s.xml": '<stackamole><port name="ssh"/></stackamole>',
-        }.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(text)
-            tar.addfile(info, io.BytesIO(text.encode()))
+    src = archive(tmp_path / "broken.tar.gz", {
+        "course/course.xml": '<course url_name="r" org="o" course="c"/>',
+        "course/vertical/u.xml": '<vertical><stackamole url_name="s" filename="s"/></vertical>',
+        "course/stackamole/s.xml": '<stackamole><port name="ssh"/></stackamole>',
+    })
     out = io.StringIO()
     with pytest.raises(CommandError, match="1 error"):
         call_command("labxblock_import_legacy", str(src), "-o", str(tmp_path / "out.tar.gz"), stdout=out)
@@ -158,3 +164,32 @@ def test_the_library_api_reports_without_writing(tmp_path: Path) -> None:
     report = convert_export(export(tmp_path, "stackamole"), None)
     assert len(report.blocks) == 3 and not report.errors
     assert any(n.field == "lab_group" for n in report.notes)  # several templates now share one lab
+
+
+PORT = '<port name="ssh" number="22"/>'
+
+
+@pytest.mark.parametrize("where", ["vertical/u.xml", "stackamole/s.xml"])
+def test_xml_entities_are_never_read_neither_a_file_of_this_host_nor_an_expansion(tmp_path: Path,
+                                                                                   where: str) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("TOPSECRET-of-this-host")
+    doctype = (f'<!DOCTYPE x [<!ENTITY file SYSTEM "{secret.as_uri()}">'
+               '<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;&a;&a;&a;&a;&a;">]>')
+    files = {
+        "course/course.xml": '<course url_name="r" org="o" course="c"/>',
+        "course/vertical/u.xml": '<vertical><stackamole url_name="s" filename="s" display_name="lab"/>'
+                                 "<html>text</html></vertical>",
+        "course/stackamole/s.xml": f"<stackamole><test>echo ok</test>{PORT}</stackamole>",
+    }
+    if where == "vertical/u.xml":
+        files["course/" + where] = doctype + files["course/" + where].replace(
+            'display_name="lab"', 'display_name="&b;"').replace("text", "&file;")
+    else:
+        files["course/" + where] = (doctype + "<stackamole><test>cat &lt;&lt;EOF\n&file;\nEOF</test>"
+                                    f"<test>echo &b;</test>{PORT}</stackamole>")
+    out = tmp_path / "out.tar.gz"
+    report = convert_export(archive(tmp_path / "c.tar.gz", files), out).text()
+    assert "cannot be read as XML: declares XML entities (file, a, b), which are never read" in report
+    assert not out.exists()  # an error: nothing written
+    assert "TOPSECRET" not in report and "a" * 100 not in report
