@@ -8,7 +8,7 @@ from django.contrib import admin
 
 from labxblock.admin_ops import FailedFilter, LabOperationsMixin, StuckFilter
 from labxblock.conf import LabSettingsError, get_settings
-from labxblock.models import SECRET_FIELDS, Lab, LabEvent
+from labxblock.models import SECRET_FIELDS, Lab, LabEvent, scrubbed
 
 
 class ReadOnlyMixin:
@@ -50,12 +50,13 @@ class LabAdmin(LabOperationsMixin, admin.ModelAdmin):
     search_fields = ("stack_name", "course_run", "learner__username")
     list_select_related = ("learner",)
     raw_id_fields = ("learner",)
-    exclude = (*SECRET_FIELDS, "outputs")
+    # Reasons quote the cloud (or a worker): shown scrubbed of the lab's secrets, never as stored.
+    exclude = (*SECRET_FIELDS, "outputs", "raw_reason", "status_reason")
     readonly_fields = (
         "stack_name",
         "raw_status",
-        "raw_reason",
-        "status_reason",
+        "cloud_reason",
+        "reason",
         "provider_state",
         "public_outputs",
         "created_at",
@@ -73,6 +74,16 @@ class LabAdmin(LabOperationsMixin, admin.ModelAdmin):
     def get_queryset(self, request: Any) -> Any:
         # Never even load the ciphertext into the admin's process memory.
         return super().get_queryset(request).defer(*SECRET_FIELDS)
+
+    @admin.display(description="raw reason")
+    def cloud_reason(self, lab: Lab) -> str:
+        """The cloud's own words on its status, without the lab's secrets or any private key."""
+        return scrubbed(lab.pk, lab.raw_reason) if lab.raw_reason else ""
+
+    @admin.display(description="status reason")
+    def reason(self, lab: Lab) -> str:
+        """Why the lab is where it is (``<Reason>: <detail>``), without the lab's secrets or any key."""
+        return scrubbed(lab.pk, lab.status_reason) if lab.status_reason else ""
 
     @admin.display(description="outputs")
     def public_outputs(self, lab: Lab) -> dict[str, Any]:

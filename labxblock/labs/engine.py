@@ -32,7 +32,7 @@ from labxblock.conf import get_settings
 from labxblock.labs import placement
 from labxblock.labs.calls import Job, call_budget, dispatch, send_after_commit
 from labxblock.lifecycle import CALLS, OPERATIONS, Action, Decision, Desired, LabView, Reason, State
-from labxblock.models import Lab, LabEvent, scrubbed
+from labxblock.models import Lab, LabEvent, scrub, scrubbed
 
 MAX_CHAIN = 4  # decisions taken in a row for one lab while no call is needed
 RATE_LIMITED = frozenset({Action.SUSPEND, Action.RESUME, Action.DELETE})
@@ -189,7 +189,7 @@ def apply(
     fields.update(deadline_at=view.deadline_at, attempts=view.attempts, next_attempt_at=view.next_attempt_at)
     fields.update(_call_fields(lab, first, view, decision, now))
     if obs.raw_status:  # the cloud's own words, kept as it said them (a belief has none)
-        fields.update(raw_status=obs.raw_status[:64], raw_reason=obs.reason[:2000])
+        fields.update(raw_status=obs.raw_status[:64], raw_reason=scrub(obs.reason, [])[:2000])
     if obs.state is not None and obs.provider_state and not lab.provider_state:
         fields["provider_state"] = dict(obs.provider_state)  # adopt the stack the cloud has
     # Built before storing: a move to REQUESTED clears the provider the event must still name.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import html
 import io
 import json
 import re
@@ -382,6 +383,26 @@ def test_every_secret_output_is_encrypted_at_rest_and_absent_from_the_admin(lear
     assert lab.stack_name in page and "http://lab.test/" in page  # the lab and its plain outputs
     for secret in (ADMIN_PASSWORD, "k-123-secret-value", PASSWORD, *PRIVATE_KEY.splitlines()[1:3]):
         assert secret not in page
+
+
+def test_a_cloud_reason_quoting_a_key_and_the_password_is_stored_without_the_key_and_shown_without_both(
+    learner, admin_client
+):
+    lab = make_lab(learner, password=PASSWORD, state=State.CREATING)
+    said = (f"Resource CREATE failed: OS::Nova::Server lab: user_data {PRIVATE_KEY} "
+            f"chpasswd training:{PASSWORD} rejected")
+    obs = engine.Observation(State.FAILED, raw_status="CREATE_FAILED", reason=said)
+    engine.apply(Lab.objects.get(pk=lab.pk), obs, timezone.now(), "reconciler")
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT raw_status, raw_reason FROM labxblock_lab WHERE id = %s", [lab.pk])
+        raw_status, stored = cursor.fetchone()
+    assert raw_status == "CREATE_FAILED" and stored.startswith("Resource CREATE failed")
+    assert "BEGIN OPENSSH" not in stored and REDACTED in stored  # no private key is ever stored
+
+    page = admin_client.get(f"/admin/labxblock/lab/{lab.pk}/change/").content.decode()
+    assert "Resource CREATE failed: OS::Nova::Server lab: user_data [redacted]" in page
+    for secret in (PASSWORD, html.escape(PASSWORD), *PRIVATE_KEY.splitlines()[1:3]):
+        assert secret not in page  # neither in the raw reason nor in the status reason
 
 
 def test_reencrypt_moves_secret_outputs_left_in_plain_outputs_into_the_encrypted_column(
