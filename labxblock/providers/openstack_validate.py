@@ -16,9 +16,11 @@ from typing import Any
 from labxblock.providers import template_lines
 from labxblock.providers.base import TemplateProblem
 
-# Studio waits for this path while an author saves: a cloud that does not answer the
-# connection is given up quickly (the provider's read timeout still bounds a slow answer).
+# Studio waits for this path while an author saves (template_check bounds the wait of a
+# request): a cloud that does not take the connection, or does not answer, is given up
+# quickly, so a question in flight never holds its thread for the provider's long timeouts.
 CONNECT_TIMEOUT_SECONDS = 3.0
+READ_TIMEOUT_SECONDS = 10.0
 _NOISE = "Template not in valid format: "  # Heat's prefix to every parse error
 
 
@@ -60,7 +62,8 @@ def unprovided(template: str, answer: Mapping[str, Any], given: Collection[str],
 
 
 def client(kwargs: Mapping[str, Any], timeouts: tuple[float, float]) -> Any:
-    """A heatclient like the provider's (``kwargs``), sharing its token, with :func:`quick_timeouts`."""
+    """A heatclient like the provider's (``kwargs``), sharing its token and connections, with
+    :func:`quick_timeouts`."""
     from heatclient import client as heat_client  # deferred: heavy imports, as in the provider
     from keystoneauth1 import session as ks_session
 
@@ -72,6 +75,6 @@ def client(kwargs: Mapping[str, Any], timeouts: tuple[float, float]) -> Any:
 
 
 def quick_timeouts(timeouts: tuple[float, float]) -> tuple[float, float]:
-    """(connect, read) for validation: the provider's, with the connect timeout kept short."""
+    """(connect, read) for validation: the provider's, each kept short."""
     connect, read = timeouts
-    return min(connect, CONNECT_TIMEOUT_SECONDS), read
+    return min(connect, CONNECT_TIMEOUT_SECONDS), min(read, READ_TIMEOUT_SECONDS)
