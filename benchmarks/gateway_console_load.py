@@ -185,6 +185,7 @@ def main() -> None:
             "LABXBLOCK_GATEWAY_ALLOWED_NETWORKS": "127.0.0.0/8",  # the benchmark's sshd
             # Every session comes from 127.0.0.1 here; on a site, from its learner's address.
             "LABXBLOCK_GATEWAY_MAX_CONNECTIONS_PER_ADDRESS": str(args.sessions + 50),
+            "LABXBLOCK_GATEWAY_MAX_PENDING_PER_ADDRESS": str(args.sessions + 50),
         }
         command = Path(sys.executable).parent / "labxblock-gateway"
         gateway = subprocess.Popen([str(command)], env=env)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import html
 import logging
 import time
-from collections import Counter
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -20,6 +19,7 @@ from urllib.parse import unquote
 
 from labxblock.addresses import AddressPolicy
 from labxblock.gateway import console, guac, wsock
+from labxblock.gateway.clients import Slots, client_key
 from labxblock.gateway.config import GatewayConfig
 from labxblock.gateway.destinations import Destinations, resolve
 from labxblock.gateway.replay import make_guard
@@ -50,7 +50,10 @@ class Gateway:
         self.destinations = Destinations(
             AddressPolicy(allowed=config.allowed_networks), own=[(config.listen_host, config.listen_port)]
         )
-        self.sessions_per_client: Counter[str] = Counter()
+        # Per client (behind a proxy, the one it names): websocket sessions, and those still before
+        # their ticket (the protocol classes count a direct client's sockets the same way).
+        self.sessions = Slots(config.max_connections_per_address)
+        self.waiting = Slots(config.max_pending_per_address)
         self._assets = _assets()
         self._csp = "; ".join(
             [
@@ -150,13 +153,16 @@ class Gateway:
             log.warning("websocket refused: subprotocol %r not offered", subprotocol)
             return await ws.refuse()
         # The client address uvicorn's proxy headers give: X-Forwarded-For from a trusted proxy only.
-        client = str((scope.get("client") or ("",))[0])
-        self.sessions_per_client[client] += 1
+        client = client_key(str((scope.get("client") or ("",))[0]), self.config.ipv6_client_prefix)
+        session = self.sessions.take(client)
+        waiting = session and self.waiting.take(client)
         try:
-            await ws.accept(subprotocol)
-            if self.sessions_per_client[client] > self.config.max_connections_per_address:
-                log.warning("websocket closed: %s has too many sessions open", client)
+            await ws.accept(subprotocol)  # then closed with a reason the page shows
+            if not waiting:
+                what = "sessions open" if not session else "sockets waiting for their ticket"
+                log.warning("websocket closed: %s has too many %s", client, what)
                 return await ws.close(wsock.CLIENT_TOO_MANY)
+            ws.on_authenticated = lambda: self.waiting.give(client)
             serve = guac.serve if mode == "guac" else console.serve
             await serve(ws, gateway=self, stack_name=segments[1])
         except wsock.Disconnected:
@@ -165,9 +171,10 @@ class Gateway:
             log.exception("websocket session failed")
             await ws.close(wsock.SERVER_ERROR)
         finally:
-            self.sessions_per_client[client] -= 1
-            if self.sessions_per_client[client] <= 0:
-                del self.sessions_per_client[client]
+            if session:
+                self.sessions.give(client)
+            if waiting and not ws.is_authenticated:
+                self.waiting.give(client)
 
 
 def _segments(scope: dict[str, Any]) -> list[str]:

@@ -50,9 +50,14 @@ class GatewayConfig:
     allowed_networks: tuple[Network, ...] = EVERYWHERE
     # Proxies whose X-Forwarded-For names the client ("*": any; "" none).
     forwarded_allow_ips: str = "127.0.0.1"
-    # Open connections: in all, and per client address.
+    # Open connections: in all, and per client (an IPv4 address, an IPv6 /ipv6_client_prefix).
     max_connections: int = 4096
     max_connections_per_address: int = 100
+    # Of those, connections without an accepted ticket (every HTTP one): in all, and per client.
+    max_pending_connections: int = 1024
+    max_pending_per_address: int = 32
+    # Bits of an IPv6 client's address that name it for the per-client caps (one host has a /64).
+    ipv6_client_prefix: int = 64
     # Seconds a connection has to send a request's headers (from its opening or its last answer).
     header_timeout_seconds: float = 10.0
     # Seconds an idle HTTP keep-alive connection stays open.
@@ -114,6 +119,13 @@ def _limits(get: Callable[[str, str], str]) -> dict[str, object]:
         "max_connections_per_address": int(
             _number("MAX_CONNECTIONS_PER_ADDRESS", get("MAX_CONNECTIONS_PER_ADDRESS", "100"), 1, 1_000_000)
         ),
+        "max_pending_connections": int(
+            _number("MAX_PENDING_CONNECTIONS", get("MAX_PENDING_CONNECTIONS", "1024"), 1, 1_000_000)
+        ),
+        "max_pending_per_address": int(
+            _number("MAX_PENDING_PER_ADDRESS", get("MAX_PENDING_PER_ADDRESS", "32"), 1, 1_000_000)
+        ),
+        "ipv6_client_prefix": int(_number("IPV6_CLIENT_PREFIX", get("IPV6_CLIENT_PREFIX", "64"), 32, 128)),
         "header_timeout_seconds": _number(
             "HEADER_TIMEOUT_SECONDS", get("HEADER_TIMEOUT_SECONDS", "10"), 0.1, 300, whole=False
         ),

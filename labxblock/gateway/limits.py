@@ -8,18 +8,22 @@ received cancels it). Measured on uvicorn 0.54: 200 sockets that sent nothing or
 half a request line were all open after 75 s. So uvicorn runs with two protocol
 classes of ours (``protocol_classes``):
 
-- HTTP (h11): refuse a socket over the total cap or over its address's cap (reset
-  at once: no answer to write, no TIME_WAIT kept; on loopback a 503 cost more than
-  the rest of the refusal); close a connection that has not sent a request's
+- HTTP (h11): refuse a socket over the total cap or over its client's cap, or over
+  the smaller caps of sockets without an accepted ticket (in all, and per client:
+  every socket counts there until its websocket's ticket is accepted), reset at
+  once: no answer to write, no TIME_WAIT kept; on loopback a 503 cost more than
+  the rest of the refusal. A client is an IPv4 address or an IPv6 network
+  (``gateway.clients``). Close a connection that has not sent a request's
   headers within ``header_timeout_seconds`` of opening or of its last answer, and
   one whose request head grows past ``max_header_bytes``.
 - websocket: messages may be at most ``ticket_max_bytes`` until the app says
   the ticket was accepted (then ``max_message_bytes``), and frames are never
   logged (the ``websockets`` protocol logs each frame at debug level).
 
-Behind a trusted proxy every socket comes from the proxy, so the per-address cap
-is not applied to the proxy's sockets; the app applies it to the client address
-the proxy names (``X-Forwarded-For``, read by uvicorn's proxy headers).
+Behind a trusted proxy every socket comes from the proxy, so the per-client caps
+are not applied to the proxy's sockets; the app applies them to the client the
+proxy names (``X-Forwarded-For``, read by uvicorn's proxy headers). Trusting every
+address (``*``) lets any client name itself anyone: that is warned of at start.
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ from typing import Any
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from labxblock.gateway.clients import client_key
 from labxblock.gateway.config import GatewayConfig
 from labxblock.gateway.wsock import AUTHENTICATED
 
@@ -114,32 +119,62 @@ class ConnectionLimits:
                 )  # fmt: skip
                 self.max_total = fit
         self.trusted = TrustedProxies(config.forwarded_allow_ips)
+        if self.trusted.everyone:
+            log.warning(
+                "LABXBLOCK_GATEWAY_FORWARDED_ALLOW_IPS=* trusts X-Forwarded-For from any address: a client "
+                "can name itself anyone and escape the per-client caps; name the reverse proxies instead"
+            )  # fmt: skip
         self.per_peer: Counter[str] = Counter()
-        self.open: dict[int, str] = {}
+        self.pending_per_peer: Counter[str] = Counter()
+        self.open: dict[int, str] = {}  # socket -> its client's key ("" for a trusted proxy's)
+        self.pending: set[int] = set()  # sockets whose ticket has not been accepted (yet)
         self.refusals = _RefusalLog()
 
     def admit(self, transport: asyncio.Transport) -> bool:
-        """Count a new socket, or say no (over a cap)."""
+        """Count a new socket (waiting for its ticket), or say no (over a cap)."""
         peer = transport.get_extra_info("peername")
         host = str(peer[0]) if isinstance(peer, tuple) and peer else ""
-        if len(self.open) >= self.max_total:
-            self.refusals.note("total cap", host)
+        key = client_key(host, self.config.ipv6_client_prefix)
+        refusal = self._over_cap(key, capped=host not in self.trusted)
+        if refusal:
+            self.refusals.note(refusal, key)
             return False
-        capped = host not in self.trusted
-        if capped and self.per_peer[host] >= self.config.max_connections_per_address:
-            self.refusals.note("per-address cap", host)
-            return False
-        self.open[id(transport)] = host if capped else ""
-        if capped:
-            self.per_peer[host] += 1
+        self.open[id(transport)] = key if host not in self.trusted else ""
+        self.pending.add(id(transport))
+        if self.open[id(transport)]:
+            self.per_peer[key] += 1
+            self.pending_per_peer[key] += 1
         return True
 
+    def _over_cap(self, key: str, *, capped: bool) -> str | None:
+        """Which cap a new socket of ``key`` would break, if any."""
+        if len(self.open) >= self.max_total:
+            return "total cap"
+        if len(self.pending) >= self.config.max_pending_connections:
+            return "cap before the ticket"
+        if capped and self.per_peer[key] >= self.config.max_connections_per_address:
+            return "per-address cap"
+        if capped and self.pending_per_peer[key] >= self.config.max_pending_per_address:
+            return "per-address cap before the ticket"
+        return None
+
+    def authenticated(self, transport: Any) -> None:
+        """The socket's ticket was accepted: it no longer counts under the caps before the ticket."""
+        if id(transport) in self.pending:
+            self.pending.discard(id(transport))
+            _decrement(self.pending_per_peer, self.open.get(id(transport), ""))
+
     def release(self, transport: Any) -> None:
-        host = self.open.pop(id(transport), None)
-        if host:
-            self.per_peer[host] -= 1
-            if self.per_peer[host] <= 0:
-                del self.per_peer[host]
+        self.authenticated(transport)
+        key = self.open.pop(id(transport), None)
+        _decrement(self.per_peer, key or "")
+
+
+def _decrement(counts: Counter[str], key: str) -> None:
+    if key:
+        counts[key] -= 1
+        if counts[key] <= 0:
+            del counts[key]
 
 
 def _set_max_size(conn: Any, size: int) -> None:
@@ -235,6 +270,7 @@ def protocol_classes(limits: ConnectionLimits) -> tuple[type[H11Protocol], type[
 
         def _authenticated(self) -> None:
             _set_max_size(self.conn, limits.config.max_message_bytes)
+            limits.authenticated(self.transport)
 
         def connection_lost(self, exc: Exception | None) -> None:
             limits.release(self.transport)

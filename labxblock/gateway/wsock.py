@@ -57,6 +57,8 @@ class WebSocket:
         self._send = send
         self._lock = asyncio.Lock()
         self.closed = False
+        self.is_authenticated = False
+        self.on_authenticated: Callable[[], None] | None = None  # the app's, called once
 
     def header(self, name: bytes) -> str | None:
         for key, value in self.scope.get("headers", []):
@@ -78,10 +80,16 @@ class WebSocket:
         self.closed = True
 
     def authenticated(self) -> None:
-        """The ticket was accepted: lift the small pre-ticket message size (see gateway.limits)."""
+        """The ticket was accepted: lift the small pre-ticket message size and the socket's count among
+        those waiting for their ticket (see gateway.limits), and tell the app (``on_authenticated``)."""
+        if self.is_authenticated:
+            return
+        self.is_authenticated = True
         raise_limit = self.scope.get("extensions", {}).get(AUTHENTICATED)
         if raise_limit is not None:
             raise_limit()
+        if self.on_authenticated is not None:
+            self.on_authenticated()
 
     async def receive(self) -> str | bytes:
         # Let other sessions (and /healthz) run between messages: a flood of tiny

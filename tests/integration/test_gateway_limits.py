@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 
 import pytest
@@ -139,25 +140,102 @@ async def test_per_address_cap_on_direct_connections():
             w.close()
 
 
+def proxied(base: str, client: str):
+    """A websocket the trusted proxy (127.0.0.1) opens for ``client``, named in X-Forwarded-For."""
+    url = base.replace("http", "ws", 1) + "/guac/lab-a/ws"
+    return connect(url, subprotocols=["guacamole"], origin=ORIGIN,  # type: ignore[list-item,arg-type]
+                   additional_headers={"X-Forwarded-For": client})
+
+
+async def accepted(ws) -> bool:
+    """The tunnel's UUID arrived (True), or the gateway closed the socket with 797 (False)."""
+    try:
+        return (await asyncio.wait_for(ws.recv(), 5)).startswith("0.,36.")
+    except ConnectionClosed:
+        assert ws.close_reason == "797"
+        return False
+
+
 @aio(60)
-async def test_per_address_cap_uses_the_client_a_trusted_proxy_names():
-    async with running_gateway(max_connections_per_address="2", forwarded_allow_ips="127.0.0.1") as base:
-        url = base.replace("http", "ws", 1) + "/guac/lab-a/ws"
+async def test_per_address_cap_uses_the_client_a_trusted_proxy_names_an_ipv6_one_by_its_64():
+    """One host with a /64 cannot open the cap's worth from each of its addresses; an IPv4 client is one."""
+    async with (
+        running_gateway(max_connections_per_address="2", forwarded_allow_ips="127.0.0.1") as base,
+        proxied(base, "2001:db8:1:2::1") as one,
+        proxied(base, "2001:db8:1:2:ffff::9") as two,
+    ):
+        assert await accepted(one) and await accepted(two)
+        async with proxied(base, "2001:db8:1:2:abcd::1") as third:  # a third /128 of the same /64
+            assert not await accepted(third)
+        async with proxied(base, "2001:db8:1:3::1") as neighbour:  # the next /64: another client
+            assert await accepted(neighbour)
+        async with proxied(base, "::ffff:203.0.113.7") as v4, proxied(base, "203.0.113.7") as same:
+            assert await accepted(v4) and await accepted(same)  # one IPv4 client, however written
+            async with proxied(base, "203.0.113.7") as third_v4:
+                assert not await accepted(third_v4)
+            async with proxied(base, "203.0.113.8") as other:  # another learner behind the same proxy
+                assert await accepted(other)
+    async with (
+        running_gateway(max_connections_per_address="2", forwarded_allow_ips="127.0.0.1",
+                        ipv6_client_prefix="128") as base,
+        proxied(base, "2001:db8:1:2::1") as one,
+        proxied(base, "2001:db8:1:2::2") as two,
+        proxied(base, "2001:db8:1:2::3") as three,
+    ):
+        assert [await accepted(ws) for ws in (one, two, three)] == [True, True, True]
 
-        def opened(client: str):
-            return connect(url, subprotocols=["guacamole"], origin=ORIGIN,  # type: ignore[list-item,arg-type]
-                           additional_headers={"X-Forwarded-For": client})
 
-        async with opened("203.0.113.7") as one, opened("203.0.113.7") as two:
-            for ws in (one, two):
-                await ws.recv()  # the tunnel UUID: accepted
-            async with opened("203.0.113.7") as third:
-                with pytest.raises(ConnectionClosed):
-                    while True:
-                        await asyncio.wait_for(third.recv(), 5)
-                assert third.close_reason == "797"
-            async with opened("203.0.113.8") as other:  # another learner behind the same proxy
-                assert (await other.recv()).startswith("0.,36.")
+@aio(60)
+async def test_sockets_waiting_for_their_ticket_have_a_smaller_cap_per_proxied_client():
+    async with relayed(max_pending_per_address="2", forwarded_allow_ips="127.0.0.1") as (guacd, base):
+        client = {"additional_headers": {"X-Forwarded-For": "2001:db8::7"}}
+        async with GuacBrowser.open(base, **client) as first, GuacBrowser.open(base, **client):
+            async with proxied(base, "2001:db8::8") as third:  # the same /64, no ticket yet: too many
+                assert not await accepted(third)
+            await first.present(ticket())
+            await guacd.session()  # the first is in: it no longer waits for its ticket
+            async with proxied(base, "2001:db8::9") as fourth:
+                assert await accepted(fourth)
+            async with proxied(base, "2001:db8:0:1::9") as elsewhere:  # another client was never held up
+                assert await accepted(elsewhere)
+
+
+@aio(60)
+async def test_caps_before_the_ticket_on_direct_connections():
+    async with running_gateway(max_pending_per_address="2", max_pending_connections="3",
+                               forwarded_allow_ips="") as base:
+        held = [await raw(base, "127.0.0.2") for _ in range(2)]
+        reader, _ = await raw(base, "127.0.0.2")
+        assert await refused(reader)  # the address's two before the ticket
+        held.append(await raw(base, "127.0.0.3"))
+        reader, _ = await raw(base, "127.0.0.4")
+        assert await refused(reader)  # three in all before the ticket
+        held[0][1].close()
+        await asyncio.sleep(0.2)
+        assert (await healthz(base, "127.0.0.4")).startswith(b"HTTP/1.1 200")
+        for _, w in held[1:]:
+            w.close()
+    async with (
+        relayed(max_pending_per_address="1", forwarded_allow_ips="") as (guacd, base),
+        GuacBrowser.open(base) as first,
+    ):
+        await first.present(ticket())
+        await guacd.session()
+        async with GuacBrowser.open(base) as second:  # the first's ticket was accepted: room again
+            await second.present(ticket())
+            await guacd.session(1)
+
+
+@aio(30)
+async def test_trusting_every_proxy_is_warned_of_at_start(caplog):
+    with caplog.at_level(logging.WARNING, logger="labxblock.gateway.limits"):
+        async with running_gateway(forwarded_allow_ips="*") as base:
+            assert (await healthz(base)).startswith(b"HTTP/1.1 200")
+    assert "LABXBLOCK_GATEWAY_FORWARDED_ALLOW_IPS=* trusts X-Forwarded-For from any address" in caplog.text
+    caplog.clear()
+    async with running_gateway(forwarded_allow_ips="127.0.0.1"):
+        pass
+    assert "FORWARDED_ALLOW_IPS" not in caplog.text
 
 
 @aio(60)
