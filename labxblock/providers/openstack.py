@@ -21,6 +21,7 @@ from urllib.parse import urlencode
 
 import requests
 import yaml
+from requests.adapters import HTTPAdapter
 
 from labxblock.lifecycle import State
 from labxblock.providers import openstack_config as conf
@@ -245,6 +246,12 @@ class OpenStackProvider(Provider):
         plugin = v3.ApplicationCredential if kind == "application_credential" else v3.Password
         http = requests.Session()
         http.hooks["response"].append(self._retry_after.hook)
+        # One pool per endpoint, as large as the threads that share this session (requests keeps
+        # 10, and a thread past them opens a connection it then throws away). Blocking: never more
+        # open at once than the pool holds. The validation client shares it (openstack_validate).
+        pool = HTTPAdapter(pool_maxsize=int(conf.setting(self.config, "pool_size")), pool_block=True)
+        http.mount("https://", pool)
+        http.mount("http://", pool)
         cacert = self.config.get("cacert")
         session = ks_session.Session(
             auth=plugin(**kwargs), session=http,

@@ -15,6 +15,8 @@ Keys (besides ``type``, ``capacity``, ``actions_per_minute``, which conf.py owns
 - ``cacert`` (CA bundle path) or ``verify`` (default true).
 - ``connect_timeout`` / ``read_timeout`` (seconds per HTTP call; default 5 / 30).
 - ``create_timeout`` (seconds Heat gives a create, sent as timeout_mins; default 3600).
+- ``pool_size`` (HTTP connections kept open to each endpoint, and the most open at once;
+  default 64: more than the calls worker's threads, so none waits or is discarded).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ PASSWORD_KEYS = ("username", "password", "project_name", "project_id", "user_dom
 APP_CREDENTIAL_KEYS = ("application_credential_id", "application_credential_name",
                        "application_credential_secret")
 OTHER_KEYS = ("auth_url", "region_name", "interface", "cacert", "verify", "connect_timeout",
-              "read_timeout", "create_timeout")
+              "read_timeout", "create_timeout", "pool_size")
 KNOWN_KEYS = frozenset((*PASSWORD_KEYS, *APP_CREDENTIAL_KEYS, *OTHER_KEYS))
 
 INTERFACES = ("public", "internal", "admin")
@@ -43,6 +45,7 @@ DEFAULTS: Mapping[str, Any] = {
     "connect_timeout": 5.0,  # seconds to open a TCP connection to Keystone/Heat/Nova
     "read_timeout": 30.0,  # seconds to wait for an answer (Heat's create takes ~2 s)
     "create_timeout": 3600,  # seconds Heat gives a create before CREATE_FAILED
+    "pool_size": 64,  # connections per endpoint: above the calls worker's threads (32 in the README)
 }
 
 
@@ -114,6 +117,9 @@ def check_config(config: Mapping[str, Any]) -> list[tuple[str, str]]:
     for key in ("connect_timeout", "read_timeout", "create_timeout"):
         if key in config and not _is_positive_number(config[key]):
             problems.append((key, "a number of seconds > 0"))
+    pool = config.get("pool_size", 1)
+    if not isinstance(pool, int) or isinstance(pool, bool) or not 1 <= pool <= 1024:
+        problems.append(("pool_size", "an integer from 1 to 1024 (connections per endpoint)"))
     if "verify" in config and not isinstance(config["verify"], bool):
         problems.append(("verify", "true or false"))
     cacert = config.get("cacert")

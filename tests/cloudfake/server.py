@@ -30,6 +30,10 @@ class _Server(ThreadingHTTPServer):
     request_queue_size = 2048  # hundreds of clients connect at once in the benchmarks
     cloud: FakeCloud
 
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self.cloud.count("connections")  # TCP connections accepted: what a client's pool costs the cloud
+        super().process_request(request, client_address)
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, as the real services

@@ -155,6 +155,28 @@ def test_many_concurrent_creates_are_all_listed(fake: Any) -> None:
     assert fake.counters()["auth"] <= 50  # threads share a session, not a login each
 
 
+@pytest.mark.parametrize("pool_size", [None, 8])
+def test_concurrent_calls_share_a_pool_of_the_configured_size(fake: Any, pool_size: int | None,
+                                                              caplog: Any) -> None:
+    """40 threads at once (the calls worker runs 32) open at most the pool's connections, none thrown away."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    provider = _provider(fake.provider_config, **({"pool_size": pool_size} if pool_size else {}))
+    size = pool_size or 64
+    http = provider.session().session
+    for url in ("http://cloud.test/", "https://cloud.test/"):
+        assert http.get_adapter(url).poolmanager.connection_pool_kw["maxsize"] == size
+    assert provider.validator().http_client.session.session is http  # the validation client's too
+    provider.list("lxb-warm")  # the token
+    fake.configure(latency_seconds=0.3)  # every call in flight at once
+    before = fake.counters()["connections"]
+    with caplog.at_level("WARNING", logger="urllib3.connectionpool"), ThreadPoolExecutor(40) as pool:
+        answers = list(pool.map(lambda _: provider.list("lxb-pool"), range(40)))
+    assert answers == [[]] * 40
+    assert fake.counters()["connections"] - before <= min(size, 40)
+    assert "Connection pool is full" not in caplog.text
+
+
 def test_the_full_list_comes_in_pages_and_the_busy_list_costs_what_is_in_progress(fake: Any) -> None:
     from concurrent.futures import ThreadPoolExecutor
 

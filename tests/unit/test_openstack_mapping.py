@@ -231,7 +231,7 @@ def test_good_configs_have_no_problems() -> None:
     assert check_config({**APP, "application_credential_id": None, "application_credential_name": "n",
                          "username": "u", "user_domain_name": "Default"}) == []
     assert check_config({**APP, "connect_timeout": 2, "read_timeout": 12.5, "create_timeout": 600,
-                         "verify": False}) == []
+                         "verify": False, "pool_size": 8}) == []
 
 
 @pytest.mark.parametrize(("change", "key"), [
@@ -250,6 +250,8 @@ def test_good_configs_have_no_problems() -> None:
     ({"read_timeout": "30"}, "read_timeout"),
     ({"read_timeout": True}, "read_timeout"),
     ({"create_timeout": -1}, "create_timeout"),
+    ({"pool_size": 0}, "pool_size"),
+    ({"pool_size": "64"}, "pool_size"),
     ({"verify": "yes"}, "verify"),
     ({"cacert": "/nonexistent/ca.pem"}, "cacert"),
     ({"tenant_name": "old"}, "tenant_name"),
