@@ -1,10 +1,13 @@
 """The old package's learner stacks on a running site: which are still alive, and adopting or deleting them.
 
-Each row of the old table is looked for in the cloud by its stack name, on every configured
-provider (the one of the same name first). A stack that is ready or suspended can be
-adopted (``labs.adoption``: the learner keeps their lab, under the lab group converted blocks
-use) or deleted; nothing changes without ``adopt`` or ``delete``, and a stack a labxblock lab
-uses is never deleted. Run it again at will: what is done is not done twice.
+Each row of the old table is looked for in the cloud by its stack name, on its own provider
+only: labxblock's provider of the name the row gives, or the one the operator names for it
+(``--provider OLD=NAME``). A stack of that name anywhere else is someone else's, and so is one
+created before the row was made or after its last launch (``CLOCK_SKEW`` allowed): the old
+table keeps no stack id. A stack that is ready or suspended can be adopted
+(``labs.adoption``: the learner keeps their lab, under the lab group converted blocks use) or
+deleted; nothing changes without ``adopt`` or ``delete``, and a stack a labxblock lab uses is
+never deleted. Run it again at will: what is done is not done twice.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from labxblock.labs import adoption
 from labxblock.legacy.convert import LEGACY_LAB_GROUP
@@ -22,6 +25,7 @@ from labxblock.providers.base import Provider, ProviderError, StackInfo, StackRe
 
 MOVING = {State.CREATING, State.SUSPENDING, State.RESUMING}
 ADOPT, DELETE = "adopt", "delete"
+CLOCK_SKEW = timedelta(minutes=10)  # between the site's clock (the old row's times) and the cloud's
 
 
 @dataclass
@@ -31,7 +35,8 @@ class Finding:
     old: OldStack
     provider: str = ""
     info: StackInfo | None = field(default=None, repr=False)  # its outputs may hold secrets
-    problem: str = ""  # no provider could be asked
+    problem: str = ""  # its provider could not be asked
+    mismatch: str = ""  # why the stack of that name is not the old row's
     outcome: str = ""
 
     @property
@@ -42,21 +47,48 @@ class Finding:
 
     @property
     def alive(self) -> bool:
-        return self.info is not None and self.info.state in adoption.ADOPTABLE
+        return self.info is not None and not self.mismatch and self.info.state in adoption.ADOPTABLE
 
 
-def locate(old: OldStack, providers: Mapping[str, Provider]) -> Finding:
-    """Ask each provider for the stack by name (the same-named one first); the first that has it wins."""
-    problems = []
-    for name in sorted(providers, key=lambda n: n != old.provider):
-        try:
-            info = providers[name].get(StackRef(old.name))
-        except ProviderError as exc:
-            problems.append(f"{name}: {exc}")
-            continue
-        if info.state is not State.DELETED:
-            return Finding(old, name, info)
-    return Finding(old, problem="; ".join(problems))
+def provider_of(old: OldStack, providers: Mapping[str, Provider], names: Mapping[str, str]) -> str | None:
+    """The provider here that is the old row's own: ``names`` maps the old name to ours, else the same."""
+    name = names.get(old.provider, old.provider)
+    return name if name in providers else None
+
+
+def locate(old: OldStack, providers: Mapping[str, Provider],
+           names: Mapping[str, str] | None = None) -> Finding:
+    """Ask the row's own provider (:func:`provider_of`) for its stack by name; check it is the row's."""
+    name = provider_of(old, providers, names or {})
+    if name is None:
+        return Finding(old, problem=f"its provider {old.provider or '(none)'} is not one of this site's: "
+                                    f"name ours with --provider {old.provider}=NAME")
+    try:
+        info = providers[name].get(StackRef(old.name))
+    except ProviderError as exc:
+        return Finding(old, name, problem=f"{name}: {exc}")
+    if info.state is State.DELETED:
+        return Finding(old, name)
+    return Finding(old, name, info, mismatch=mismatch(old, info.created_at))
+
+
+def mismatch(old: OldStack, created_at: datetime | None) -> str:
+    """Why a stack created at ``created_at`` cannot be the old row's; "" when it may be (or is unknown)."""
+    if created_at is None:
+        return ""
+    made = f"the stack of that name was created at {created_at:%Y-%m-%d %H:%M} UTC"
+    if old.created_on is not None and created_at < old.created_on - CLOCK_SKEW:
+        return f"{made}, before the old row ({old.created_on:%Y-%m-%d %H:%M}): not its stack"
+    if old.launch_timestamp is not None and created_at > old.launch_timestamp + CLOCK_SKEW:
+        launched = f"{old.launch_timestamp:%Y-%m-%d %H:%M}"
+        return f"{made}, after the old row's last launch ({launched}): not its stack"
+    return ""
+
+
+def where(findings: list[Finding], providers: Mapping[str, Provider]) -> list[str]:
+    """One line for each provider asked: the project (or place) its stacks were looked for in."""
+    asked = sorted({f.provider for f in findings if f.provider})
+    return [f"Provider {name}: {providers[name].describe()}" for name in asked]
 
 
 def plan(finding: Finding, mode: str, owned: set[str]) -> str:
@@ -64,6 +96,8 @@ def plan(finding: Finding, mode: str, owned: set[str]) -> str:
     info = finding.info
     if info is None:
         return f"nothing: could not ask ({finding.problem})" if finding.problem else "nothing: gone"
+    if finding.mismatch:
+        return f"left alone: {finding.mismatch}"
     if info.state is State.DELETING:
         return "nothing: being deleted"
     if mode == DELETE:

@@ -18,7 +18,7 @@ from labxblock.legacy.fields import STACK_COLUMNS, STACK_TABLES
 
 DELETED_STATUS = "DELETE_COMPLETE"  # the old package's record of a stack it deleted
 READ = ("id", "name", "course_id", "learner_id", "provider", "status", "protocol", "port", "user", "ip",
-        "key", "password", "launch_timestamp", "suspend_timestamp", "delete_by")
+        "key", "password", "launch_timestamp", "suspend_timestamp", "delete_by", "created_on")
 assert set(READ) <= {c.name for c in STACK_COLUMNS}
 
 
@@ -42,6 +42,7 @@ class OldStack:
     launch_timestamp: datetime | None = None
     suspend_timestamp: datetime | None = None
     delete_by: datetime | None = None
+    created_on: datetime | None = None  # when the row was made: before the learner's first stack
 
 
 def tables(connection: Any = default_connection) -> list[str]:
@@ -101,5 +102,6 @@ def _old_stack(table: str, row: dict[str, Any]) -> OldStack:
         port=int(row["port"]) if row.get("port") is not None else None,
         launch_timestamp=_moment(row.get("launch_timestamp")),
         suspend_timestamp=_moment(row.get("suspend_timestamp")), delete_by=_moment(row.get("delete_by")),
+        created_on=_moment(row.get("created_on")),
         **text,
     )

@@ -176,6 +176,10 @@ class Provider(abc.ABC):
             return CheckReport(False, (f"list: {exc}",))
         return CheckReport(True, (f"list: {len(stacks)} stack(s) tagged {tag}",))
 
+    def describe(self) -> str:
+        """Where this provider's stacks live, in a line for an operator (no secret). Default: its type."""
+        return f"{type(self).__name__} {self.name}"
+
     def get_state(self, ref: StackRef) -> dict[str, Any]:
         """The JSON-able dict the caller stores to find the stack again."""
         return dict(ref.data)

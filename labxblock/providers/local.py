@@ -329,6 +329,10 @@ class LocalProvider(Provider):
         return CheckReport(True, (f"sshd: {sshd}", f"list: {len(self.list(tag))} lab(s) tagged {tag}",
                                   f"quota: {free:.1f} GiB free under {self.root}"))
 
+    def describe(self) -> str:
+        """The directory its labs live in, on this host."""
+        return f"local labs under {self.root}"
+
     def _running(self, ref: StackRef, doing: str) -> tuple[Path, dict[str, Any]]:
         found = self._find(ref)
         if found is None:

@@ -338,7 +338,7 @@ class OpenStackProvider(Provider):
         # Keep the caller's ref, unless it lacked the id Heat just told us.
         return StackInfo(ref=ref if ref.data.get("id") else info.ref, state=info.state,
                          raw_status=info.raw_status, reason=info.reason, outputs=info.outputs,
-                         tags=info.tags)
+                         tags=info.tags, created_at=info.created_at)
 
     def list(self, tag: str) -> list[StackInfo]:
         """Every stack tagged ``tag``, a page of :data:`PAGE` a request.
@@ -426,6 +426,15 @@ class OpenStackProvider(Provider):
         except ProviderError as exc:
             return CheckReport(False, (*lines, f"list: {exc}"))
         return CheckReport(True, (*lines, f"list: {len(stacks)} stack(s) tagged {tag}", self._quota()))
+
+    def describe(self) -> str:
+        """The project the credentials log in to (Keystone's answer, not the config's) and Keystone's URL."""
+        where = conf.keystone_v3_url(self.config["auth_url"])
+        try:
+            access = self._call("authenticate", lambda: self.session().auth.get_access(self.session()))
+        except ProviderError as exc:
+            return f"project unknown ({exc}), Keystone {where}"
+        return f"project {access.project_name} ({access.project_id}), Keystone {where}"
 
     def _quota(self) -> str:
         """Nova's limits, as one line; a cloud without Nova (or without the right) just says so."""

@@ -24,6 +24,7 @@ from labxblock.labs import LabSpec, ProviderChoice, request_launch
 from labxblock.legacy.convert import LEGACY_LAB_GROUP
 from labxblock.lifecycle import Desired, State
 from labxblock.models import Lab, LabEvent
+from tests.cloudfake.server import CloudFake
 from tests.engine_harness import active_lab_settings, lab_settings, lab_template, wait_for
 
 # The old table is read with plain SQL ("key" and "user" are reserved words on MariaDB), and
@@ -102,7 +103,7 @@ class Site:
         now = timezone.now()
         self.delete_by = now + timedelta(days=5)
         self.row("LNX101_2024_T1_ada", self.ada, "CREATE_COMPLETE", template=lab_template(port),
-                 launch_timestamp=now - timedelta(hours=1), delete_by=self.delete_by)
+                 launch_timestamp=now, delete_by=self.delete_by)  # its stack is made just after
         self.row("LNX101_2024_T1_bob", self.bob, "SUSPEND_COMPLETE", template=keyless_template(port),
                  suspend=True, key=OLD_KEY, ip="127.0.0.2", user="student", protocol="rdp", port=3389,
                  provider="old-cloud", suspend_timestamp=now - timedelta(days=1))
@@ -135,9 +136,13 @@ class Site:
         return {s.name for s in self.cloud.listing([])}
 
 
-def migrate(*args: str) -> str:
+# Bob's row names the old package's provider "old-cloud": the operator says which of ours it is.
+OLD_PROVIDERS = ("--provider", "old-cloud=default")
+
+
+def migrate(*args: str, names: tuple[str, ...] = OLD_PROVIDERS) -> str:
     out = io.StringIO()
-    call_command("labxblock_migrate_legacy_stacks", *args, stdout=out)
+    call_command("labxblock_migrate_legacy_stacks", *names, *args, stdout=out)
     return out.getvalue()
 
 
@@ -158,8 +163,9 @@ def test_a_dry_run_reports_each_stack_and_changes_nothing(site: Site) -> None:
     assert "LNX101_2024_T1_eve" not in report  # the old package had deleted it
     assert "ready on default" in line_of(report, "LNX101_2024_T1_ada")
     assert line_of(report, "LNX101_2024_T1_ada").endswith("would adopt")
-    bob = line_of(report, "LNX101_2024_T1_bob")  # its old provider's name is not ours: each one is asked
+    bob = line_of(report, "LNX101_2024_T1_bob")  # its old provider, old-cloud, is our default
     assert "SUSPEND_COMPLETE" in bob and "suspended on default" in bob and bob.endswith("would adopt")
+    assert "Provider default: project labs (0f1e2d3c4b5a69788796a5b4c3d2e1f0), Keystone http://" in report
     assert line_of(report, "LNX101_2024_T1_cy").endswith("nothing: gone")
     assert line_of(report, "K8S201_2023_dee").endswith("failed in the cloud (--delete removes it)")
     assert line_of(report, "LNX101_2024_T1_nobody").endswith("names no learner (--delete removes it)")
@@ -169,6 +175,55 @@ def test_a_dry_run_reports_each_stack_and_changes_nothing(site: Site) -> None:
     assert OLD_KEY.splitlines()[1] not in report and "stale-pw" not in report  # no secret is shown
     assert not Lab.objects.exists() and site.stacks() == before
     assert not {k for k in site.fake.counters() if k.startswith(("stack_delete", "stack_suspend"))}
+
+
+def test_a_stack_is_looked_for_on_its_rows_own_provider_only(site: Site) -> None:
+    unmapped = line_of(migrate(names=()), "LNX101_2024_T1_bob")  # old-cloud is not one of ours
+    assert unmapped.endswith("nothing: could not ask (its provider old-cloud is not one of this site's: name "
+                             "ours with --provider old-cloud=NAME)")
+    other = CloudFake()
+    other.start()
+    try:  # a second cloud, where a stack bears the name of cy's (gone from default) and of ada's
+        for name in ("LNX101_2024_T1_cy", "LNX101_2024_T1_ada"):
+            other.cloud.create({"stack_name": name, "template": keyless_template(22), "tags": "",
+                                "parameters": {"run": "LNX101_2024_T1"}})
+        providers = {name: {"type": "openstack", **fake.provider_config}
+                     for name, fake in (("default", site.fake), ("other", other))}
+        with active_lab_settings(lab_settings(providers)):
+            report = migrate()
+            assert line_of(report, "LNX101_2024_T1_cy").endswith("nothing: gone")
+            assert "ready on default" in line_of(report, "LNX101_2024_T1_ada")
+            assert "Provider other" not in report  # never asked
+            migrate("--adopt")
+            migrate("--delete")
+            with pytest.raises(CommandError, match="--provider old-cloud=elsewhere: expected OLD=NAME"):
+                migrate(names=("--provider", "old-cloud=elsewhere"))
+        assert {s.name for s in other.cloud.listing([])} == {"LNX101_2024_T1_cy", "LNX101_2024_T1_ada"}
+        assert not other.counters().get("stack_get") and not other.counters().get("stack_delete")
+        assert not Lab.objects.filter(learner=site.cy).exists()
+        assert Lab.objects.get(learner=site.ada).provider == "default"
+    finally:
+        other.stop()
+
+
+def test_a_stack_of_the_rows_name_made_before_the_row_or_after_its_last_launch_is_not_its(site: Site) -> None:
+    now = timezone.now()
+    late, early = (get_user_model().objects.create_user(n) for n in ("late", "early"))
+    site.row("LNX101_2024_T1_late", late, "CREATE_COMPLETE", template=lab_template(22),
+             launch_timestamp=now - timedelta(days=2))  # the name was taken again since
+    site.row("LNX101_2024_T1_early", early, "CREATE_COMPLETE", template=lab_template(22))
+    OldStack.objects.filter(name="LNX101_2024_T1_early").update(created_on=now + timedelta(hours=1))
+    report = migrate()
+    late_line, early_line = line_of(report, "LNX101_2024_T1_late"), line_of(report, "LNX101_2024_T1_early")
+    assert "after the old row's last launch" in late_line and late_line.endswith("not its stack")
+    assert "before the old row" in early_line and early_line.endswith("not its stack")
+    assert "--delete deletes the 4 stack(s) still in the cloud" in report  # neither of them
+    for mode in ("--adopt", "--delete"):
+        done = migrate(mode)
+        assert "left alone: the stack of that name" in line_of(done, "LNX101_2024_T1_late")
+        assert "left alone: the stack of that name" in line_of(done, "LNX101_2024_T1_early")
+    assert {"LNX101_2024_T1_late", "LNX101_2024_T1_early"} <= site.stacks()
+    assert not Lab.objects.filter(learner__in=[late, early]).exists()
 
 
 def test_adopt_gives_learners_their_stacks_as_labs_and_a_second_run_changes_nothing(site: Site) -> None:

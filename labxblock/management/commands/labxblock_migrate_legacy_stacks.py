@@ -34,22 +34,29 @@ class Command(BaseCommand):
         parser.add_argument("--course", help="Only stacks of this course run (course-v1:Org+Course+Run).")
         parser.add_argument("--include-deleted", action="store_true", help="Ask the cloud about rows the "
                             "old package recorded as deleted too.")
+        parser.add_argument("--provider", action="append", default=[], metavar="OLD=NAME",
+                            help="The old rows naming provider OLD are on this site's provider NAME (OLD "
+                            "may be empty). Each row is looked for on its own provider only: by default "
+                            "the one of the same name here.")
 
     def handle(self, *args: Any, adopt: bool, delete: bool, table: str | None, course: str | None,
-               include_deleted: bool, **options: Any) -> None:
+               include_deleted: bool, provider: list[str], **options: Any) -> None:
         try:
             get_settings()
             providers = clouds.providers()
         except LabSettingsError as exc:
             raise CommandError(f"labxblock is not configured: {exc}") from None
+        ours = _provider_names(provider, providers)
         names = [table] if table else stacks.tables()
         if not names:
             raise CommandError(f"no old stack table here ({' or '.join(STACK_TABLES)}): nothing to migrate")
         rows = [row for name in names
                 for row in stacks.read(name, course=course, include_deleted=include_deleted)]
-        findings = [migrate.locate(row, providers) for row in rows]
+        findings = [migrate.locate(row, providers, ours) for row in rows]
         mode = migrate.ADOPT if adopt else migrate.DELETE if delete else None
         migrate.carry_out(findings, mode, providers, timezone.now())
+        for line in migrate.where(findings, providers):
+            self.stdout.write(line)
         self._table(findings)
         for line in migrate.summary(findings, mode):
             self.stdout.write(line)
@@ -63,3 +70,15 @@ class Command(BaseCommand):
         for row in rows:  # the last column, the action, is not padded
             cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=False)]
             self.stdout.write("  ".join([*cells, row[-1]]))
+
+
+def _provider_names(pairs: list[str], providers: Any) -> dict[str, str]:
+    """``--provider OLD=NAME`` options as {old name: ours}; a CommandError for a wrong one."""
+    names = {}
+    for pair in pairs:
+        old, sep, ours = pair.partition("=")
+        if not sep or ours not in providers:
+            raise CommandError(f"--provider {pair}: expected OLD=NAME with NAME one of this site's providers "
+                               f"({', '.join(sorted(providers))})")
+        names[old] = ours
+    return names
