@@ -7,6 +7,11 @@ disk. Every ``<stackamole>``/``<hastexo>`` element, in any XML file of the cours
 ``hastexo/`` is folded into it and left out of the new archive. The course's
 advanced modules (``policies/<run>/policy.json``) name ``labxblock`` instead. Every
 other file is copied byte for byte. If any block cannot be read, nothing is written.
+
+The XML and policy files are read into memory, so an archive is refused (CourseError)
+before anything is read when one of them is over ``MAX_FILE_BYTES`` uncompressed, or all
+of them together over ``MAX_READ_BYTES`` (as the archive's headers say: a small .tar.gz
+can unpack to gigabytes). Studio's exports are far below both: a unit is a few KiB.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import tarfile
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -35,6 +41,8 @@ from labxblock.legacy.report import CHANGED, DROPPED, ERROR, Note
 
 ROOT_FILES = ("course.xml", "library.xml")
 NEW_MODULE = "labxblock"
+MAX_FILE_BYTES = 32 * 2**20  # one XML or policy file, uncompressed
+MAX_READ_BYTES = 256 * 2**20  # all the XML and policy files together, uncompressed
 
 
 class CourseError(Exception):
@@ -106,12 +114,14 @@ class _Export:
         if not roots:
             raise CourseError("not a course export: the archive has no course.xml (or library.xml)")
         self.root = min(roots, key=len)
+        to_read = {rel: member for member in self.members
+                   if (rel := self.relative(member.name)) is not None and member.isfile()
+                   and rel.endswith((".xml", "policy.json"))}
+        _within_caps(to_read.values())
         self.files: dict[str, bytes] = {}
-        for member in self.members:
-            rel = self.relative(member.name)
-            if rel is not None and member.isfile() and rel.endswith((".xml", "policy.json")):
-                data = archive.extractfile(member)
-                self.files[rel] = data.read() if data else b""
+        for rel, member in to_read.items():
+            data = archive.extractfile(member)
+            self.files[rel] = data.read() if data else b""
 
     def relative(self, name: str) -> str | None:
         name = name.removeprefix("./")
@@ -119,6 +129,19 @@ class _Export:
         if not root:
             return name
         return name[len(root) + 1:] if name.startswith(root + "/") else None
+
+
+def _within_caps(members: Iterable[tarfile.TarInfo]) -> None:
+    """CourseError if the files to read are over the caps, by their sizes in the archive's headers."""
+    total = 0
+    for member in members:
+        if member.size > MAX_FILE_BYTES:
+            raise CourseError(f"{member.name} is {member.size} bytes uncompressed: the converter reads XML "
+                              f"and policy files of at most {MAX_FILE_BYTES} bytes")
+        total += member.size
+    if total > MAX_READ_BYTES:
+        raise CourseError(f"the XML and policy files are {total} bytes uncompressed in all: the converter "
+                          f"reads at most {MAX_READ_BYTES} bytes of them")
 
 
 def _parse(data: bytes) -> etree._ElementTree:

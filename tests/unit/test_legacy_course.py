@@ -14,7 +14,7 @@ from lxml import etree
 
 from labxblock import olx as own_olx
 from labxblock.legacy.convert import LEGACY_LAB_GROUP
-from labxblock.legacy.course import convert_export
+from labxblock.legacy.course import MAX_FILE_BYTES, MAX_READ_BYTES, CourseError, convert_export
 
 DATA = Path(__file__).parents[1] / "data" / "legacy"
 
@@ -27,11 +27,11 @@ def export(tmp_path: Path, dialect: str) -> Path:
     return path
 
 
-def archive(path: Path, files: dict[str, str]) -> Path:
-    """A .tar.gz of ``files`` (name: text), written as given."""
-    with tarfile.open(path, "w:gz") as tar:
+def archive(path: Path, files: dict[str, str | bytes]) -> Path:
+    """A .tar.gz of ``files`` (name: text or bytes), written as given."""
+    with tarfile.open(path, "w:gz", compresslevel=1) as tar:
         for name, text in files.items():
-            data = text.encode()
+            data = text.encode() if isinstance(text, str) else text
             info = tarfile.TarInfo(name)
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
@@ -193,3 +193,24 @@ def test_xml_entities_are_never_read_neither_a_file_of_this_host_nor_an_expansio
     assert "cannot be read as XML: declares XML entities (file, a, b), which are never read" in report
     assert not out.exists()  # an error: nothing written
     assert "TOPSECRET" not in report and "a" * 100 not in report
+
+
+@pytest.mark.parametrize(("sizes", "refusal"), [
+    ({"course/vertical/big.xml": MAX_FILE_BYTES + 1},
+     rf"course/vertical/big\.xml is {MAX_FILE_BYTES + 1} bytes uncompressed: the converter reads XML and "
+     rf"policy files of at most {MAX_FILE_BYTES} bytes"),
+    ({f"course/vertical/u{i}.xml": MAX_FILE_BYTES for i in range(MAX_READ_BYTES // MAX_FILE_BYTES)}
+     | {"course/policies/r/policy.json": 1024},
+     rf"the XML and policy files are {MAX_READ_BYTES + 1024 + 22} bytes uncompressed in all: the converter "
+     rf"reads at most {MAX_READ_BYTES} bytes of them"),
+], ids=["one-file", "in-all"])
+def test_an_export_unpacking_to_more_than_the_caps_is_refused_before_it_is_read(
+        tmp_path: Path, sizes: dict[str, int], refusal: str) -> None:
+    zeros = {name: bytes(size) for name, size in sizes.items()}  # a few KiB compressed
+    src = archive(tmp_path / "bomb.tar.gz", {"course/course.xml": '<course url_name="r"/>', **zeros})
+    assert src.stat().st_size < 2 * 2**20  # small on disk, large unpacked
+    with pytest.raises(CourseError, match=refusal):
+        convert_export(src, tmp_path / "out.tar.gz")
+    assert not (tmp_path / "out.tar.gz").exists()
+    with pytest.raises(CommandError, match="bytes uncompressed"):
+        run(str(src), "--report-only")
