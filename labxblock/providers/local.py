@@ -9,6 +9,9 @@ One directory per lab under ``root`` (``<root>/<stack name>/``) holds everything
 ``state.json`` (id, tags, created_at, status, sshd pid), the ed25519 keys, the
 sshd config and log, the login script and ``home/``. The provider keeps nothing
 in memory, so a restarted worker (or another process) finds every lab again.
+Worker threads and processes change a lab's state one at a time (an flock on the
+lab's ``.lock``), each writing a new state file under a name of its own and moving
+it into place.
 
 - ``create`` starts sshd in the background and returns at once: CREATING until
   sshd has written its pid file (it does so once it listens), READY after.
@@ -23,6 +26,7 @@ is installed, so a learner who leaves and comes back finds the same shell.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import getpass
 import hashlib
 import json
@@ -34,7 +38,7 @@ import socket
 import subprocess
 import tempfile
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -176,9 +180,29 @@ class LocalProvider(Provider):
 
     @staticmethod
     def _write(lab: Path, state: Mapping[str, Any]) -> None:
-        tmp = lab / "state.json.tmp"
-        tmp.write_text(json.dumps(state, indent=1))
-        tmp.replace(lab / "state.json")  # atomic: a reader sees the old or the new state
+        fd, tmp = tempfile.mkstemp(prefix=".state-", suffix=".json", dir=lab)  # a name no writer shares
+        try:
+            with os.fdopen(fd, "w") as out:
+                out.write(json.dumps(state, indent=1))
+            os.replace(tmp, lab / "state.json")  # atomic: a reader sees the old or the new state
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+    @staticmethod
+    @contextlib.contextmanager
+    def _locked(lab: Path) -> Iterator[None]:
+        """The lab's lock (flock: other threads and processes wait) around reading and changing its state."""
+        try:
+            fd = os.open(lab / ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except (FileNotFoundError, NotADirectoryError):  # no lab: nothing to guard, the caller finds none
+            yield
+            return
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # releases the lock
 
     def _info(self, lab: Path, state: Mapping[str, Any]) -> StackInfo:
         """The lab in our own words, from its state file and /proc."""
@@ -346,27 +370,30 @@ class LocalProvider(Provider):
 
     def suspend(self, ref: StackRef) -> None:
         """Stop every process of the lab with SIGSTOP."""
-        lab, state = self._running(ref, "suspend")
-        self._write(lab, {**state, "status": "suspended"})  # first: a crash mid-way still thaws on resume
-        procs.freeze(state["id"], state["sshd_pid"], state["sshd_start"])
+        with self._locked(self._dir(ref.name)):  # the state written is what the processes are
+            lab, state = self._running(ref, "suspend")
+            self._write(lab, {**state, "status": "suspended"})  # first: a crash mid-way still thaws on resume
+            procs.freeze(state["id"], state["sshd_pid"], state["sshd_start"])
 
     def resume(self, ref: StackRef) -> None:
         """Continue every process of the lab with SIGCONT."""
-        lab, state = self._running(ref, "resume")
-        procs.thaw(state["id"], state["sshd_pid"], state["sshd_start"])
-        self._write(lab, {**state, "status": "running"})
+        with self._locked(self._dir(ref.name)):
+            lab, state = self._running(ref, "resume")
+            procs.thaw(state["id"], state["sshd_pid"], state["sshd_start"])
+            self._write(lab, {**state, "status": "running"})
 
     def delete(self, ref: StackRef) -> None:
         """Kill the lab's processes and remove its directory; a lab already gone is done."""
-        found = self._find(ref)
-        if found is None:
-            return
-        lab, state = found
-        socket_path = tmux_socket(lab)
-        # Renamed first (atomic), so get() and list() stop seeing it before it is half gone.
-        doomed = lab.with_name(f".{lab.name}.deleting-{state['id']}")
-        with contextlib.suppress(FileNotFoundError):
-            lab.rename(doomed)
+        with self._locked(self._dir(ref.name)):  # a suspend or resume under way finishes first
+            found = self._find(ref)
+            if found is None:
+                return
+            lab, state = found
+            socket_path = tmux_socket(lab)
+            # Renamed first (atomic), so get() and list() stop seeing it before it is half gone.
+            doomed = lab.with_name(f".{lab.name}.deleting-{state['id']}")
+            with contextlib.suppress(FileNotFoundError):
+                lab.rename(doomed)
         if not procs.kill(state["id"], state.get("sshd_pid"), state.get("sshd_start")):
             with contextlib.suppress(OSError):
                 doomed.rename(lab)  # visible again, so the retry finds what is left to kill

@@ -10,6 +10,7 @@ from __future__ import annotations
 import getpass
 import io
 import shutil
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -121,6 +122,37 @@ def test_suspend_stops_every_process_and_resume_brings_back_the_same_shell(root:
     again = _shell_says(client, "echo again-$$-$MARK", f"again-{shell_pid}-42")
     assert f"again-{shell_pid}-42" in again
     client.close()
+
+
+def test_suspends_and_resumes_from_many_threads_at_once_leave_one_true_state(root: Path) -> None:
+    """Workers racing on one lab: each change whole, none lost, and the state file says what the lab is."""
+    ref = LocalProvider("local", {"root": str(root)}).create(_spec())
+    wait_for_stack(LocalProvider("local", {"root": str(root)}), ref, State.READY)
+    workers = [LocalProvider("local", {"root": str(root)}) for _ in range(2)]  # two worker processes' own
+    barrier, errors = threading.Barrier(8), []
+
+    def race(i: int) -> None:
+        provider = workers[i % 2]
+        barrier.wait()
+        for n in range(15):
+            try:
+                (provider.suspend if (i + n) % 2 else provider.resume)(ref)
+            except Exception as exc:  # the test reports every one
+                errors.append(repr(exc))
+
+    threads = [threading.Thread(target=race, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert errors == []
+    lab = root / ref.name
+    assert sorted(p.name for p in lab.iterdir() if "state" in p.name) == ["state.json"]  # no temp file left
+    state = LocalProvider._read(lab)
+    running = procs.lab_processes(state["id"], state["sshd_pid"], state["sshd_start"])
+    assert {p.state == "T" for p in running} == {state["status"] == "suspended"}, (state["status"], running)
+    workers[0].resume(ref)
+    wait_for_stack(workers[1], ref, State.READY)
 
 
 def test_commands_run_in_the_labs_home_as_progress_checks_need(root: Path) -> None:
