@@ -206,7 +206,8 @@ class _Rig:
         ks_port, heat_port = free_port(), free_port()
         keystone_url = f"http://127.0.0.1:{ks_port}"
         heat_url = f"http://127.0.0.1:{heat_port}"
-        admin_password, heat_password, user_password = (secrets.token_urlsafe(12) for _ in range(3))
+        # Hex, not url-safe base64: keystone-manage reads a password that starts with "-" as an option.
+        admin_password, heat_password, user_password = (secrets.token_hex(12) for _ in range(3))
         heat_etc = self.venv / "etc" / "heat"
         ks_log, heat_log, setup_log = (self.workdir / n for n in ("keystone.log", "heat.log", "setup.log"))
 
