@@ -25,6 +25,10 @@ repaired by a later pass.
   landed yet is not taken for a failure.
 - A failed create deletes its stack before creating again, so nothing leaks. A stack the cloud reports
   FAILED outside our operations is kept (it may hold the learner's work) and the lab turns FAILED.
+- The author's lifecycle scripts (``HOOKED``) run as an ``Action.HOOK`` job before a started lab is
+  called READY and before a ready lab is suspended. The lifecycle knows only how long they may take
+  (``hook_seconds``) and waits until they end or that time is up (``hook_until``): a script that fails
+  or hangs, or a job that is lost, never holds a lab longer, and never fails it.
 - FAILED is sticky: ``retry`` (the learner's Retry button) is the only way back up. Desired DELETED is
   still carried out from FAILED, retried at the capped backoff for as long as it takes.
 
@@ -37,6 +41,7 @@ from labxblock.lifecycle.states import (
     CALLS,
     DEFAULT_DEADLINES,
     DEFAULT_POLICY,
+    HOOKED,
     OBSERVABLE,
     OPERATIONS,
     STABLE,
@@ -63,6 +68,7 @@ __all__ = [
     "CALLS",
     "DEFAULT_DEADLINES",
     "DEFAULT_POLICY",
+    "HOOKED",
     "OBSERVABLE",
     "OPERATIONS",
     "STABLE",

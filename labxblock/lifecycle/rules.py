@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from labxblock.lifecycle.states import (
     _S,
     CALLS,
     DEFAULT_POLICY,
+    HOOKED,
     OBSERVABLE,
     OPERATIONS,
     TRANSITIONAL,
@@ -62,7 +63,24 @@ class _Pass:
         deadline = None
         if lab.state in TRANSITIONAL:  # repair a missing deadline rather than stay stuck
             deadline = lab.deadline_at or deadline_for(lab.state, self.now, self.policy.deadline_seconds)
-        return Decision(action, None, deadline, lab.attempts, lab.next_attempt_at, self.pending)
+        # Scripts sent for a step no longer wanted (the learner came back) are forgotten: the next
+        # suspend runs its own.
+        hooks = lab.hook_until if (lab.state, lab.desired) in HOOKED else None
+        return Decision(action, None, deadline, lab.attempts, lab.next_attempt_at, self.pending, None, hooks)
+
+    def after_hooks(self, proceed: Callable[[], Decision]) -> Decision:
+        """Run the lifecycle scripts due before ``proceed``; proceed once they ended or their time is up.
+
+        A script that fails or hangs never holds the lab longer than ``hook_seconds``: the wait ends
+        then, whatever became of it (a lost job too).
+        """
+        lab = self.lab
+        if lab.hook_until is None and lab.hook_seconds <= 0:
+            return proceed()
+        if lab.hook_until is None:
+            until = self.now + timedelta(seconds=lab.hook_seconds)
+            return replace(self.wait(Action.HOOK), reason=Reason.SCRIPTS, hook_until=until)
+        return self.wait() if self.now < lab.hook_until else proceed()
 
     def move(self, state: State, action: Action, reason: Reason, attempts: int | None = None) -> Decision:
         lab = self.lab
@@ -231,8 +249,8 @@ def _starting(p: _Pass) -> Decision:
         return _unexpected(p)
     if p.lab.desired is Desired.SUSPENDED:
         return p.move(_S.SUSPENDING, Action.SUSPEND, Reason.DESIRED)
-    if p.lab.probe_ok:
-        return p.move(_S.READY, Action.NONE, Reason.ANSWERED)
+    if p.lab.probe_ok:  # the setup or after-resume scripts run before the learner is told "ready"
+        return p.after_hooks(lambda: p.move(_S.READY, Action.NONE, Reason.ANSWERED))
     if p.overdue():
         return _failure(p, Reason.START_TIMEOUT)
     return p.wait(Action.PROBE)
@@ -242,8 +260,8 @@ def _stable(p: _Pass) -> Decision:
     """READY or SUSPENDED: act if the learner wants the other one."""
     if p.obs is not p.lab.state:  # the provider reports READY and SUSPENDED in our words
         return _unexpected(p)
-    if (p.lab.state, p.lab.desired) == (_S.READY, Desired.SUSPENDED):
-        return p.move(_S.SUSPENDING, Action.SUSPEND, Reason.DESIRED)
+    if (p.lab.state, p.lab.desired) == (_S.READY, Desired.SUSPENDED):  # before-suspend scripts first
+        return p.after_hooks(lambda: p.move(_S.SUSPENDING, Action.SUSPEND, Reason.DESIRED))
     if (p.lab.state, p.lab.desired) == (_S.SUSPENDED, Desired.UP):
         return p.move(_S.RESUMING, Action.RESUME, Reason.DESIRED)
     return p.wait()

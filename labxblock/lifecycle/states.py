@@ -44,6 +44,7 @@ class Action(enum.StrEnum):
     RESUME = "resume"  # provider.resume(ref)
     DELETE = "delete"  # provider.delete(ref); "not found" counts as done
     PROBE = "probe"  # no cloud call: connect to the lab's port, store the answer as probe_ok
+    HOOK = "hook"  # no cloud call: run the author's lifecycle scripts in the lab (see ``HOOKED``)
 
 
 class Phase(enum.StrEnum):
@@ -85,6 +86,7 @@ class Reason(enum.StrEnum):
     DELETE_FAILED = "delete_failed"
     DELETE_TIMEOUT = "delete_timeout"
     NOT_ACCEPTED = "not_accepted"  # no sign of the call in the cloud within the acceptance window: reissued
+    SCRIPTS = "scripts"  # the author's lifecycle scripts were sent to run in the lab
 
 
 class IllegalTransition(ValueError):
@@ -134,6 +136,13 @@ def check_transition(from_state: State, to_state: State) -> None:
     if to_state not in ALLOWED[from_state]:
         raise IllegalTransition(from_state, to_state)
 
+
+# Where the author's lifecycle scripts run, as (state, desired): before a started lab is called READY
+# (setup after its first start, after-resume scripts after a resume) and before a ready lab is suspended.
+# The lifecycle only waits for them, never longer than their time allows; the labs layer runs them.
+HOOKED: frozenset[tuple[State, Desired]] = frozenset(
+    {(_S.STARTING, Desired.UP), (_S.READY, Desired.SUSPENDED)}
+)
 
 # Seconds each transitional state may last (keys are State values, as in conf's
 # state_deadline_seconds, which overrides them).
@@ -206,7 +215,9 @@ class Decision:
     attempts: int
     next_attempt_at: datetime | None
     call_pending_since: datetime | None  # when the call in flight was issued; None once the cloud took it
-    reason: Reason | None = None  # set whenever the state changes, a failure is counted or a call reissued
+    # Set whenever the state changes, a failure is counted, a call is reissued or scripts are sent.
+    reason: Reason | None = None
+    hook_until: datetime | None = None  # lifecycle scripts are running: the lab waits for them until then
 
 
 @dataclass(frozen=True)
@@ -223,6 +234,11 @@ class LabView:
     # When the last call was issued, if nobody has seen the cloud take it yet (the worker's answer,
     # or the cloud showing the operation under way): past the acceptance window it was lost.
     call_pending_since: datetime | None = None
+    # The author's lifecycle scripts due before the next step (see ``HOOKED``): the longest they may take,
+    # 0 when none are due. ``hook_until``: once sent, when the wait for them ends (their worker brings it
+    # forward to the moment they finished); None while none were sent in this state.
+    hook_seconds: float = 0.0
+    hook_until: datetime | None = None
 
     def __post_init__(self) -> None:  # the DB hands us plain strings; decide() compares members
         object.__setattr__(self, "desired", Desired(self.desired))
@@ -238,6 +254,7 @@ class LabView:
             attempts=decision.attempts,
             next_attempt_at=decision.next_attempt_at,
             call_pending_since=decision.call_pending_since,
+            hook_until=decision.hook_until,
             probe_ok=self.probe_ok and not moved,
         )
 

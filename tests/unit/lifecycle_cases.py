@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from labxblock.lifecycle import (
     ALLOWED,
     CALLS,
+    HOOKED,
     OBSERVABLE,
     OPERATIONS,
     TRANSITIONAL,
@@ -69,6 +70,15 @@ def assert_valid(view: LabView, observed: State | None, d: Decision, now: dateti
         assert observed not in {*ABSENT, S.DELETING}
     if d.action is A.PROBE:
         assert after.state is S.STARTING and observed is S.READY
+    if d.action is A.HOOK:  # scripts run in a lab that answered, for as long as they may take
+        assert d.state is None and observed is S.READY and (view.state, view.desired) in HOOKED
+        assert view.hook_until is None and d.hook_until == now + timedelta(seconds=view.hook_seconds)
+        assert d.reason is Reason.SCRIPTS
+    if after.hook_until is not None:
+        assert (after.state, after.desired) in HOOKED, "scripts are waited for only where they run"
+    running = view.hook_until is not None and now < view.hook_until
+    if running and (view.state, view.desired) in HOOKED and observed is S.READY:
+        assert (d.action, d.state) == (A.NONE, None), "nothing moves while its scripts may still run"
     if d.action is A.DELETE:
         assert after.state in {S.DELETING, S.FAILED}
     if d.state is S.FAILED:

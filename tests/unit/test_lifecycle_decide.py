@@ -54,6 +54,9 @@ VARIANTS = {
     "no_deadline": {"deadline_at": None},
     "call_lost": {"call_pending_since": NOW - 60 * SECOND},
     "call_in_flight": {"call_pending_since": NOW - 10 * SECOND},
+    "scripts_due": {"probe_ok": True, "hook_seconds": 30},
+    "scripts_running": {"probe_ok": True, "hook_seconds": 30, "hook_until": NOW + SECOND},
+    "scripts_done": {"probe_ok": True, "hook_seconds": 30, "hook_until": NOW},
 }
 
 
@@ -101,6 +104,23 @@ CASES = [
     (D.SUSPENDED, S.SUSPENDING, S.SUSPENDED, {}, A.NONE, S.SUSPENDED, Reason.PROGRESS),
     (D.UP, S.SUSPENDING, S.SUSPENDED, {}, A.NONE, S.SUSPENDED, Reason.PROGRESS),  # then resume
     (D.UP, S.SUSPENDED, S.SUSPENDED, {}, A.RESUME, S.RESUMING, Reason.DESIRED),
+    # lifecycle scripts: sent, waited for until they end or their time is up, never failing the lab
+    (D.UP, S.STARTING, S.READY, {"probe_ok": True, "hook_seconds": 30}, A.HOOK, None, Reason.SCRIPTS),
+    (D.UP, S.STARTING, S.READY, {"probe_ok": True, "hook_seconds": 30, "hook_until": NOW + SECOND}, A.NONE,
+     None, None),
+    (D.UP, S.STARTING, S.READY, {"probe_ok": True, "hook_seconds": 30, "hook_until": NOW}, A.NONE, S.READY,
+     Reason.ANSWERED),
+    (D.UP, S.STARTING, S.READY, {"probe_ok": True, "hook_seconds": 30, "hook_until": NOW + SECOND,
+                                 "deadline_at": NOW - SECOND}, A.NONE, None, None),  # not a start timeout
+    (D.UP, S.STARTING, S.READY, {"hook_seconds": 30}, A.PROBE, None, None),  # scripts once it answers
+    (D.SUSPENDED, S.STARTING, S.READY, {"probe_ok": True, "hook_seconds": 30}, A.SUSPEND, S.SUSPENDING,
+     Reason.DESIRED),  # never ready for the learner: no setup before a suspend
+    (D.SUSPENDED, S.READY, S.READY, {"hook_seconds": 30}, A.HOOK, None, Reason.SCRIPTS),
+    (D.SUSPENDED, S.READY, S.READY, {"hook_seconds": 30, "hook_until": NOW + SECOND}, A.NONE, None, None),
+    (D.SUSPENDED, S.READY, S.READY, {"hook_seconds": 30, "hook_until": NOW}, A.SUSPEND, S.SUSPENDING,
+     Reason.DESIRED),
+    (D.DELETED, S.READY, S.READY, {"hook_seconds": 30}, A.DELETE, S.DELETING, Reason.DESIRED),  # no script
+    (D.UP, S.READY, S.SUSPENDED, {"hook_seconds": 30}, A.NONE, S.REQUESTED, Reason.OUT_OF_SYNC),
     (D.SUSPENDED, S.SUSPENDED, S.SUSPENDED, {}, A.NONE, None, None),
     (D.UP, S.RESUMING, S.SUSPENDED, {}, A.NONE, None, None),  # resume not landed yet
     (D.UP, S.RESUMING, S.READY, {}, A.PROBE, S.STARTING, Reason.PROGRESS),
@@ -224,6 +244,16 @@ def test_counted_failure_spaces_the_retry_by_backoff_and_refreshes_the_deadline(
     assert d.deadline_at == deadline_for(S.RESUMING, NOW)
 
 
+def test_scripts_sent_for_a_suspend_no_longer_wanted_are_forgotten():
+    running = lab(S.READY, D.SUSPENDED, hook_seconds=30, hook_until=NOW + 10 * SECOND)
+    back = decide(replace(running, desired=D.UP), S.READY, NOW)
+    assert (back.action, back.state, back.hook_until) == (A.NONE, None, None)
+    again = decide(replace(running, desired=D.UP).after(back), S.READY, NOW + SECOND)  # still up: nothing
+    assert again.hook_until is None
+    later = decide(replace(running.after(back), desired=D.SUSPENDED), S.READY, NOW + 60 * SECOND)
+    assert (later.action, later.hook_until) == (A.HOOK, NOW + 90 * SECOND), "the next suspend runs its own"
+
+
 def test_settling_resets_attempts():
     view = lab(S.SUSPENDING, D.SUSPENDED, attempts=3, next_attempt_at=NOW - SECOND)
     d = decide(view, S.SUSPENDED, NOW)
@@ -284,13 +314,19 @@ def agrees(view: LabView, cloud: Cloud) -> bool:
     return settled(view.state, view.desired) and cloud.status == expected
 
 
-def step(view: LabView, cloud: Cloud, now: datetime, policy: Policy) -> tuple[LabView, Decision]:
-    """One reconcile pass: decide on what the cloud lists, store, act, let the cloud work."""
+def step(view: LabView, cloud: Cloud, now: datetime, policy: Policy, scripts_end: bool = True
+         ) -> tuple[LabView, Decision]:
+    """One reconcile pass: decide on what the cloud lists, store, act, let the cloud work.
+
+    Lifecycle scripts sent end at once (their worker brings ``hook_until`` forward), unless they hang.
+    """
     observed = cloud.status
     d = decide(view, observed, now, policy)
     view = assert_valid(view, observed, d, now)
     if d.action is A.PROBE:
         view = replace(view, probe_ok=cloud.status is S.READY)  # a cooperative lab answers
+    if d.action is A.HOOK and scripts_end:
+        view = replace(view, hook_until=now)
     cloud.call(d.action)
     cloud.tick()
     if cloud.accepted:
@@ -324,6 +360,29 @@ def test_cooperative_cloud_converges_promptly(desired, start, cloud, at_most):
         now, passes = now + 5 * SECOND, passes + 1
     assert agrees(view, sim), (view, sim)
     assert passes == at_most
+
+
+@pytest.mark.parametrize("scripts_end", [True, False])
+def test_scripts_run_once_before_ready_and_before_a_suspend_and_never_hold_the_lab_longer(scripts_end):
+    """Passes every second; the scripts may take 30 s. Ended ones release the lab at the next pass,
+    hanging ones after their 30 s; either way each runs once and nothing is counted as a failure."""
+    view, sim, now = lab(S.REQUESTED, hook_seconds=30), Cloud(), NOW
+    trail: list[tuple[Action, State]] = []
+    for desired in (D.UP, D.SUSPENDED):
+        view, started = replace(view, desired=desired), now
+        while not agrees(view, sim) and now < NOW + 600 * SECOND:
+            view, d = step(view, sim, now, DEFAULT_POLICY, scripts_end)
+            trail += [(d.action, view.state)] if d.action is not A.NONE or d.state is not None else []
+            assert view.attempts == 0
+            now += SECOND
+        assert agrees(view, sim)
+        waited = (now - started).total_seconds()
+        assert waited <= (6 if scripts_end else 35), waited
+    actions = [a for a, _ in trail if a not in (A.NONE, A.PROBE)]
+    assert actions == [A.CREATE, A.HOOK, A.HOOK, A.SUSPEND]
+    hooks = [i for i, (a, _) in enumerate(trail) if a is A.HOOK]
+    assert trail[hooks[0] + 1] == (A.NONE, S.READY), "ready once the setup scripts ended or timed out"
+    assert trail[hooks[1]][1] is S.READY and trail[hooks[1] + 1] == (A.SUSPEND, S.SUSPENDING)
 
 
 def test_failed_create_is_deleted_before_each_retry_then_fails_visibly():
@@ -419,17 +478,19 @@ events = st.one_of(
     st.tuples(st.just("probe"), st.booleans()),
     st.tuples(st.just("retry"), st.none()),
     st.tuples(st.just("accepted"), st.none()),  # a worker records that the cloud took its call
+    st.tuples(st.just("scripts_end"), st.none()),  # the lifecycle scripts' worker is done
 )
 # Any row a lab could be in: any state (with its deadline), any desired, any attempts so far.
 rows = st.builds(
-    lambda state, desired, attempts, pending: lab(
+    lambda state, desired, attempts, pending, scripts: lab(
         state, desired, attempts=attempts, deadline_at=deadline_for(state, NOW, FAST.deadline_seconds),
-        call_pending_since=None if pending is None else NOW - pending * SECOND,
+        call_pending_since=None if pending is None else NOW - pending * SECOND, hook_seconds=scripts,
     ),
     st.sampled_from(list(State)),
     st.sampled_from(list(Desired)),
     st.integers(0, FAST.max_attempts - 1),
     st.none() | st.integers(0, 120),
+    st.sampled_from([0, 0, 30]),
 )
 
 
@@ -445,6 +506,8 @@ def play(view: LabView, history, policy: Policy) -> tuple[LabView, datetime]:
             view = replace(view, probe_ok=value)
         elif kind == "accepted":
             view = replace(view, call_pending_since=None)
+        elif kind == "scripts_end" and view.hook_until is not None:
+            view = replace(view, hook_until=min(view.hook_until, now))
         elif kind == "retry" and view.state is S.FAILED:
             view = view.after(retry(view, now, policy))
         elif kind == "observe":
