@@ -24,12 +24,18 @@ DAY = 86400
 # Fields only the lifecycle writes: editing them by hand would bypass it and leave no event.
 LIFECYCLE_FIELDS = ("desired", "state", "provider", "deadline_at", "delete_by", "idle_at", "blueprint",
                     "tried_providers", "ip", "port", "last_seen_at", "state_changed_at", "probe_ok",
-                    "launch_requested_at", "launch_seconds", "learner", "course_run", "lab_key")
+                    "launch_requested_at", "launch_seconds", "learner", "course_run", "lab_key",
+                    # counted from the event log, granted by the action, run by the lifecycle
+                    "used_seconds", "up_since", "budget_limits", "budget_granted_seconds", "budget_ends_at",
+                    "budget_warned_at", "hook_seconds", "hook_until", "setup_done_at")
 BUTTONS = (  # (action, label) on a lab's page; extend has its own form
     ("suspend", "Suspend"), ("resume", "Resume"), ("retry", "Retry"), ("reset", "Reset"),
     ("delete", "Delete stack"),
 )
-CONFIRM = {"reset": "Reset", "delete": "Delete the stacks of", "extend": "Extend the delete date of"}
+CONFIRM = {"reset": "Reset", "delete": "Delete the stacks of", "extend": "Extend the delete date of",
+           "grant": "Grant lab time to"}
+# Actions that take an amount: (form field, largest value, seconds per unit).
+AMOUNTS = {"extend": ("days", 3650, DAY), "grant": ("hours", 10000, 3600)}
 
 
 class FailedFilter(admin.SimpleListFilter):
@@ -62,9 +68,8 @@ class StuckFilter(admin.SimpleListFilter):
         return queryset
 
 
-def _run(model_admin: Any, request: HttpRequest, action: str, ids: list[int], days: int | None = None
+def _run(model_admin: Any, request: HttpRequest, action: str, ids: list[int], seconds: int | None = None
          ) -> None:
-    seconds = days * DAY if days else None
     outcome = operator.act(action, ids, actor=operator.actor_of(request.user), seconds=seconds)
     if outcome.changed:
         model_admin.message_user(request, f"{action}: {len(outcome.changed)} lab(s) on their way.",
@@ -77,27 +82,29 @@ def _run(model_admin: Any, request: HttpRequest, action: str, ids: list[int], da
                                  messages.WARNING)
 
 
-def _days(request: HttpRequest) -> int | None:
+def _seconds(request: HttpRequest, action: str) -> int | None:
+    """The amount an ``AMOUNTS`` action was given (whole days or hours, within bounds), in seconds."""
+    name, most, unit = AMOUNTS[action]
     try:
-        days = int(request.POST.get("days", ""))
+        amount = int(request.POST.get(name, ""))
     except ValueError:
         return None
-    return days if 1 <= days <= 3650 else None
+    return amount * unit if 1 <= amount <= most else None
 
 
 def _confirmed(model_admin: Any, request: HttpRequest, queryset: Any, action: str) -> HttpResponse | None:
     """Destructive or parametrised actions ask first, listing the labs (as Django's own delete does)."""
-    days = _days(request)
-    if request.POST.get("confirm") == "yes" and (action != "extend" or days):
-        _run(model_admin, request, action, list(queryset.values_list("pk", flat=True)), days)
+    seconds = _seconds(request, action) if action in AMOUNTS else None
+    if request.POST.get("confirm") == "yes" and (action not in AMOUNTS or seconds):
+        _run(model_admin, request, action, list(queryset.values_list("pk", flat=True)), seconds)
         return None
     context = {
         **model_admin.admin_site.each_context(request), "title": f"{CONFIRM[action]} these labs?",
         "labs": queryset.select_related("learner").defer(*SECRET_FIELDS)[:200],
         "count": queryset.count(), "action": f"{action}_labs", "verb": CONFIRM[action],
-        "extend": action == "extend", "opts": model_admin.model._meta,
+        "extend": action == "extend", "grant": action == "grant", "opts": model_admin.model._meta,
         "selected": list(queryset.values_list("pk", flat=True)),
-        "bad_days": request.POST.get("confirm") == "yes" and action == "extend" and not days,
+        "bad_amount": request.POST.get("confirm") == "yes" and action in AMOUNTS and not seconds,
     }
     return TemplateResponse(request, "admin/labxblock/lab/confirm_operation.html", context)
 
@@ -126,6 +133,7 @@ class LabOperationsMixin:
         _bulk("reset", "Reset the selected labs (their learners start afresh)", confirm=True),
         _bulk("delete", "Delete the stacks of the selected labs", confirm=True),
         _bulk("extend", "Extend the delete date of the selected labs", confirm=True),
+        _bulk("grant", "Grant lab time to the selected labs (their time budgets)", confirm=True),
     ]
 
     def has_operate_permission(self, request: HttpRequest) -> bool:
@@ -170,9 +178,11 @@ def _operate(model_admin: Any, request: HttpRequest, lab_id: int, action: str) -
         raise PermissionDenied
     if action not in operator.ACTIONS:
         raise PermissionDenied
-    days = _days(request) if action == "extend" else None
-    if action == "extend" and days is None:
-        model_admin.message_user(request, "extend: give a number of days from 1 to 3650.", messages.ERROR)
+    seconds = _seconds(request, action) if action in AMOUNTS else None
+    if action in AMOUNTS and seconds is None:
+        name, most, _unit = AMOUNTS[action]
+        text = f"{action}: give a number of {name} from 1 to {most}."
+        model_admin.message_user(request, text, messages.ERROR)
     else:
-        _run(model_admin, request, action, [lab_id], days)
+        _run(model_admin, request, action, [lab_id], seconds)
     return HttpResponseRedirect(reverse("admin:labxblock_lab_change", args=[lab_id]))

@@ -1,8 +1,9 @@
 """Analytics events for the platform's tracking logs, named ``edx.labxblock.<name>``.
 
-Events with a request (launch, reset, check) are published by the block through its
-runtime (``runtime.publish``), which adds the platform's own context (user, course,
-page). Events that happen with no request (ready, suspend, resume, check_result) are
+Events with a request (launch, reset, check, budget.warning) are published by the block
+through its runtime (``runtime.publish``), which adds the platform's own context (user,
+course, page). Events that happen with no request (ready, suspend, resume, check_result,
+budget.exhausted, budget.granted) are
 emitted by the worker through edx-platform's tracker (``compat.emit_tracking_event``)
 once the transaction that recorded them has committed: the models signal them
 (``connect``, in apps.ready), so neither the models nor the labs import this module. No
@@ -25,7 +26,8 @@ PREFIX = "edx.labxblock."
 ON_ENTER = {State.READY: "ready", State.SUSPENDED: "suspend", State.RESUMING: "resume"}
 _REASONS = frozenset(r.value for r in Reason)
 # Every event there is (README's table lists each with its fields).
-EVENTS = ("launch", "reset", "check", "check_result", *ON_ENTER.values())
+EVENTS = ("launch", "reset", "check", "check_result", *ON_ENTER.values(), "budget.warning",
+          "budget.exhausted", "budget.granted")
 
 
 def publish(block: Any, name: str, data: Mapping[str, Any]) -> None:
@@ -35,9 +37,10 @@ def publish(block: Any, name: str, data: Mapping[str, Any]) -> None:
 
 
 def learner_request(block: Any, action: str, status: Any, *, lab_key: str, by_staff: bool) -> None:
-    """A learner's launch (when it sets the lab moving) or reset, as the block's event."""
+    """A learner's launch (when it sets the lab moving: not one its used-up budget refused) or reset, as
+    the block's event."""
     data = {"lab_key": lab_key, "usage_id": str(block.scope_ids.usage_id), "by_staff": by_staff}
-    if action == "launch" and status is not None and not status.ready:
+    if action == "launch" and status is not None and not status.ready and not status.used_up:
         publish(block, "launch", {**data, "phase": str(status.phase)})
     elif action == "reset":
         publish(block, "reset", data)
@@ -65,12 +68,14 @@ def _actor_kind(actor: str) -> str:
 
 
 def connect() -> None:
-    """Listen to the models' signals (apps.ready): the lab's moves and scored runs, from any process."""
+    """Listen to the models' signals (apps.ready): the lab's moves, scored runs and lab time granted."""
     from labxblock import models
+    from labxblock.labs import budgets
 
     uid = "labxblock.analytics"
     models.lab_events_saved.connect(_on_lab_events, sender=models.LabEvent, dispatch_uid=uid)
     models.check_run_scored.connect(_on_check_run, sender=models.CheckRun, dispatch_uid=uid)
+    budgets.time_granted.connect(_on_time_granted, sender=models.Lab, dispatch_uid=uid)
 
 
 def _on_lab_events(sender: Any, events: Iterable[Any], **_: Any) -> None:
@@ -81,17 +86,48 @@ def _on_check_run(sender: Any, run: Any, **_: Any) -> None:
     check_finished(run)
 
 
+def _on_time_granted(sender: Any, lab: Any, seconds: float, actor: str, **_: Any) -> None:
+    budget_granted(lab, seconds, actor)
+
+
 def lab_events_saved(events: Iterable[Any]) -> None:
-    """Called for every LabEvent written: those entering a tracked state are emitted after commit.
-
-    Studio's test labs are the course team's, not a learner's: they emit nothing.
+    """Called for every LabEvent written: those entering a tracked state, and a budget stopping a lab,
+    are emitted after commit. Studio's test labs are the course team's, not a learner's: they emit nothing.
     """
-    from labxblock.labs.specs import is_test_lab  # models need Django's apps ready
+    from labxblock.labs.budgets import USED_UP  # the labs need Django's apps ready; this module does not
+    from labxblock.labs.specs import is_test_lab
 
-    wanted = [(PREFIX + ON_ENTER[State(e.to_state)], _lab_data(e)) for e in events
-              if e.from_state != e.to_state and e.to_state in ON_ENTER and not is_test_lab(e.lab_key)]
+    wanted = []
+    for e in events:
+        if is_test_lab(e.lab_key):
+            continue
+        if e.from_state != e.to_state and e.to_state in ON_ENTER:
+            wanted.append((PREFIX + ON_ENTER[State(e.to_state)], _lab_data(e)))
+        elif e.reason == USED_UP:
+            wanted.append((PREFIX + "budget.exhausted", _budget_data(e.course_run, e.lab_key, e.lab_id,
+                                                                     e.learner_id, e.actor)))
     if wanted:
         transaction.on_commit(lambda: _emit(wanted), robust=True)
+
+
+def _budget_data(course_run: str, lab_key: str, lab_id: int | None, user_id: int | None, actor: str
+                 ) -> dict[str, Any]:
+    return {"course_id": course_run, "lab_key": lab_key, "lab_id": lab_id, "user_id": user_id,
+            "actor": _actor_kind(actor)}
+
+
+def budget_warning(block: Any, budget: Any, *, lab_key: str, lab_id: int) -> None:
+    """The learner's page warns them that most of their lab time is used (once per lab, labs.budgets)."""
+    publish(block, "budget.warning", {"lab_key": lab_key, "usage_id": str(block.scope_ids.usage_id),
+                                      "lab_id": lab_id, "limit_hours": round(budget.limit_seconds / 3600, 2),
+                                      "left_hours": round(budget.left_seconds / 3600, 2)})
+
+
+def budget_granted(lab: Any, seconds: float, actor: str) -> None:
+    """Course staff or an operator granted a learner's lab more time, emitted after commit."""
+    data = {**_budget_data(lab.course_run, lab.lab_key, lab.pk, lab.learner_id, actor),
+            "granted_hours": round(seconds / 3600, 2)}
+    transaction.on_commit(lambda: _emit([(PREFIX + "budget.granted", data)]), robust=True)
 
 
 def check_finished(run: Any) -> None:

@@ -38,3 +38,9 @@ class LabXBlockConfig(AppConfig):
         from labxblock import analytics
 
         analytics.connect()
+
+        # Time budgets are counted from the event log as it is written, in its transaction.
+        from labxblock.labs.budgets import count
+        from labxblock.models import LabEvent, lab_events_saved
+
+        lab_events_saved.connect(count, sender=LabEvent, dispatch_uid="labxblock.budgets.count")

@@ -19,9 +19,13 @@ from labxblock.fields import (
     CHECK_KEYS,
     CHECK_TIMEOUT_DEFAULT,
     CHECK_TIMEOUT_MAX,
+    HOOK_KEYS,
+    HOOK_KINDS,
+    HOOKS_PER_KIND,
     KEY_TYPES,
     PROTOCOLS,
     RDP_SECURITY,
+    TIME_BUDGET_HOURS_MAX,
     TIMEOUT_FIELDS,
 )
 
@@ -238,34 +242,70 @@ def _number(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+# What a check or a lifecycle script entry can get wrong, in the words of each.
+CHECK_TEXTS = {
+    "empty": _("Check script {n} is empty."),
+    "unknown": _("Check {n} has unknown settings: {names}."),
+    "timeout": _("Check {n}: the timeout must be between 1 and {max} seconds."),
+    "text": _("Check {n}: {key} must be text."),
+    "host": _("Check {n}: the host must look like user@host:port."),
+}
+HOOK_TEXTS = {
+    "empty": _("Lifecycle script {n} is empty."),
+    "unknown": _("Lifecycle script {n} has unknown settings: {names}."),
+    "timeout": _("Lifecycle script {n}: the timeout must be between 1 and {max} seconds."),
+    "text": _("Lifecycle script {n}: {key} must be text."),
+    "host": _("Lifecycle script {n}: the host must look like user@host:port."),
+}
+
+
+def _script_problems(field_name: str, n: int, entry: Mapping[str, Any], keys: tuple[str, ...],
+                     texts: Mapping[str, str]) -> list[Problem]:
+    """What is wrong with one check or lifecycle script: its script, settings, timeout, texts, host."""
+    problems = []
+    script = entry.get("script")
+    if not isinstance(script, str) or not script.strip():
+        problems.append(Problem(field_name, texts["empty"], {"n": n}))
+    unknown = sorted(set(entry) - set(keys))
+    if unknown:
+        names = ", ".join(map(str, unknown))
+        problems.append(Problem(field_name, texts["unknown"], {"n": n, "names": names}))
+    timeout = entry.get("timeout")
+    if timeout is not None and (not _number(timeout) or not 1 <= timeout <= CHECK_TIMEOUT_MAX):
+        problems.append(Problem(field_name, texts["timeout"], {"n": n, "max": CHECK_TIMEOUT_MAX}))
+    for key in ("name", "hint", "host", "kind"):
+        if key in keys and entry.get(key) is not None and not isinstance(entry[key], str):
+            problems.append(Problem(field_name, texts["text"], {"n": n, "key": key}))
+    if isinstance(entry.get("host"), str) and not _host_ok(entry["host"]):
+        problems.append(Problem(field_name, texts["host"], {"n": n}))
+    return problems
+
+
 def check_checks(values: Mapping[str, Any]) -> list[Problem]:
     problems = []
     for i, c in enumerate(values.get("checks") or []):
         c = c if isinstance(c, Mapping) else {}
-        n = i + 1
-        script = c.get("script")
-        if not isinstance(script, str) or not script.strip():
-            problems.append(Problem("checks", _("Check script {n} is empty."), {"n": n}))
-        unknown = sorted(set(c) - set(CHECK_KEYS))
-        if unknown:
-            problems.append(Problem("checks", _("Check {n} has unknown settings: {names}."),
-                                    {"n": n, "names": ", ".join(map(str, unknown))}))
+        problems += _script_problems("checks", i + 1, c, CHECK_KEYS, CHECK_TEXTS)
         weight = c.get("weight")
         if weight is not None and (not _number(weight) or weight <= 0):
             problems.append(Problem("checks", _("Check {n}: the weight must be a number greater than 0."),
-                                    {"n": n}))
-        timeout = c.get("timeout")
-        if timeout is not None and (not _number(timeout) or not 1 <= timeout <= CHECK_TIMEOUT_MAX):
-            problems.append(Problem(
-                "checks", _("Check {n}: the timeout must be between 1 and {max} seconds."),
-                {"n": n, "max": CHECK_TIMEOUT_MAX},
-            ))
-        for key in ("name", "hint", "host"):
-            if c.get(key) is not None and not isinstance(c[key], str):
-                problems.append(Problem("checks", _("Check {n}: {key} must be text."), {"n": n, "key": key}))
-        if isinstance(c.get("host"), str) and not _host_ok(c["host"]):
-            problems.append(Problem("checks", _("Check {n}: the host must look like user@host:port."),
-                                    {"n": n}))
+                                    {"n": i + 1}))
+    return problems
+
+
+def check_hooks(values: Mapping[str, Any]) -> list[Problem]:
+    """Lifecycle scripts: as checks, plus a known kind, and no more of a kind than run."""
+    problems = []
+    for i, h in enumerate(values.get("hooks") or []):
+        h = h if isinstance(h, Mapping) else {}
+        if h.get("kind") not in HOOK_KINDS:
+            problems.append(Problem("hooks", _("Lifecycle script {n}: the kind must be one of: {choices}."),
+                                    {"n": i + 1, "choices": ", ".join(HOOK_KINDS)}))
+        problems += _script_problems("hooks", i + 1, h, HOOK_KEYS, HOOK_TEXTS)
+    for kind in HOOK_KINDS:
+        if sum(1 for h in hook_specs(values, limit=False) if h["kind"] == kind) > HOOKS_PER_KIND:
+            problems.append(Problem("hooks", _("Only the first {max} {kind} scripts run; the others are left "
+                                               "out."), {"max": HOOKS_PER_KIND, "kind": kind}))
     return problems
 
 
@@ -282,6 +322,25 @@ def _host_ok(host: str) -> bool:
     return not port or (port.isdigit() and 0 < int(port) < 65536)
 
 
+def _runnable(entry: Any) -> bool:
+    script = entry.get("script") if isinstance(entry, Mapping) else None
+    return isinstance(script, str) and bool(script.strip())
+
+
+def _common(entry: Mapping[str, Any], default_name: str) -> dict[str, Any]:
+    """A runnable entry's name, script, host and timeout, defaults for bad values."""
+    timeout = entry.get("timeout")
+    host = entry.get("host") if isinstance(entry.get("host"), str) else ""
+    name = entry.get("name")
+    return {
+        "name": name if isinstance(name, str) and name.strip() else default_name,
+        "script": entry["script"],
+        "host": host.strip(),  # a malformed host fails its script when run, never runs elsewhere
+        "timeout": timeout if _number(timeout) and 1 <= timeout <= CHECK_TIMEOUT_MAX
+        else CHECK_TIMEOUT_DEFAULT,
+    }
+
+
 def check_specs(values: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The checks to run, complete and safe to run: runnable ones only, defaults for bad values.
 
@@ -290,20 +349,42 @@ def check_specs(values: Mapping[str, Any]) -> list[dict[str, Any]]:
     """
     specs = []
     for i, c in enumerate(values.get("checks") or []):
-        if not isinstance(c, Mapping) or not isinstance(c.get("script"), str) or not c["script"].strip():
+        if not _runnable(c):
             continue
-        weight, timeout = c.get("weight"), c.get("timeout")
-        host = c.get("host") if isinstance(c.get("host"), str) else ""
+        weight = c.get("weight")
         specs.append({
-            "name": c["name"] if isinstance(c.get("name"), str) and c["name"].strip() else f"Check {i + 1}",
-            "script": c["script"],
+            **_common(c, f"Check {i + 1}"),
             "weight": float(weight) if _number(weight) and weight > 0 else 1.0,
             "hint": c["hint"] if isinstance(c.get("hint"), str) else "",
-            "host": host.strip(),  # a malformed host fails its check when run, never runs elsewhere
-            "timeout": timeout if _number(timeout) and 1 <= timeout <= CHECK_TIMEOUT_MAX
-            else CHECK_TIMEOUT_DEFAULT,
         })
     return specs
+
+
+def hook_specs(values: Mapping[str, Any], *, limit: bool = True) -> list[dict[str, Any]]:
+    """The lifecycle scripts to run, as ``check_specs`` makes checks: runnable ones of a known kind,
+    the first ``HOOKS_PER_KIND`` of each (``limit``), in the author's order (``check_hooks`` warns)."""
+    specs: list[dict[str, Any]] = []
+    for i, h in enumerate(values.get("hooks") or []):
+        if not _runnable(h) or h.get("kind") not in HOOK_KINDS:
+            continue
+        if limit and sum(1 for spec in specs if spec["kind"] == h["kind"]) >= HOOKS_PER_KIND:
+            continue
+        specs.append({"kind": h["kind"], **_common(h, f"{h['kind']} script {i + 1}")})
+    return specs
+
+
+def check_budget(values: Mapping[str, Any]) -> list[Problem]:
+    hours = values.get("time_budget_hours")
+    if hours is not None and (not _number(hours) or not 0 < hours <= TIME_BUDGET_HOURS_MAX):
+        return [Problem("time_budget_hours", _("The lab time must be a number of hours above 0 and at most "
+                                               "{max}, or empty."), {"max": TIME_BUDGET_HOURS_MAX})]
+    return []
+
+
+def time_budget_seconds(values: Mapping[str, Any]) -> float | None:
+    """The block's own budget in seconds; None when unset (the site's counts) or invalid (Studio warns)."""
+    hours = values.get("time_budget_hours")
+    return None if hours is None or check_budget(values) else float(hours) * 3600
 
 
 def check_settings(values: Mapping[str, Any]) -> list[Problem]:
@@ -352,5 +433,8 @@ def check(
     problems += check_providers(values, known_providers)
     problems += check_ports(values)
     problems += check_checks(values)
+    problems += check_hooks(values)
+    problems += check_budget(values)
     problems += check_settings(values)
     return problems
+

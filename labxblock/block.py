@@ -357,6 +357,10 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, TestLabMixin, StudioEdit
             call = {"launch": labs.request_launch, "reset": labs.request_reset, "retry": labs.retry}[action]
             result = call(viewer.user, spec, actor=viewer.actor)
             analytics.learner_request(self, action, result, lab_key=key, by_staff=viewer.masquerading)
+        budget = result.budget if result is not None else None
+        if budget is not None and budget.warning and not viewer.masquerading \
+                and labs.budgets.note_warning(result.lab_id, datetime.now(UTC)):
+            analytics.budget_warning(self, budget, lab_key=key, lab_id=result.lab_id)  # once per lab
         return messages.status_answer(result, datetime.now(UTC), self.ugettext, staff=viewer.is_staff)
 
     # --- helpers ---
@@ -407,7 +411,8 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, TestLabMixin, StudioEdit
             course_run=run, lab_key=key, providers=tuple(providers), stack_user=self.stack_user,
             protocol=self.protocol, port=self._port(), key_type=self.key_type,
             launch_timeout=self.launch_timeout, suspend_timeout=self.suspend_timeout,
-            delete_timeout=self.delete_timeout,
+            delete_timeout=self.delete_timeout, hooks=tuple(authoring.hook_specs(self._values())),
+            time_budget_seconds=authoring.time_budget_seconds(self._values()), block_id=self._usage_key(),
         )
 
     def _dom_id(self) -> str:

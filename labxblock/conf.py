@@ -143,6 +143,11 @@ class LabSettings:
     delete_timeout: int = field(
         default=14 * 86400, metadata=_help("Seconds of disuse before a lab is deleted (default 14 days).")
     )
+    time_budget_seconds: int | None = field(
+        default=None,
+        metadata=_help("Up-time each learner's lab may have in its course run, unless its blocks set a "
+                       "budget (time_budget_hours); null: no budget."),
+    )
     keepalive_interval_seconds: int = field(
         default=30, metadata=_help("How often an open, active lab page sends a keepalive.")
     )
@@ -435,7 +440,8 @@ def _terminal(raw: dict[str, Any]) -> dict[str, Any]:
 _SECONDS_FIELDS = tuple(
     f.name
     for f in dataclasses.fields(LabSettings)
-    if (f.name.endswith(("_seconds", "_timeout")) and f.name != "state_deadline_seconds")
+    if f.name.endswith(("_seconds", "_timeout"))
+    and f.name not in ("state_deadline_seconds", "time_budget_seconds")  # a mapping; null allowed
 )
 
 
@@ -474,6 +480,9 @@ def load_settings(raw: Mapping[str, Any], *, load_class: Callable[[str], type] |
             values[name] = _seconds(f"{ROOT}.{name}", raw.pop(name))
     if values.get("ticket_ttl_seconds", 60) > 60:
         raise _fail(f"{ROOT}.ticket_ttl_seconds", "at most 60 seconds", values["ticket_ttl_seconds"])
+    if "time_budget_seconds" in raw:
+        key = f"{ROOT}.time_budget_seconds"
+        values["time_budget_seconds"] = _int(key, raw.pop("time_budget_seconds"), minimum=1, allow_none=True)
     if "max_attempts" in raw:
         values["max_attempts"] = _int(f"{ROOT}.max_attempts", raw.pop("max_attempts"), minimum=1)
     if "queues" in raw:

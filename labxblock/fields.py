@@ -40,14 +40,20 @@ SCALAR_FIELDS = (
     "fullscreen",
     "check_label",
     "check_feedback",
+    "time_budget_hours",
 )
 # Fields stored as child elements.
-LIST_FIELDS = ("providers", "ports", "checks")
+LIST_FIELDS = ("providers", "ports", "checks", "hooks")
 TIMEOUT_FIELDS = ("launch_timeout", "suspend_timeout", "delete_timeout")
 # What one entry of ``checks`` may hold, and its limits.
 CHECK_KEYS = ("name", "script", "weight", "hint", "host", "timeout")
 CHECK_TIMEOUT_DEFAULT = 30
 CHECK_TIMEOUT_MAX = 600
+# Lifecycle scripts: when each kind runs (labs.hooks), what one entry may hold, how many of a kind.
+HOOK_KINDS = ("setup", "after_resume", "before_suspend")
+HOOK_KEYS = ("kind", "name", "script", "timeout", "host")
+HOOKS_PER_KIND = 5
+TIME_BUDGET_HOURS_MAX = 100_000
 
 
 class LabFieldsMixin(XBlockMixin):
@@ -113,6 +119,27 @@ class LabFieldsMixin(XBlockMixin):
             '"host": "", "timeout": 30}]. Exit status 0 passes. Only name and script are required; '
             "weight (> 0) sets the check's share of the score; the hint is shown when it fails "
             "(else its error output); host runs it on a server behind the lab; timeout is in seconds."
+        ),
+    )
+    hooks = List(
+        display_name=_("Lifecycle scripts"), default=[], scope=Scope.settings,
+        help=_(
+            'Scripts run inside the lab at moments of its life, as a JSON list: [{"kind": "before_suspend", '
+            '"name": "stop the database", "script": "sudo systemctl stop postgresql", "timeout": 30}]. '
+            "kind: setup (once, after the lab first starts, before the learner is let in), after_resume "
+            "(after each resume, before the learner is let in) or before_suspend (before each suspend). "
+            "Only kind and script are required; up to 5 of each kind, run in order; timeout is in "
+            "seconds; host runs it on a server behind the lab. A script that fails or runs out of time "
+            "is logged for the course team and never stops the lab."
+        ),
+    )
+    time_budget_hours = Float(
+        display_name=_("Lab time per learner (hours)"), default=None, scope=Scope.settings,
+        help=_(
+            "Hours each learner's lab may be up in this course run (suspended time does not count). "
+            "When they are used up the lab is paused and the learner told so; course staff can grant "
+            "more. Empty: the site's budget, if it has one. Components sharing a lab share its time: "
+            "the smallest of their budgets counts."
         ),
     )
     launch_timeout = Integer(

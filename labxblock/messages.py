@@ -67,6 +67,10 @@ ADDRESS_REFUSED = _("This lab's address is refused by this site's network policy
 MASQUERADE = _("You are viewing the lab of {username}. What you do here happens in their lab.")
 LMS_ONLY = _("Labs run in the LMS, not in Studio. View this unit in the LMS to try the lab.")
 STUDIO_ONLY = _("Test labs are launched from Studio, by the course team.")
+# Time budgets (labs.budgets): shown beside the time left.
+BUDGET_USED_UP = _("Your lab time for this course is used up. Your lab is paused and keeps your work; "
+                   "ask the course team if you need more time.")
+BUDGET_WARNING = _("Most of your lab time for this course is used. Suspended time does not count.")
 
 # Progress checks: how a run went, in the learner's words. A run that was not scored says so.
 CHECK_RUNNING = _("Checking your lab…")
@@ -118,6 +122,8 @@ JS_STRINGS = (
     _("Your lab was paused to save resources. Press the button to wake it up."),
     _("The course page was closed, so typing here no longer keeps your lab running. Open the course page "
       "again to keep working."),
+    _("Lab time left: {time}"),
+    _("{hours} h {minutes} min"),
 )
 
 # How soon the page should ask again, by phase (ms): fast while something is happening.
@@ -142,7 +148,8 @@ def status_answer(status: Any, now: datetime, gettext: Gettext, *, staff: bool =
     """
     if status is None:
         return {"phase": str(Phase.DELETED), "label": gettext(PHASES[Phase.DELETED]), "ready": False,
-                "elapsed_seconds": None, "estimate_seconds": None, "error": None, "poll_ms": None}
+                "elapsed_seconds": None, "estimate_seconds": None, "error": None, "poll_ms": None,
+                "budget": None}
     phase = Phase(status.phase)
     error = None
     if phase is Phase.FAILED:
@@ -159,7 +166,16 @@ def status_answer(status: Any, now: datetime, gettext: Gettext, *, staff: bool =
         "estimate_seconds": status.estimate_seconds,
         "error": error,
         "poll_ms": POLL_MS.get(phase),
+        "budget": budget_answer(status.budget, gettext),
     }
+
+
+def budget_answer(budget: Any, gettext: Gettext) -> dict[str, Any] | None:
+    """The learner's time budget (``labs.budgets.Budget``) for the page: the seconds, and what to say."""
+    if budget is None:
+        return None
+    message = BUDGET_USED_UP if budget.exhausted else BUDGET_WARNING if budget.warning else ""
+    return {**budget.as_json(), "message": gettext(message) if message else ""}
 
 
 def error_answer(message: str, gettext: Gettext, **params: Any) -> dict[str, Any]:

@@ -157,6 +157,37 @@ class Lab(models.Model):
     reissues = models.PositiveIntegerField(
         default=0, help_text="Calls made again over the lab's life (lost, failed or timed out); never reset."
     )
+    # Time budget (labs.budgets): counted from the event log as it is written, so nothing recounts it.
+    used_seconds = models.FloatField(
+        default=0.0, help_text="Up-time of the lab's past up periods, from its event log (resets included)."
+    )
+    up_since = models.DateTimeField(
+        null=True, blank=True, help_text="When the current up period (create or resume) began; empty if down."
+    )
+    budget_limits = models.JSONField(
+        default=dict, blank=True,
+        help_text="Time budget in seconds of each block opening this lab (by usage id); the smallest counts.",
+    )
+    budget_granted_seconds = models.FloatField(
+        default=0.0, help_text="Lab time granted by course staff or operators on top of the budget."
+    )
+    budget_ends_at = models.DateTimeField(
+        null=True, blank=True, help_text="While up with a budget: when the budget runs out."
+    )
+    budget_warned_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the learner was warned that most of the budget is used."
+    )
+    # Lifecycle scripts (labs.hooks): how long each kind may take, copied from the blueprint at launch so
+    # that a pass decides without reading it; when the running ones are waited for until.
+    hook_seconds = models.JSONField(
+        default=dict, blank=True, help_text="Longest run of each kind of lifecycle script, in seconds."
+    )
+    hook_until = models.DateTimeField(
+        null=True, blank=True, help_text="Lifecycle scripts are running: the lab waits for them until then."
+    )
+    setup_done_at = models.DateTimeField(
+        null=True, blank=True, help_text="When this stack's setup scripts ran; a new stack runs them again."
+    )
 
     class Meta:
         constraints = [
@@ -172,6 +203,7 @@ class Lab(models.Model):
             # The reconciler's unsettled rows, and capacity counts (provider, state).
             models.Index(fields=["provider", "state", "desired"], name="labxblock_lab_reconcile"),
             models.Index(fields=["course_run", "lab_key"], name="labxblock_lab_estimate"),  # estimates
+            models.Index(fields=["desired", "budget_ends_at"], name="labxblock_lab_budget"),  # budgets' pass
         ]
 
     def __str__(self) -> str:
@@ -265,8 +297,9 @@ class LabEventQuerySet(models.QuerySet):
         return created
 
 
-# Sent for every LabEvent written (``events``) and every check run scored (``run``): the analytics
-# listen (connected in apps.ready), so the models know nothing above them.
+# Sent for every LabEvent written (``events``), inside the transaction that writes them, and every check
+# run scored (``run``): the analytics and the time budgets' counter (labs.budgets, which stays the event
+# log's own sum) listen, connected in apps.ready, so the models know nothing above them.
 lab_events_saved = Signal()
 check_run_scored = Signal()
 

@@ -8,6 +8,7 @@
   <port name="web" number="8080"/>
   <check name="file created"><![CDATA[test -f ~/done]]></check>
   <check name="web" weight="2" timeout="20" host="web" hint="Start nginx."><![CDATA[curl -fs web]]></check>
+  <hook kind="before_suspend" name="stop nginx" timeout="20"><![CDATA[sudo systemctl stop nginx]]></hook>
   <html>…</html>   <!-- any other element: a child block shown with the instructions -->
 </labxblock>
 ```
@@ -26,12 +27,14 @@ from lxml import etree
 from labxblock.fields import SCALAR_FIELDS, TIMEOUT_FIELDS
 
 INT_FIELDS = frozenset(TIMEOUT_FIELDS)
-FLOAT_FIELDS = frozenset({"weight"})
+FLOAT_FIELDS = frozenset({"weight", "time_budget_hours"})
+OPTIONAL_FIELDS = frozenset({*TIMEOUT_FIELDS, "time_budget_hours"})  # "" (or none, null): not set
 BOOL_FIELDS = frozenset({"read_only", "rdp_ignore_cert", "hidden", "fullscreen"})
 TEXT_FIELDS = ("template", "environment")  # attribute when a file name, child element when inline
-OWN_ELEMENTS = frozenset({"instructions", "template", "environment", "provider", "port", "check"})
+OWN_ELEMENTS = frozenset({"instructions", "template", "environment", "provider", "port", "check", "hook"})
 # Attributes any runtime may put on a block's element; not ours to judge.
 CHECK_ATTRIBUTES = ("name", "weight", "hint", "host", "timeout")  # the script is the element's text
+HOOK_ATTRIBUTES = ("kind", "name", "host", "timeout")  # likewise
 FOREIGN_ATTRIBUTES = frozenset(
     {"url_name", "xblock-family", "filename", "parent_url", "parent_sequential_url"}
 )
@@ -88,8 +91,10 @@ def _int(node: etree._Element, name: str, value: str, *, minimum: int, maximum: 
 
 
 def _scalar(node: etree._Element, name: str, value: str) -> Any:
+    if name in OPTIONAL_FIELDS and value.strip() in ("", "none", "null"):
+        return None
     if name in INT_FIELDS:
-        return None if value.strip() in ("", "none", "null") else _int(node, name, value, minimum=1)
+        return _int(node, name, value, minimum=1)
     if name in FLOAT_FIELDS:
         try:
             return float(value)
@@ -146,22 +151,34 @@ def _port(node: etree._Element) -> dict[str, Any]:
                                                          maximum=65535)}
 
 
-def _check(node: etree._Element) -> dict[str, Any]:
-    _only(node, set(CHECK_ATTRIBUTES))
+def _script(node: etree._Element, attributes: tuple[str, ...], what: str) -> dict[str, Any]:
+    """A check or lifecycle script: its text, a whole-number timeout, the other attributes as text."""
+    _only(node, set(attributes))
     if len(node):
-        raise OlxError(node[0], "a check holds its script as text (CDATA), not elements")
-    check: dict[str, Any] = {"name": node.get("name", ""), "script": node.text or ""}
+        raise OlxError(node[0], f"a {what} holds its script as text (CDATA), not elements")
+    script: dict[str, Any] = {"name": node.get("name", ""), "script": node.text or ""}
+    if node.get("timeout") is not None:
+        script["timeout"] = _int(node, "timeout", node.get("timeout"), minimum=1)
+    for key in ("kind", "hint", "host"):
+        if key in attributes and node.get(key) is not None:
+            script[key] = node.get(key)
+    return script
+
+
+def _check(node: etree._Element) -> dict[str, Any]:
+    check = _script(node, CHECK_ATTRIBUTES, "check")
     if node.get("weight") is not None:
         try:
             check["weight"] = float(node.get("weight"))
         except ValueError:
             raise OlxError(node, f"weight={node.get('weight')!r} is not a number") from None
-    if node.get("timeout") is not None:
-        check["timeout"] = _int(node, "timeout", node.get("timeout"), minimum=1)
-    for key in ("hint", "host"):
-        if node.get(key) is not None:
-            check[key] = node.get(key)
     return check
+
+
+def _hook(node: etree._Element) -> dict[str, Any]:
+    if not node.get("kind", "").strip():
+        raise OlxError(node, "the kind attribute is missing (setup, after_resume or before_suspend)")
+    return _script(node, HOOK_ATTRIBUTES, "lifecycle script")
 
 
 def parse(node: etree._Element) -> tuple[dict[str, Any], list[etree._Element]]:
@@ -173,7 +190,7 @@ def parse(node: etree._Element) -> tuple[dict[str, Any], list[etree._Element]]:
     for name in SCALAR_FIELDS:
         if node.get(name) is not None:
             values[name] = _scalar(node, name, node.get(name))
-    lists: dict[str, list[dict[str, Any]]] = {"providers": [], "ports": [], "checks": []}
+    lists: dict[str, list[dict[str, Any]]] = {"providers": [], "ports": [], "checks": [], "hooks": []}
     blocks = []
     for child in node:
         if child.tag is etree.Comment or child.tag is etree.ProcessingInstruction:
@@ -190,8 +207,9 @@ def parse(node: etree._Element) -> tuple[dict[str, Any], list[etree._Element]]:
                 raise OlxError(child, f"{field} is given twice")
             values[field] = child.text or ""
         else:
-            parser = {"provider": _provider, "port": _port, "check": _check}[tag]
-            lists[{"provider": "providers", "port": "ports", "check": "checks"}[tag]].append(parser(child))
+            parser = {"provider": _provider, "port": _port, "check": _check, "hook": _hook}[tag]
+            lists[{"provider": "providers", "port": "ports", "check": "checks", "hook": "hooks"}[tag]].append(
+                parser(child))
     values.update({name: items for name, items in lists.items() if items})
     return values, blocks
 
@@ -241,7 +259,8 @@ def export(values: Mapping[str, Any], node: etree._Element) -> None:
                 el.set(key, p[key])
     for p in values.get("ports") or []:
         etree.SubElement(node, "port", {"name": str(p.get("name", "")), "number": str(p.get("number"))})
-    for c in values.get("checks") or []:
-        # Optional settings only when the author gave them: an old block exports as before.
-        attrs = {key: _attribute(c[key]) for key in CHECK_ATTRIBUTES if c.get(key) is not None}
-        _text_element(node, "check", str(c.get("script", "")), **{"name": "", **attrs})
+    for tag, name, attributes in (("check", "checks", CHECK_ATTRIBUTES), ("hook", "hooks", HOOK_ATTRIBUTES)):
+        for c in values.get(name) or []:
+            # Optional settings only when the author gave them: an old block exports as before.
+            attrs = {key: _attribute(c[key]) for key in attributes if c.get(key) is not None}
+            _text_element(node, tag, str(c.get("script", "")), **{"name": "", **attrs})

@@ -1,4 +1,5 @@
-"""Course staff's panel on a lab block: the lab's learners, and suspend, reset, extend, open read-only.
+"""Course staff's panel on a lab block: the lab's learners, and suspend, reset, extend, grant lab time,
+open read-only.
 
 Mixed into LabBlock. Every handler here answers course staff only (the runtime's
 ``user_is_staff``: global staff or a course staff role in edx-platform), never while
@@ -23,14 +24,17 @@ loader = ResourceLoader(__name__)
 _ = messages._
 STAFF_ONLY = _("This is for course staff.")
 NO_SUCH_LEARNER_LAB = _("That learner has no such lab here (any more).")
+BAD_HOURS = _("Give a number of hours above 0 and at most {max}.")
 STAFF_JS_STRINGS = (
-    _("Learner"), _("State"), _("Last seen"), _("Up this month"), _("Last check"), _("Actions"),
+    _("Learner"), _("State"), _("Last seen"), _("Up this month"), _("Lab time left"), _("Last check"),
+    _("Actions"), _("Grant time"), _("{left} h of {budget} h"), _("How many hours of lab time to grant?"),
     _("Suspend"), _("Reset"), _("Extend 7 days"), _("Open read-only"), _("Previous"), _("Next"),
     _("Page {page} of {pages} ({total} learners)"), _("{hours} h"), _("never"),
     _("Reset {username}'s lab? Everything in it is deleted and a fresh one is built."),
     _("No learner has opened this lab yet."), _("Done."), _("Something went wrong. Please try again."),
 )
 EXTEND_DAYS = 7
+GRANT_HOURS_MAX = 1000  # per grant
 
 
 def _labs() -> Any:
@@ -91,12 +95,19 @@ class LabStaffMixin:
     @XBlock.json_handler
     @lms_only
     def staff_action(self, data: dict, suffix: str = "") -> dict:
-        """``{"lab_id": id, "action": "suspend" | "reset" | "extend"}``: through the lifecycle, logged."""
+        """``{"lab_id": id, "action": "suspend" | "reset" | "extend" | "grant"}``, a grant with ``"hours"``:
+        through the lifecycle, logged."""
         if (refused := self._staff_refusal()) is not None:
             return refused
         viewer = self._staff_viewer()
         lab_id, action = data.get("lab_id"), data.get("action")
         seconds = EXTEND_DAYS * 86400 if action == "extend" else None
+        if action == "grant":
+            hours = data.get("hours")
+            number = isinstance(hours, int | float) and not isinstance(hours, bool)
+            if not number or not 0 < hours <= GRANT_HOURS_MAX:
+                return messages.error_answer(BAD_HOURS, self.ugettext, max=GRANT_HOURS_MAX)  # type: ignore
+            seconds = round(hours * 3600)
         outcome = None
         if isinstance(lab_id, int) and isinstance(action, str):
             outcome = _staff().act(*self._where(), lab_id, action, actor=f"staff:{viewer.real_user.pk}",

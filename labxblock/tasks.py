@@ -25,9 +25,9 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from labxblock import checks, clouds, hostkeys, observer
+from labxblock import checks, clouds, hostkeys, observer, script_runner
 from labxblock.conf import LabSettings, LabSettingsError, require_settings
-from labxblock.labs import addressing, calls, checking, engine, grading, jobs, observe, periodic
+from labxblock.labs import addressing, budgets, calls, checking, engine, grading, jobs, observe, periodic
 from labxblock.labs.engine import Job
 from labxblock.lifecycle import CALLS, Action, State
 from labxblock.providers.base import (
@@ -224,6 +224,7 @@ def reconcile() -> int:
     if settings is None:
         return 0
     periodic.mark_idle(now)  # a learner who left (labs.leave) is suspended this pass, not at the idle tick
+    budgets.mark_spent(now)  # a lab whose time budget ran out, whether or not its page is open
     for name, conf in settings.providers.items():
         budget = engine.call_budget(name, conf.actions_per_minute, settings.reconcile_interval_seconds)
         started += len(engine.reconcile_provider(name, now, budget))
@@ -245,10 +246,12 @@ def observe_provider(provider_name: str) -> int | str:
 
 @shared_task(name="labxblock.tasks.suspend_idle", **TICK_TASK_OPTIONS)
 def suspend_idle() -> int:
-    """Mark labs whose keepalives stopped for suspension; the reconcile tick suspends them."""
+    """Mark labs whose keepalives stopped, or whose time budget ran out, for suspension; the reconcile
+    tick suspends them."""
     if configured("the suspend-idle tick") is None:
         return 0
-    return periodic.mark_idle(timezone.now())
+    now = timezone.now()
+    return periodic.mark_idle(now) + budgets.mark_spent(now)
 
 
 @shared_task(name="labxblock.tasks.reap", **TICK_TASK_OPTIONS)
@@ -294,7 +297,7 @@ def delete_orphan(self, provider_name: str, stack_name: str, provider_state: dic
 
 @shared_task(name="labxblock.tasks.run_checks", acks_late=True, reject_on_worker_lost=True,
              ignore_result=True)
-@sensitive_variables("job", "target")
+@sensitive_variables("job")
 def run_checks(run_id: int) -> str:
     """Run one CheckRun's scripts in its lab and store the results.
 
@@ -309,23 +312,32 @@ def run_checks(run_id: int) -> str:
     if job is None:
         grading.publish_run(run_id)  # a run finished before a crash: publishing again is a no-op
         return "stale"
-    target = checks.CheckTarget(host=job.host, port=job.port, username=job.username,
-                                private_key=job.private_key, password=job.password,
-                                host_key=job.host_key, label=job.label)
     specs = [checks.CheckSpec(name=c["name"], script=c["script"], weight=float(c["weight"]),
                               hint=c.get("hint") or "", host=c.get("host") or "", timeout=float(c["timeout"]))
              for c in job.checks]
+    label = job.reach.label
     try:
-        results = checks.run_checks(target, specs, connect_timeout=job.connect_timeout)
+        results = checks.run_checks(script_runner.target(job.reach), specs,
+                                    connect_timeout=job.connect_timeout)
     except checks.LabUnreachable as exc:
-        log.info("labxblock: check run %s: lab %s not checked (%s): %s", run_id, job.label, exc.reason, exc)
+        log.info("labxblock: check run %s: lab %s not checked (%s): %s", run_id, label, exc.reason, exc)
         checking.record_failure(run_id, exc.reason)
         return exc.reason
     except SoftTimeLimitExceeded:
-        log.warning("labxblock: check run %s on lab %s ran out of time", run_id, job.label)
+        log.warning("labxblock: check run %s on lab %s ran out of time", run_id, label)
         checking.record_failure(run_id, checking.LOST)
         return checking.LOST
     checking.record_results(run_id, [dataclasses.asdict(r) for r in results])
     outcome = grading.publish_run(run_id)
-    log.info("labxblock: check run %s on lab %s scored; gradebook: %s", run_id, job.label, outcome)
+    log.info("labxblock: check run %s on lab %s scored; gradebook: %s", run_id, label, outcome)
     return "done"
+
+
+@shared_task(name="labxblock.tasks.run_hooks", acks_late=True, reject_on_worker_lost=True,
+             ignore_result=True)
+def run_hooks(lab_id: int, state: str) -> str:
+    """Run a lab's lifecycle scripts of the kind now due, log each run, end the lab's wait
+    (``labxblock.script_runner``). ``labs.calls`` sends it with a time limit above any run's bound."""
+    if configured(f"lifecycle scripts of lab {lab_id}") is None:
+        return NOT_CONFIGURED  # the lab's wait ends at its time
+    return script_runner.run_hooks(lab_id, State(state))

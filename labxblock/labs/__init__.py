@@ -4,6 +4,7 @@ and starts tasks (always after commit).
 The block calls the learner functions; tasks call the engine, observe, calls, jobs and periodic ones.
 """
 
+from labxblock.labs import budgets
 from labxblock.labs.addressing import AddressRefused, BadPort
 from labxblock.labs.audit import record_staff_terminal
 from labxblock.labs.learner import (
@@ -26,6 +27,7 @@ __all__ = [
     "LabStatus",
     "ProviderChoice",
     "TerminalAccess",
+    "budgets",
     "estimate_seconds",
     "get_status",
     "keepalive",

@@ -22,6 +22,9 @@ from labxblock.lifecycle import Action, State
 from labxblock.models import Lab
 
 PERFORM_TASK = "labxblock.tasks.perform_job"
+HOOK_TASK = "labxblock.tasks.run_hooks"
+# A hook job's hard limit: above the longest run authoring allows (5 scripts of 600 s, and connecting).
+HOOK_TASK_SECONDS = 3600
 
 
 @dataclass(frozen=True)
@@ -58,8 +61,16 @@ def _send(task_name: str, args_list: list[list[Any]], options: dict[str, Any]) -
 
 
 def dispatch(jobs: list[Job]) -> None:
-    """Send jobs to the workers once the surrounding transaction has committed."""
-    send_after_commit(PERFORM_TASK, [job.as_args() for job in jobs], queue=get_settings().queues.calls)
+    """Send jobs to the workers once the surrounding transaction has committed.
+
+    Lifecycle scripts (``Action.HOOK``) run in the lab as checks do: on the checks' queue and workers.
+    """
+    queues = get_settings().queues
+    calls = [job.as_args() for job in jobs if job.action is not Action.HOOK]
+    hooks = [[job.lab_id, job.state.value] for job in jobs if job.action is Action.HOOK]
+    send_after_commit(PERFORM_TASK, calls, queue=queues.calls)
+    send_after_commit(HOOK_TASK, hooks, queue=queues.checks, soft_time_limit=HOOK_TASK_SECONDS,
+                      time_limit=HOOK_TASK_SECONDS + 30)
 
 
 def call_budget(provider: str, actions_per_minute: int, interval_seconds: int) -> int:

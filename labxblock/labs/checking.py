@@ -30,7 +30,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from labxblock.conf import get_settings
 from labxblock.labs import addressing
-from labxblock.labs.engine import send_after_commit
+from labxblock.labs.calls import send_after_commit
 from labxblock.labs.specs import DEFAULT_PORTS
 from labxblock.lifecycle import Desired, State
 from labxblock.models import CheckRun, Lab, check_run_scored, scrub
@@ -79,17 +79,39 @@ class CheckRunView:
 
 
 @dataclass(frozen=True)
+class Login:
+    """The account checks log in as."""
+
+    username: str
+    private_key: str = field(repr=False)
+    password: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class Reach:
+    """How scripts (checks, lifecycle scripts) reach a lab; holds its secrets, so never logged or shown."""
+
+    host: str  # the checked address: connect here, never to the name again
+    port: int
+    login: Login = field(repr=False)
+    host_key: str
+    label: str  # the stack name, for logs
+
+
+class Unreachable(Exception):
+    """Scripts cannot be sent to the lab; ``reason`` is one of REASONS. The log says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
 class CheckJob:
     """What the task needs to run the checks; holds the lab's secrets, so never logged or shown."""
 
     run_id: int
-    host: str  # the checked address: connect here, never to the name again
-    port: int
-    username: str
-    private_key: str = field(repr=False)
-    password: str = field(repr=False)
-    host_key: str
-    label: str
+    reach: Reach
     checks: tuple[Mapping[str, Any], ...] = field(repr=False)  # the author's scripts may hold secrets
     connect_timeout: float = CONNECT_TIMEOUT_SECONDS
 
@@ -157,7 +179,7 @@ def _close(run_id: int, reason: str, now: datetime) -> bool:
         state=CheckRun.State.FAILED, reason=reason, finished_at=now))
 
 
-@sensitive_variables("lab", "login")
+@sensitive_variables("lab")
 def claim(run_id: int) -> CheckJob | None:
     """The job for a running run whose lab is still ready; None if there is nothing (more) to do.
 
@@ -176,32 +198,31 @@ def claim(run_id: int) -> CheckJob | None:
     if not _usable(lab):
         _close(run.pk, NOT_READY, now)
         return None
-    try:  # before any secret is read
+    try:
+        found = reach(lab, f"check run {run.pk}")
+    except Unreachable as exc:
+        _close(run.pk, exc.reason, now)
+        return None
+    return CheckJob(run_id=run.pk, reach=found, checks=tuple(run.checks))
+
+
+@sensitive_variables("lab", "login")
+def reach(lab: Lab, what: str) -> Reach:
+    """How ``what`` (a check run, lifecycle scripts) reaches ``lab``: its address and port, checked
+    before any secret is read, and who logs in (``login_of``). Unreachable (``bad_address``,
+    ``auth``), logged, when scripts may not or cannot be sent."""
+    try:
         address, port = addressing.check(lab.provider, lab.ip, lab.port or DEFAULT_PORTS["ssh"])
     except addressing.AddressRefused as exc:
-        log.warning("labxblock: check run %s: lab %s not checked: %s", run.pk, lab.stack_name, exc)
-        _close(run.pk, BAD_ADDRESS, now)
-        return None
+        log.warning("labxblock: %s: lab %s not reached: %s", what, lab.stack_name, exc)
+        raise Unreachable(BAD_ADDRESS) from None
     login = login_of(lab)
     if login is None:
-        log.warning("labxblock: lab %s: the template outputs only half a check account "
-                    "(check_user and check_private_key go together): its checks cannot run", lab.stack_name)
-        _close(run.pk, AUTH, now)
-        return None
-    return CheckJob(
-        run_id=run.pk, host=address, port=port, username=login.username,
-        private_key=login.private_key, password=login.password,
-        host_key=str(lab.outputs.get("host_key", "")), label=lab.stack_name, checks=tuple(run.checks),
-    )
-
-
-@dataclass(frozen=True)
-class Login:
-    """The account checks log in as."""
-
-    username: str
-    private_key: str = field(repr=False)
-    password: str = field(repr=False)
+        log.warning("labxblock: lab %s: the template outputs only half a check account (check_user and "
+                    "check_private_key go together): %s cannot run", lab.stack_name, what)
+        raise Unreachable(AUTH)
+    return Reach(host=address, port=port, login=login, host_key=str(lab.outputs.get("host_key", "")),
+                 label=lab.stack_name)
 
 
 @sensitive_variables("check_key")

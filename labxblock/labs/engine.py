@@ -29,7 +29,7 @@ from django.db.models import Q
 
 from labxblock import lifecycle
 from labxblock.conf import get_settings
-from labxblock.labs import placement
+from labxblock.labs import hooks, placement
 from labxblock.labs.calls import Job, call_budget, dispatch, send_after_commit
 from labxblock.lifecycle import CALLS, OPERATIONS, Action, Decision, Desired, LabView, Reason, State
 from labxblock.models import Lab, LabEvent, scrub, scrubbed
@@ -92,6 +92,8 @@ def view_of(lab: Lab) -> LabView:
         probe_ok=lab.probe_ok,
         jitter=(zlib.crc32(lab.stack_name.encode()) % 1000) / 1000,
         call_pending_since=call_pending_since(lab),
+        hook_seconds=hooks.seconds_due(lab),
+        hook_until=lab.hook_until,
     )
 
 
@@ -113,7 +115,7 @@ def _fields_for_move(lab: Lab, decision: Decision, obs: Observation, now: dateti
         # The stack is gone: forget it entirely, and let placement choose a provider afresh.
         fields.update(provider="", provider_state={}, outputs={}, ip="", port=None, tried_providers=[])
         fields.update(private_key="", password="", secret_outputs="", raw_status="")
-        fields["raw_reason"] = ""
+        fields.update(raw_reason="", setup_done_at=None)  # a new stack is set up afresh
     elif new is State.STARTING and lab.state == State.RESUMING:
         fields["ip"] = ""  # read the outputs again: a resumed server may have a new address
     elif new is State.READY:
@@ -186,7 +188,8 @@ def apply(
         if budget[0] <= 0:
             return None
         budget[0] -= 1
-    fields.update(deadline_at=view.deadline_at, attempts=view.attempts, next_attempt_at=view.next_attempt_at)
+    fields.update(deadline_at=view.deadline_at, attempts=view.attempts, next_attempt_at=view.next_attempt_at,
+                  hook_until=view.hook_until)
     fields.update(_call_fields(lab, first, view, decision, now))
     if obs.raw_status:  # the cloud's own words, kept as it said them (a belief has none)
         fields.update(raw_status=obs.raw_status[:64], raw_reason=scrub(obs.reason, [])[:2000])
@@ -281,6 +284,9 @@ PASS_FIELDS = (
     "call_issued_at",
     "call_accepted_at",
     "reissues",
+    "hook_seconds",
+    "hook_until",
+    "setup_done_at",
 )
 
 

@@ -19,7 +19,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from labxblock import hostkeys
 from labxblock.conf import get_settings
-from labxblock.labs import addressing, engine, placement
+from labxblock.labs import addressing, engine, hooks, placement
 from labxblock.labs.specs import DEFAULT_PORTS
 from labxblock.lifecycle import Action, Reason, State, check_transition
 from labxblock.models import SECRET_FIELDS, Lab, LabEvent, scrubbed
@@ -90,7 +90,8 @@ def record_created(claim: Claim, provider_state: dict[str, Any]) -> None:
     A new stack has outputs of its own (address, keys, host key): the last stack's are forgotten.
     """
     Lab.objects.filter(pk=claim.job.lab_id, state=State.CREATING).update(
-        provider_state=provider_state, outputs={}, ip="", private_key="", password="", secret_outputs=""
+        provider_state=provider_state, outputs={}, ip="", private_key="", password="", secret_outputs="",
+        setup_done_at=None,  # and is set up afresh
     )
 
 
@@ -203,6 +204,31 @@ def record_probe(
     return job
 
 
+def record_scripts_done(job: hooks.HookJob, now: datetime | None = None) -> engine.Job | None:
+    """A hook job's scripts ended (or could not run): the lab waits for them no more, and moves on at
+    once rather than a pass later. A stack whose setup scripts ran is set up, whatever they did."""
+    now = now or timezone.now()
+    with transaction.atomic():
+        lab = Lab.objects.select_for_update().filter(pk=job.lab_id).defer(*SECRET_FIELDS).first()
+        if lab is None:
+            return None
+        fields: dict[str, Any] = {}
+        if job.kind == "setup" and lab.setup_done_at is None and lab.state in (State.STARTING, State.READY):
+            fields["setup_done_at"] = now
+        waiting = lab.state == job.state and lab.hook_until == job.until
+        if waiting:
+            fields["hook_until"] = min(job.until, now)
+        if fields:
+            Lab.objects.filter(pk=lab.pk).update(**fields)
+        for name, value in fields.items():
+            setattr(lab, name, value)
+        if not waiting:
+            return None
+        found = engine.apply(lab, engine.believed(lab), now, hooks.ACTOR)
+        engine.dispatch([found] if found else [])
+    return found
+
+
 def record_refused(claim: Claim, message: str, now: datetime | None = None) -> engine.Job | None:
     """The provider refused the create (quota, bad template…): try the next one, or fail visibly."""
     now = now or timezone.now()
@@ -274,4 +300,5 @@ __all__ = [
     "record_outputs",
     "record_probe",
     "record_refused",
+    "record_scripts_done",
 ]

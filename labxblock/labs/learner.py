@@ -16,7 +16,7 @@ from django.views.decorators.debug import sensitive_variables
 
 from labxblock import lifecycle
 from labxblock.conf import get_settings
-from labxblock.labs import addressing, drain
+from labxblock.labs import addressing, budgets, drain, hooks
 from labxblock.labs.engine import Job, dispatch, send_after_commit, view_of
 from labxblock.labs.specs import DEFAULT_PORTS, LabSpec, LabStatus, TerminalAccess, blueprint_digest
 from labxblock.lifecycle import Action, Desired, State
@@ -83,11 +83,18 @@ def _want_up(user: Any, spec: LabSpec, blueprint: Blueprint, actor: str, now: An
         lab = Lab.objects.select_for_update().get(
             learner=user, course_run=spec.course_run, lab_key=spec.lab_key
         )
+        # This block's time budget counts from now; one used up keeps the lab down, and the learner is told.
+        budget = budgets.set_limit(lab, spec.block_id, spec.time_budget_seconds)
+        if budgets.refused(lab, now):
+            Lab.objects.filter(pk=lab.pk).update(**budget)
+            return status_of(lab)
         if lab.desired != Desired.UP and drain.moves_off(lab):
             begin_reset(lab, actor, now, reason=drain.MOVE_REASON)  # rebuilt on another provider
         fields = _usage_fields(spec.suspend_timeout, spec.delete_timeout, now)
-        # A changed template reaches the learner at the next create, never by destroying work.
-        fields.update(blueprint=blueprint, stack_user=spec.stack_user, protocol=spec.protocol)
+        # A changed template reaches the learner at the next create, never by destroying work; changed
+        # lifecycle scripts are the ones run from now on.
+        fields.update(blueprint=blueprint, stack_user=spec.stack_user, protocol=spec.protocol,
+                      hook_seconds=hooks.bounds(spec.hooks), **budget)
         want_up_locked(lab, fields, actor, now)
     return status_of(lab)
 
@@ -157,6 +164,7 @@ def status_of(lab: Lab) -> LabStatus:
         since=_since(lab, state, desired),
         estimate_seconds=estimate_seconds(lab.course_run, lab.lab_key),
         ready=state is State.READY and desired is Desired.UP,
+        budget=budgets.view(lab),
     )
 
 
@@ -233,6 +241,8 @@ def request_reset(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
     now = timezone.now()
     with transaction.atomic():
         lab = _locked(user, spec)
+        if lab is not None and budgets.refused(lab, now):
+            return status_of(lab)  # a reset never refills the budget: the stack stays, suspended
         if lab is not None:
             begin_reset(lab, actor, now)
     return request_launch(user, spec, actor=actor)
@@ -272,6 +282,8 @@ def retry(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
     now = timezone.now()
     with transaction.atomic():
         lab = _locked(user, spec)
+        if lab is not None and budgets.refused(lab, now):
+            return status_of(lab)
         if lab is not None:
             begin_retry(lab, actor, now)
     return request_launch(user, spec, actor=actor)

@@ -18,7 +18,7 @@ from typing import Any
 from django.db import transaction
 from django.utils import timezone
 
-from labxblock.labs import drain
+from labxblock.labs import budgets, drain
 from labxblock.labs.learner import begin_reset, begin_retry, usage_fields, want_up_locked
 from labxblock.lifecycle import Desired, State
 from labxblock.models import SECRET_FIELDS, Lab, LabEvent
@@ -62,11 +62,15 @@ def _mark(lab: Lab, desired: Desired, reason: str, actor: str, now: datetime) ->
 def _resume(lab: Lab, actor: str, now: datetime, seconds: int | None) -> str | None:
     if lab.desired != Desired.SUSPENDED:
         return "not suspended" if lab.desired == Desired.UP else "to be deleted"
+    if budgets.refused(lab, now):
+        return budgets.USED_UP
     want_up_locked(lab, usage_fields(now), actor, now, reason="resume requested")
     return None
 
 
 def _reset(lab: Lab, actor: str, now: datetime, seconds: int | None) -> str | None:
+    if budgets.refused(lab, now):  # a reset never refills the budget
+        return budgets.USED_UP
     if lab.desired == Desired.DELETED or not begin_reset(lab, actor, now):
         return "no stack to reset"
     want_up_locked(lab, usage_fields(now), actor, now)
@@ -74,6 +78,8 @@ def _reset(lab: Lab, actor: str, now: datetime, seconds: int | None) -> str | No
 
 
 def _retry(lab: Lab, actor: str, now: datetime, seconds: int | None) -> str | None:
+    if budgets.refused(lab, now):
+        return budgets.USED_UP
     if not begin_retry(lab, actor, now):
         return "not failed"
     want_up_locked(lab, usage_fields(now), actor, now)
@@ -100,12 +106,14 @@ ACTIONS: dict[str, Callable[[Lab, str, datetime, int | None], str | None]] = {
     "reset": _reset,
     "retry": _retry,
     "extend": _extend,
+    "grant": budgets.grant,  # ``seconds`` more lab time
 }
 
 
 def act(action: str, lab_ids: Iterable[int], *, actor: str, seconds: int | None = None,
         now: datetime | None = None) -> Outcome:
-    """Do ``action`` to each lab that it applies to; ``seconds`` is how far ``extend`` moves delete_by."""
+    """Do ``action`` to each lab that it applies to; ``seconds`` is how far ``extend`` moves delete_by,
+    or how much lab time ``grant`` gives."""
     operation = ACTIONS[action]
     now = now or timezone.now()
     outcome, ids = Outcome(action), sorted(set(lab_ids))

@@ -20,7 +20,7 @@ DELETE_ORPHAN_TASK = "labxblock.tasks.delete_orphan"
 BATCH = 1000  # rows marked per statement: bounded locks and memory at any scale
 
 
-def _mark(ids: list[int], desired: Desired, reason: str, actor: str, now: datetime) -> int:
+def mark(ids: list[int], desired: Desired, reason: str, actor: str, now: datetime) -> int:
     """Set ``desired`` on the rows still matching, and log why: one UPDATE, one INSERT."""
     if not ids:
         return 0
@@ -55,7 +55,7 @@ def mark_idle(now: datetime) -> int:
     while ids := list(
         Lab.objects.filter(desired=Desired.UP, idle_at__lt=now).values_list("pk", flat=True)[:BATCH]
     ):
-        total += _mark(ids, Desired.SUSPENDED, "idle", "suspend-idle", now)
+        total += mark(ids, Desired.SUSPENDED, "idle", "suspend-idle", now)
     return total
 
 
@@ -67,7 +67,7 @@ def mark_expired(now: datetime) -> int:
         .exclude(desired=Desired.DELETED)
         .values_list("pk", flat=True)[:BATCH]
     ):
-        total += _mark(ids, Desired.DELETED, "unused", "reaper", now)
+        total += mark(ids, Desired.DELETED, "unused", "reaper", now)
     return total
 
 

@@ -37,9 +37,13 @@ class LabSpec:
     delete_timeout: int | None = None
     parameters: dict[str, str] = field(default_factory=dict)  # extra template parameters
     tags: tuple[str, ...] = ()  # extra cloud tags on the stack, after the site's (a Studio test lab's)
+    # The lifecycle scripts, complete (``authoring.hook_specs``): kind, name, script, timeout, host.
+    hooks: tuple[dict[str, Any], ...] = ()
+    time_budget_seconds: float | None = None  # this block's budget; None: the site's (labs.budgets)
+    block_id: str = ""  # the block opening the lab (its usage id): budgets are kept per block
 
     def blueprint(self) -> dict[str, Any]:
-        """The part stored once and shared: what to build, not whose it is or its timeouts."""
+        """The part stored once and shared: what to build and run in it, not whose it is or its timeouts."""
         blueprint = {
             "providers": [asdict(choice) for choice in self.providers],
             "stack_user": self.stack_user,
@@ -50,6 +54,8 @@ class LabSpec:
         }
         if self.tags:  # absent otherwise: learners' blueprints keep the digests they had
             blueprint["tags"] = list(self.tags)
+        if self.hooks:  # only then: a lab without scripts keeps the blueprint (and digest) it had
+            blueprint["hooks"] = [dict(hook) for hook in self.hooks]
         return blueprint
 
 
@@ -71,6 +77,12 @@ class LabStatus:
     since: datetime | None  # when the current state began
     estimate_seconds: float | None  # typical launch time of this lab, once there is history
     ready: bool
+    budget: Any = None  # labs.budgets.Budget: the learner's time budget for this lab; None: none
+
+    @property
+    def used_up(self) -> bool:
+        """The lab's time budget is used up: it is kept down, and a launch answers so."""
+        return bool(self.budget is not None and self.budget.exhausted)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -81,6 +93,7 @@ class LabStatus:
             "since": self.since.isoformat() if self.since else None,
             "estimate_seconds": self.estimate_seconds,
             "ready": self.ready,
+            "budget": self.budget.as_json() if self.budget is not None else None,
         }
 
 

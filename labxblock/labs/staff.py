@@ -1,8 +1,8 @@
 """What course staff see of and do to one lab's learners (the block's staff panel).
 
 A page of learners costs the same few queries whatever its size: the count, the
-page (learner and last check score joined in), and the page's events for this
-month's up-time. Actions are ``labs.operator``'s, limited to the block's own labs
+page (learner, last check score and time budget joined in), and the page's events
+for this month's up-time. Actions are ``labs.operator``'s, limited to the block's own labs
 and logged with the staff member as actor; a read-only open is logged too.
 """
 
@@ -15,7 +15,7 @@ from typing import Any
 from django.db.models import OuterRef, Subquery
 
 from labxblock import lifecycle
-from labxblock.labs import operator, usage
+from labxblock.labs import budgets, operator, usage
 from labxblock.labs.checking import STAFF_ACTOR
 from labxblock.labs.learner import terminal_access
 from labxblock.labs.specs import TerminalAccess
@@ -23,7 +23,7 @@ from labxblock.lifecycle import Desired, State
 from labxblock.models import SECRET_FIELDS, CheckRun, Lab, LabEvent
 
 PAGE_SIZE = 25
-STAFF_ACTIONS = ("suspend", "reset", "extend")
+STAFF_ACTIONS = ("suspend", "reset", "extend", "grant")
 
 
 @dataclass(frozen=True)
@@ -39,6 +39,10 @@ class LearnerLab:
     up_seconds: float  # this calendar month, so far
     score: float | None  # the last finished check run's share of points, 0..1
     can_open: bool  # ready, so a read-only terminal can be opened
+    budget: budgets.Budget | None = None  # the lab's time budget, if it has one
+
+    def _hours(self, seconds: float | None) -> float | None:
+        return None if seconds is None else round(seconds / 3600, 2)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -47,6 +51,8 @@ class LearnerLab:
             "delete_by": self.delete_by.isoformat() if self.delete_by else None,
             "up_hours": round(self.up_seconds / 3600, 2),
             "score": None if self.score is None else round(self.score, 4), "can_open": self.can_open,
+            "budget_hours": self._hours(self.budget.limit_seconds if self.budget else None),
+            "left_hours": self._hours(self.budget.left_seconds if self.budget else None),
         }
 
 
@@ -73,7 +79,8 @@ def learners(course_run: str, lab_key: str, usage_id: str, *, page: int, now: da
     ).exclude(actor__startswith=STAFF_ACTOR).order_by("-finished_at", "-id").values("score")[:1]
     labs = list(
         _labs(course_run, lab_key).select_related("learner")
-        .only("id", "stack_name", "state", "desired", "last_seen_at", "delete_by", "learner__username")
+        .only("id", "stack_name", "state", "desired", "last_seen_at", "delete_by", "learner__username",
+              *budgets.COUNTED)
         .annotate(last_score=Subquery(last_score))
         .order_by("learner__username", "id")[(page - 1) * per_page:page * per_page]
     )
@@ -84,13 +91,14 @@ def learners(course_run: str, lab_key: str, usage_id: str, *, page: int, now: da
         phase=lifecycle.phase(State(lab.state), Desired(lab.desired)).value,
         last_seen_at=lab.last_seen_at, delete_by=lab.delete_by, up_seconds=up.get(lab.pk, 0.0),
         score=lab.last_score, can_open=lab.state == State.READY and lab.desired == Desired.UP,
+        budget=budgets.view(lab, now),
     ) for lab in labs]
     return LearnerPage(rows, page, pages, total)
 
 
 def act(course_run: str, lab_key: str, lab_id: int, action: str, *, actor: str,
         seconds: int | None = None) -> operator.Outcome | None:
-    """A staff member's suspend, reset or extend of one of this lab's labs; None if not one of them."""
+    """A staff member's suspend, reset, extend or grant of one of this lab's labs; None if not one of them."""
     if action not in STAFF_ACTIONS or not _labs(course_run, lab_key).filter(pk=lab_id).exists():
         return None
     return operator.act(action, [lab_id], actor=actor, seconds=seconds)

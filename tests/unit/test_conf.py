@@ -171,6 +171,16 @@ def test_timeouts_and_intervals_can_be_set():
     )  # fmt: skip
 
 
+def test_the_sites_time_budget_is_none_unless_set_and_then_whole_seconds():
+    assert load(valid()).time_budget_seconds is None
+    assert load(with_(time_budget_seconds=72000)).time_budget_seconds == 72000
+    assert load(with_(time_budget_seconds=None)).time_budget_seconds is None
+    for bad in (0, -1, "20h", 1.5, True):
+        assert error(with_(time_budget_seconds=bad)) == (
+            f"labxblock.time_budget_seconds: expected an integer ≥ 1 or null, got {bad!r}"
+        )
+
+
 def test_state_deadlines_merge_with_defaults():
     s = load(with_(state_deadline_seconds={"creating": 60}))
     assert s.deadline_seconds("creating") == 60

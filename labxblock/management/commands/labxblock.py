@@ -32,8 +32,18 @@ def _date(value: str) -> datetime:
     return datetime.combine(day, time(), tzinfo=timezone.get_current_timezone())
 
 
+def _hours(value: str) -> float:
+    try:
+        hours = float(value)
+    except ValueError:
+        hours = 0.0
+    if not 0 < hours <= 10000:
+        raise argparse.ArgumentTypeError(f"expected hours above 0 and at most 10000, got {value!r}")
+    return hours
+
+
 class Command(BaseCommand):
-    help = "Operate labxblock's labs: list, suspend, delete, drain, usage, reconcile, check."
+    help = "Operate labxblock's labs: list, suspend, delete, drain, grant, usage, reconcile, check."
 
     def add_arguments(self, parser: Any) -> None:
         sub = parser.add_subparsers(dest="subcommand", required=True, metavar="subcommand")
@@ -57,6 +67,12 @@ class Command(BaseCommand):
                            help="Rebuild its labs on another provider of their lab at their next launch.")
         undrain = sub.add_parser("undrain", help="Let launches be placed on a drained provider again.")
         undrain.add_argument("provider")
+        grant = sub.add_parser("grant", help="Grant lab time: more hours on learners' time budgets.")
+        grant.add_argument("--hours", type=_hours, required=True, help="Hours to add to each lab's budget.")
+        grant.add_argument("--lab-id", type=int, action="append", help="This lab (repeatable).")
+        grant.add_argument("--course-run", help="Every lab of this course run (with the filters below).")
+        grant.add_argument("--learner", help="Only this learner's labs (username).")
+        grant.add_argument("--lab-key", help="Only this lab of the course run.")
         report = sub.add_parser("usage", help="Up-time, launches, resumes, failures, check runs and cost.")
         report.add_argument("--since", type=_date, help="First day (default: the 1st of this month).")
         report.add_argument("--until", type=_date, help="Last day, inclusive (default: up to now).")
@@ -133,6 +149,18 @@ class Command(BaseCommand):
     def do_undrain(self, *, provider: str, **options: Any) -> None:
         operator.undrain_provider(self._provider(provider))
         self.stdout.write(f"{provider}: launches are placed there again")
+
+    def do_grant(self, *, hours: float, lab_id: list[int] | None, course_run: str | None, learner: str | None,
+                 lab_key: str | None, **options: Any) -> None:
+        if not (lab_id or course_run):
+            raise CommandError("grant: give --lab-id or --course-run")
+        labs = Lab.objects.filter(pk__in=lab_id) if lab_id else Lab.objects.filter(course_run=course_run)
+        if learner:
+            labs = labs.filter(learner__username=learner)
+        if lab_key:
+            labs = labs.filter(lab_key=lab_key)
+        ids = list(labs.values_list("pk", flat=True))
+        self._outcome(operator.act("grant", ids, actor=operator.COMMAND_ACTOR, seconds=round(hours * 3600)))
 
     def do_usage(self, *, since: datetime | None, until: datetime | None, course_run: str | None, by: str,
                  format: str, **options: Any) -> None:

@@ -1,4 +1,5 @@
-/* The learner's view of a lab: launch status, terminal, keepalives, leaving, idle dialog, reset, ports, checks.
+/* The learner's view of a lab: launch status, terminal, keepalives, leaving, idle dialog, reset, ports, checks,
+ * and the time left of the lab's time budget (counted down here while the lab is ready).
  *
  * Driven by the block's JSON handlers. Everything shown is set with textContent (never innerHTML).
  * The terminal pages (iframe and "Open in a new window") live on the gateway's origin: they post
@@ -35,7 +36,7 @@ function LabXBlock(runtime, element, args) {
 
   var el = {
     phase: find("[data-role=phase]"), elapsed: find("[data-role=elapsed]"), estimate: find("[data-role=estimate]"),
-    error: find("[data-role=error]"), terminal: find("[data-role=terminal]"), feedback: find("[data-role=feedback]"),
+    error: find("[data-role=error]"), budget: find("[data-role=budget]"), terminal: find("[data-role=terminal]"), feedback: find("[data-role=feedback]"),
     confirm: find("[data-role=confirm-reset]"), idle: find("[data-role=idle]"), idleText: find("[data-role=idle-text]"),
     retry: find("[data-action=retry]"), reset: find("[data-action=reset]"), check: find("[data-action=check]"),
     port: find("[data-action=port]"), fullscreen: find("[data-action=fullscreen]")
@@ -58,7 +59,7 @@ function LabXBlock(runtime, element, args) {
 
   // --- status: adaptive polling (about 1 s while something happens, none when settled) ---
   var state = {phase: "", ready: false, elapsedAt: null, elapsed: null, pollTimer: null, failures: 0,
-               terminalLoaded: false};
+               terminalLoaded: false, budget: null};
 
   function render(answer) {
     if (answer.error && !answer.phase) {  // an error with no status: say it, offer Retry
@@ -76,6 +77,10 @@ function LabXBlock(runtime, element, args) {
     show(el.retry, !!answer.error);
     state.elapsed = answer.elapsed_seconds;
     state.elapsedAt = Date.now();
+    state.budget = answer.budget ? {left: answer.budget.left_seconds, limit: answer.budget.limit_seconds,
+      warning: answer.budget.warning, exhausted: answer.budget.exhausted, message: answer.budget.message,
+      at: Date.now()} : null;
+    tickBudget();
     var busy = !!answer.poll_ms;
     setText(el.estimate, busy && answer.estimate_seconds ?
       format(gettext("Usually takes about {estimate}"), {estimate: duration(answer.estimate_seconds)}) : "");
@@ -90,7 +95,7 @@ function LabXBlock(runtime, element, args) {
         tellPopups("paused", format(gettext("{status}. Go back to the course page to continue."),
                                     {status: answer.label}));
         var paused = answer.phase === "suspending" || answer.phase === "suspended";
-        if (paused && !args.hidden && el.idle && !idleShown) { askStillHere(); }  // with a way to wake it
+        if (paused && !args.hidden && el.idle && !idleShown && !usedUp()) { askStillHere(); }  // to wake it
       }
     }
     if (idleShown) { setText(el.idleText, state.ready ? idleText : gettext(
@@ -102,6 +107,31 @@ function LabXBlock(runtime, element, args) {
     var busy = state.phase && !state.ready && state.phase !== "failed" && state.elapsed !== null;
     setText(el.elapsed, busy ? format(gettext("Elapsed: {elapsed}"),
       {elapsed: duration(state.elapsed + (Date.now() - state.elapsedAt) / 1000)}) : "");
+  }
+
+  // --- time budget: the time left, counted down while the lab is ready; the server says when it ends ---
+  var BUDGET_ASK_MS = 5000;  // at most this often: the server's pass may take a moment to stop the lab
+  var budgetAsked = 0;
+  function usedUp() { return !!(state.budget && state.budget.exhausted); }
+  function clock(seconds) {
+    var minutes = Math.max(0, Math.floor(seconds / 60));
+    if (minutes < 60) { return duration(seconds); }
+    return format(gettext("{hours} h {minutes} min"), {hours: Math.floor(minutes / 60), minutes: minutes % 60});
+  }
+  function tickBudget() {
+    var budget = state.budget;
+    show(el.budget, !!budget);
+    if (!budget) { return; }
+    var left = Math.max(0, budget.left - (state.ready ? (Date.now() - budget.at) / 1000 : 0));
+    var text = format(gettext("Lab time left: {time}"), {time: clock(left)});
+    setText(el.budget, budget.message ? text + ". " + budget.message : text);
+    box.setAttribute("data-budget", budget.exhausted ? "used-up" : budget.warning ? "warning" : "ok");
+    // Crossing the warning share or the end here: ask the server, which warns (once) or answers "used up".
+    var crossed = left <= 0 || (!budget.warning && left <= budget.limit * 0.2);
+    if (state.ready && crossed && Date.now() - budgetAsked > BUDGET_ASK_MS) {
+      budgetAsked = Date.now();
+      request("status", {});
+    }
   }
 
   function schedule(ms) {
@@ -183,7 +213,7 @@ function LabXBlock(runtime, element, args) {
   function sendKeepalive() {
     lastKeepalive = Date.now();
     post("keepalive", {}).then(function (answer) {
-      if (answer.ok === false) { launch(); }  // suspended meanwhile: resume it
+      if (answer.ok === false && !usedUp()) { launch(); }  // suspended meanwhile: resume it
     }, function () { /* the status poll reports a lost connection */ });
   }
   window.addEventListener("message", function (event) {  // the terminal pages report input
@@ -222,7 +252,7 @@ function LabXBlock(runtime, element, args) {
     if (state.ready) { request("status", {}); }
   }
   setInterval(keepaliveTick, Math.max(5, args.keepalive_seconds) * 1000);
-  setInterval(tickElapsed, 1000);
+  setInterval(function () { tickElapsed(); tickBudget(); }, 1000);
 
   // --- leaving: hidden or closed, the lab is suspended after a short grace unless a keepalive comes ---
   var ANSWER_LEAVE_MS = 1500;  // after the leaving tab's request, so that the keepalive lands last

@@ -1,8 +1,8 @@
-/* Course staff's panel under a lab: its learners, a page at a time, with suspend, reset, extend and
- * a read-only view of a learner's ready lab. Starts the learner's view (LabXBlock) first.
+/* Course staff's panel under a lab: its learners, a page at a time, with suspend, reset, extend, grant
+ * lab time and a read-only view of a learner's ready lab. Starts the learner's view (LabXBlock) first.
  *
  * Everything shown is set with textContent (never innerHTML). For tests: rows carry data-lab-id,
- * buttons data-action (staff-suspend, staff-reset, staff-extend, staff-open).
+ * buttons data-action (staff-suspend, staff-reset, staff-extend, staff-grant, staff-open).
  */
 /* global LabXBlock */
 /* exported LabXBlockStaff */
@@ -43,7 +43,13 @@ function LabXBlockStaff(runtime, element, args) {
     if (action === "reset" && !window.confirm(format(
         gettext("Reset {username}'s lab? Everything in it is deleted and a fresh one is built."),
         {username: learner.username}))) { return; }
-    post("staff_action", {lab_id: learner.lab_id, action: action}).then(function (answer) {
+    var data = {lab_id: learner.lab_id, action: action};
+    if (action === "grant") {
+      var hours = window.prompt(gettext("How many hours of lab time to grant?"), "1");
+      if (hours === null) { return; }
+      data.hours = parseFloat(hours);
+    }
+    post("staff_action", data).then(function (answer) {
       say(answer.error || answer.why || gettext("Done."));
       load(current);
     }).catch(function () { say(gettext("Something went wrong. Please try again.")); });
@@ -58,7 +64,7 @@ function LabXBlockStaff(runtime, element, args) {
   function render(answer) {
     var head = find("[data-role=staff-head]"), rows = find("[data-role=staff-rows]");
     head.textContent = "";
-    ["Learner", "State", "Last seen", "Up this month", "Last check", "Actions"].forEach(function (title) {
+    ["Learner", "State", "Last seen", "Up this month", "Lab time left", "Last check", "Actions"].forEach(function (title) {
       var th = document.createElement("th");
       th.textContent = gettext(title);
       head.appendChild(th);
@@ -72,11 +78,16 @@ function LabXBlockStaff(runtime, element, args) {
       cell(tr, learner.phase);
       cell(tr, when(learner.last_seen_at));
       cell(tr, format(gettext("{hours} h"), {hours: learner.up_hours}));
+      cell(tr, learner.budget_hours === null ? "" :
+        format(gettext("{left} h of {budget} h"), {left: learner.left_hours, budget: learner.budget_hours}));
       cell(tr, learner.score === null ? "" : Math.round(learner.score * 100) + "%");
       var actions = cell(tr, "");
       actions.appendChild(button("staff-suspend", "Suspend", function () { act(learner, "suspend"); }));
       actions.appendChild(button("staff-reset", "Reset", function () { act(learner, "reset"); }));
       actions.appendChild(button("staff-extend", "Extend 7 days", function () { act(learner, "extend"); }));
+      if (learner.budget_hours !== null) {
+        actions.appendChild(button("staff-grant", "Grant time", function () { act(learner, "grant"); }));
+      }
       if (learner.can_open) {
         actions.appendChild(button("staff-open", "Open read-only", function () { open(learner); }));
       }
