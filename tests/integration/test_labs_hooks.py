@@ -1,0 +1,164 @@
+"""Lifecycle scripts end to end: real sshd labs made by the local provider, a real Celery worker (calls and
+checks queues) and beat. Setup runs once before the learner is told the lab is ready, after-resume after
+each resume, before-suspend before each suspend while the lab still runs; each run is in the lab's event
+log without a secret; a hanging or failing script never holds a suspend beyond its timeout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import getpass
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from labxblock import labs
+from labxblock.labs import operator
+from labxblock.lifecycle import State
+from labxblock.models import Lab, LabEvent
+from labxblock.providers.local import LocalProvider
+from tests.engine_harness import lab_spec, wait_for
+from tests.services import missing_service
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+TEMPLATE = """heat_template_version: 2018-08-31
+parameters:
+  run: {type: string}
+resources:
+  password:
+    type: OS::Heat::RandomString
+    properties: {length: 20}
+  lab:
+    type: LabXBlock::Local::SSH
+outputs:
+  public_ip: {value: {get_attr: [lab, public_ip]}}
+  port: {value: {get_attr: [lab, port]}}
+  private_key: {value: {get_attr: [lab, private_key]}}
+  host_key: {value: {get_attr: [lab, host_key]}}
+  password: {value: {get_attr: [password, value]}}
+"""
+MARKER = "only-in-the-script-0x5eed"  # the script's text must never reach the log
+
+
+def hook(kind: str, script: str, timeout: float = 20, name: str = "") -> dict:
+    return {"kind": kind, "name": name or kind.replace("_", " "), "script": script, "timeout": timeout,
+            "host": ""}
+
+
+@pytest.fixture
+def local_engine(engine_factory, tmp_path: Path):
+    """The engine on the local provider: each lab a real sshd on 127.0.0.1, frozen by suspend."""
+    if not Path("/usr/sbin/sshd").exists():
+        missing_service("openssh-server is not installed (apt install openssh-server)")
+    root = tmp_path / "labs"
+    provider = {"type": "local", "root": str(root), "allowed_networks": ["127.0.0.0/8"]}
+    engine = engine_factory({"default": provider}, suspend_timeout=3600, reap_interval_seconds=3600)
+    yield engine, root
+    cleanup = LocalProvider("cleanup", {"root": str(root)})
+    for info in cleanup.list("labxblock-test"):
+        cleanup.delete(info.ref)
+
+
+def launch(engine, hooks: list[dict], name: str = "ada"):
+    spec = lab_spec(0)
+    choice = dataclasses.replace(spec.providers[0], template=TEMPLATE)
+    spec = dataclasses.replace(spec, providers=(choice,), stack_user=getpass.getuser(), hooks=tuple(hooks))
+    learner = engine.user(name)
+    return learner, spec, labs.request_launch(learner, spec, actor="learner").lab_id
+
+
+def state(lab_id: int) -> str:
+    return Lab.objects.values_list("state", flat=True).get(pk=lab_id)
+
+
+def home(root: Path, lab_id: int) -> Path:
+    return root / Lab.objects.get(pk=lab_id).stack_name / "home"
+
+
+SCRIPT_RUN = re.compile(r"^(setup|after_resume|before_suspend) scripts? ")
+MOVED = ("desired", "answered")  # the lifecycle's reasons for the moves ``order`` lists
+
+
+def moves(lab_id: int) -> list[tuple[str, str, str]]:
+    """The lab's log in order: (actor, to_state, reason), its scripts' runs included."""
+    events = LabEvent.objects.filter(lab_id=lab_id).order_by("id")
+    return list(events.values_list("actor", "to_state", "reason"))
+
+
+def runs(lab_id: int) -> list[str]:
+    """The scripts' runs in the lab's log (the moves they let happen are logged by "scripts" too)."""
+    return [reason for actor, _, reason in moves(lab_id) if actor == "scripts" and SCRIPT_RUN.match(reason)]
+
+
+def order(lab_id: int) -> list[str]:
+    """The scripts' runs (by kind) and the lab's moves into suspending, resuming and ready, in order."""
+    found = []
+    for _actor, to_state, reason in moves(lab_id):
+        if SCRIPT_RUN.match(reason):
+            found.append(reason.split(" ", 1)[0])
+        elif to_state in (State.SUSPENDING, State.RESUMING, State.READY) and reason in MOVED:
+            found.append(to_state)
+    return found
+
+
+def test_setup_once_after_resume_each_time_before_suspend_while_it_runs_all_logged_without_secrets(
+        local_engine) -> None:
+    engine, root = local_engine
+    setup = f"# {MARKER}\ncat ../outputs.json\necho setup >> hooks.log"  # prints the lab's key and password
+    learner, spec, lab_id = launch(engine, [
+        hook("setup", setup),
+        hook("after_resume", "echo resume >> hooks.log"),
+        hook("before_suspend", "echo suspend >> hooks.log"),
+    ])
+    wait_for("the lab to be ready", lambda: state(lab_id) == State.READY, 60)
+    log = home(root, lab_id) / "hooks.log"
+    assert log.read_text() == "setup\n"  # in place before the learner was let in
+    assert order(lab_id)[:2] == ["setup", "ready"], "set up before the learner was told it is ready"
+
+    for cycle in (1, 2):
+        operator.act("suspend", [lab_id], actor="operator:command")
+        wait_for("the lab to be suspended", lambda: state(lab_id) == State.SUSPENDED, 60)
+        # Written by the script in the running lab (a frozen one runs nothing), before the suspend call;
+        # kept over the suspend and the resume.
+        assert order(lab_id)[-2:] == ["before_suspend", "suspending"]
+        labs.request_launch(learner, spec, actor="learner")
+        wait_for("the lab to be ready again", lambda: state(lab_id) == State.READY, 60)
+        assert log.read_text().splitlines() == ["setup"] + ["suspend", "resume"] * cycle
+        assert order(lab_id)[-3:] == ["resuming", "after_resume", "ready"]
+
+    reasons = runs(lab_id)
+    kinds = [reason.split(" ", 1)[0] for reason in reasons]
+    assert kinds == ["setup", "before_suspend", "after_resume", "before_suspend", "after_resume"]
+    for reason in reasons:  # name, exit status and seconds
+        assert re.match(r"^\w+ script '[\w ]+': exit status 0 after \d+\.\d s", reason), reason
+    lab = Lab.objects.get(pk=lab_id)
+    text = "\n".join(reason for _, _, reason in moves(lab_id))
+    secrets = [lab.password, *[line for line in lab.private_key.splitlines() if len(line) >= 16]]
+    assert "[redacted]" in reasons[0] and "PRIVATE KEY" not in text
+    assert not [secret for secret in secrets if secret in text], "a secret reached the event log"
+    assert MARKER not in text, "the script itself reached the event log"
+
+
+def test_a_hanging_or_failing_before_suspend_script_holds_the_suspend_no_longer_than_its_timeout(
+        local_engine) -> None:
+    engine, root = local_engine
+    _, _, lab_id = launch(engine, [
+        hook("before_suspend", "echo started >> hooks.log; sleep 600", timeout=3, name="hangs"),
+        hook("before_suspend", "echo failing >&2; exit 3", name="fails"),
+    ])
+    wait_for("the lab to be ready", lambda: state(lab_id) == State.READY, 60)
+    asked = time.monotonic()
+    operator.act("suspend", [lab_id], actor="operator:command")
+    wait_for("the suspend", lambda: state(lab_id) in (State.SUSPENDING, State.SUSPENDED), 40)
+    waited = time.monotonic() - asked
+    # The hanging script's 3 s, GNU timeout's KILL grace (2 s), the failing one, a pass or two.
+    assert 3 <= waited < 15, waited
+    wait_for("the lab to be suspended", lambda: state(lab_id) == State.SUSPENDED, 30)
+    hung, failed = runs(lab_id)
+    assert hung.startswith("before_suspend script 'hangs': timed out after ")
+    assert failed.startswith("before_suspend script 'fails': exit status 3 after ")
+    assert failed.endswith("; stderr: failing")
+    assert (home(root, lab_id) / "hooks.log").read_text() == "started\n"
