@@ -113,6 +113,23 @@ def test_extend_action_moves_the_delete_date_by_the_days_given(client, operator)
     assert last_event(lab).reason.startswith("delete date extended to ")
 
 
+def test_grant_action_adds_the_hours_given_to_each_labs_time_budget(client, operator) -> None:
+    lab = make_lab("kit", budget_limits={"unit": 3600.0}, used_seconds=3600.0)
+    free = make_lab("lou")
+    page = post_action(client, "grant_labs", [lab, free])
+    assert page.status_code == 200 and b"Grant lab time to 2 lab(s)?" in page.content
+    assert b"Give a number of hours" in post_action(client, "grant_labs", [lab], confirm="yes",
+                                                    hours="0").content
+    response = post_action(client, "grant_labs", [lab, free], confirm="yes", hours="3")
+    assert Lab.objects.get(pk=lab.pk).budget_granted_seconds == 3 * 3600
+    assert last_event(lab).actor == f"operator:{operator.pk}"
+    assert last_event(lab).reason == "time budget: 3 h granted, 3 h left"
+    messages = [str(m) for m in response.wsgi_request._messages]
+    assert "grant: 1 lab(s) left as they were: no time budget." in messages
+    client.post(f"{CHANGELIST}{lab.pk}/operate/grant/", {"hours": "2"})  # the button on its page
+    assert Lab.objects.get(pk=lab.pk).budget_granted_seconds == 5 * 3600
+
+
 def test_buttons_on_a_labs_page_post_through_the_lifecycle(client, operator) -> None:
     lab = make_lab("ivy", private_key="-----BEGIN OPENSSH PRIVATE KEY-----\nsecretkeymaterial\n")
     page = client.get(f"{CHANGELIST}{lab.pk}/change/")

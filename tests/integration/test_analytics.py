@@ -23,7 +23,7 @@ if "workbench" not in settings.INSTALLED_APPS:
 from workbench.runtime import WorkbenchRuntime
 
 from labxblock import compat
-from labxblock.labs import checking, engine
+from labxblock.labs import budgets, checking, engine, operator
 from labxblock.lifecycle import Desired, State
 from labxblock.models import CheckRun, Lab, LabEvent
 from tests.engine_harness import active_lab_settings, lab_settings
@@ -119,6 +119,29 @@ def test_the_worker_emits_ready_suspend_and_resume_through_the_tracker(
                              "user_id": learner.pk, "provider": "default", "from_state": "starting",
                              "to_state": "ready", "actor": "prober", "reason": "answered"}
     assert ready["context"]["course_id"] == "course-v1:O+An+R"
+    text = json.dumps(tracked.events, default=str)
+    assert not [word for word in FORBIDDEN if word in text]
+
+
+def test_a_budget_stopping_a_lab_and_a_grant_are_emitted_through_the_tracker(
+        tracked, django_capture_on_commit_callbacks) -> None:
+    learner = get_user_model().objects.create_user("budgeted")
+    now = timezone.now()
+    lab = Lab.objects.create(learner=learner, course_run="course-v1:O+An+R", lab_key="k", provider="default",
+                             state=State.READY, budget_limits={"u": 60.0},
+                             up_since=now - timedelta(minutes=2), budget_ends_at=now - timedelta(minutes=1),
+                             ip="203.0.113.7", password="hunter2")
+    with active_lab_settings(lab_settings({"default": PROVIDER})), \
+            django_capture_on_commit_callbacks(execute=True):
+        assert budgets.mark_spent(now) == 1  # the tick's pass
+        operator.act("grant", [lab.pk], actor="staff:12", seconds=5400)
+    exhausted, granted = tracked.events
+    assert exhausted["name"] == "edx.labxblock.budget.exhausted"
+    assert exhausted["data"] == {"course_id": "course-v1:O+An+R", "lab_key": "k", "lab_id": lab.pk,
+                                 "user_id": learner.pk, "actor": "budget"}
+    assert granted["name"] == "edx.labxblock.budget.granted"
+    assert granted["data"] == {"course_id": "course-v1:O+An+R", "lab_key": "k", "lab_id": lab.pk,
+                               "user_id": learner.pk, "actor": "staff", "granted_hours": 1.5}
     text = json.dumps(tracked.events, default=str)
     assert not [word for word in FORBIDDEN if word in text]
 

@@ -191,3 +191,25 @@ def test_a_lab_at_a_refused_address_is_not_opened_and_nothing_is_logged(users) -
         answer = panel.call("staff_open", {"lab_id": ready.pk})
     assert answer == {"error": messages.ADDRESS_REFUSED}
     assert not LabEvent.objects.exists()
+
+
+def test_staff_see_each_learners_lab_time_left_and_grant_more_logged_as_staff(users, lab_site) -> None:
+    panel = Panel(users["staff"], is_staff=True)
+    budgeted, free = labs_for(panel, 2)
+    Lab.objects.filter(pk=budgeted.pk).update(budget_limits={"unit": 7200.0}, used_seconds=6300.0)
+    rows = {row["lab_id"]: row for row in panel.call("staff_learners", {})["learners"]}
+    assert (rows[budgeted.pk]["budget_hours"], rows[budgeted.pk]["left_hours"]) == (2.0, 0.25)
+    assert (rows[free.pk]["budget_hours"], rows[free.pk]["left_hours"]) == (None, None)
+    answer = panel.call("staff_action", {"lab_id": budgeted.pk, "action": "grant", "hours": 1.5})
+    assert answer == {"changed": True, "why": ""}
+    rows = {row["lab_id"]: row for row in panel.call("staff_learners", {})["learners"]}
+    assert rows[budgeted.pk]["left_hours"] == 1.75
+    event = LabEvent.objects.get(lab=budgeted)
+    assert event.actor == f"staff:{users['staff'].pk}"
+    assert event.reason == "time budget: 1.5 h granted, 1.75 h left"
+    assert panel.call("staff_action", {"lab_id": free.pk, "action": "grant", "hours": 1}) == {
+        "changed": False, "why": "no time budget"}
+    for hours in (0, -1, "2", None, 1001):
+        assert panel.call("staff_action", {"lab_id": budgeted.pk, "action": "grant", "hours": hours}) == {
+            "error": "Give a number of hours above 0 and at most 1000."}
+    assert LabEvent.objects.count() == 1

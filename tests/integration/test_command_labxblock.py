@@ -76,6 +76,24 @@ def test_suspend_a_course_run_marks_its_labs_for_the_reconciler_and_logs_the_com
         run("suspend")
 
 
+def test_grant_adds_hours_to_the_time_budgets_chosen_and_logs_the_command() -> None:
+    budget = {"budget_limits": {"unit": 3600.0}}
+    ada, bob, other = make_lab("ada", **budget), make_lab("bob", **budget), make_lab("cy", OTHER, **budget)
+    free = make_lab("dee")
+    out = run("grant", "--hours", "2.5", "--course-run", RUN, "--learner", "ada")
+    assert out == "grant: 1 lab(s) on their way, 0 left as they were\n"
+    assert Lab.objects.get(pk=ada.pk).budget_granted_seconds == 9000
+    event = LabEvent.objects.get(lab=ada)
+    assert (event.actor, event.reason) == ("operator:command", "time budget: 2.5 h granted, 3.5 h left")
+    assert "1 lab(s) on their way, 1 left" in run("grant", "--hours", "1", "--lab-id", str(bob.pk),
+                                                   "--lab-id", str(free.pk))
+    assert Lab.objects.get(pk=other.pk).budget_granted_seconds == 0
+    with pytest.raises(CommandError, match="give --lab-id or --course-run"):
+        run("grant", "--hours", "1")
+    with pytest.raises(CommandError, match="expected hours above 0"):
+        run("grant", "--hours", "0", "--course-run", RUN)
+
+
 def test_delete_a_provider_needs_yes() -> None:
     lab = make_lab("fay", provider="os2")
     with pytest.raises(CommandError, match="add --yes"):

@@ -158,6 +158,52 @@ def test_check_specs_fill_defaults_and_skip_what_cannot_run() -> None:
     ]
 
 
+BAD_KIND = "Lifecycle script 1: the kind must be one of: setup, after_resume, before_suspend."
+
+
+@pytest.mark.parametrize(
+    ("hook", "message"),
+    [
+        ({"kind": "on_boot"}, BAD_KIND),
+        ({"kind": None}, BAD_KIND),
+        ({"script": " "}, "Lifecycle script 1 is empty."),
+        ({"timeout": 601}, "Lifecycle script 1: the timeout must be between 1 and 600 seconds."),
+        ({"name": 3}, "Lifecycle script 1: name must be text."),
+        ({"host": "db server"}, "Lifecycle script 1: the host must look like user@host:port."),
+        ({"weight": 2}, "Lifecycle script 1 has unknown settings: weight."),
+    ],
+)
+def test_bad_lifecycle_script(hook, message) -> None:
+    entry = {"kind": "before_suspend", "name": "stop", "script": "true", **hook}
+    assert problems(hooks=[entry]) == [("hooks", message)]
+
+
+def test_lifecycle_specs_fill_defaults_and_keep_the_first_five_of_a_kind() -> None:
+    hooks = [{"kind": "setup", "script": f"echo {i}"} for i in range(7)]
+    hooks += [{"kind": "before_suspend", "name": "stop", "script": "stop", "timeout": 9, "host": " db "},
+              {"kind": "nope", "script": "x"}, {"kind": "after_resume", "script": ""}, "not an object"]
+    specs = authoring.hook_specs(values(hooks=hooks))
+    assert [s["script"] for s in specs if s["kind"] == "setup"] == [f"echo {i}" for i in range(5)]
+    assert specs[0] == {"kind": "setup", "name": "setup script 1", "script": "echo 0", "host": "",
+                        "timeout": 30}
+    assert specs[-1] == {"kind": "before_suspend", "name": "stop", "script": "stop", "host": "db",
+                         "timeout": 9}
+    assert ("hooks", "Only the first 5 setup scripts run; the others are left out.") in problems(hooks=hooks)
+
+
+@pytest.mark.parametrize("hours", [0, -1, "20", True, 100_001])
+def test_a_bad_time_budget_is_a_problem_and_counts_as_none(hours) -> None:
+    assert problems(time_budget_hours=hours) == [
+        ("time_budget_hours", "The lab time must be a number of hours above 0 and at most 100000, or empty.")]
+    assert authoring.time_budget_seconds(values(time_budget_hours=hours)) is None
+
+
+def test_a_time_budget_in_hours_is_given_to_labs_in_seconds() -> None:
+    assert problems(time_budget_hours=20) == problems(time_budget_hours=0.25) == []
+    assert authoring.time_budget_seconds(values(time_budget_hours=0.25)) == 900
+    assert authoring.time_budget_seconds(values(time_budget_hours=None)) is None
+
+
 def test_provider_without_template_falls_back_to_the_blocks_template() -> None:
     assert problems(providers=[{"name": "default"}, {"name": "os2", "template": "/static/other.yaml"}],
                     files={"other.yaml": GOOD}) == []

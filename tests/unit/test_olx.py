@@ -54,6 +54,12 @@ def test_sample_imports_every_field() -> None:
         "systemctl is-active nginx && curl -fs http://localhost/ | grep -q '<title>'\n  "
     )
     assert block.checks[1] == {"name": "cdata end", "script": "echo ']]>' && test 1 -lt 2"}
+    assert block.time_budget_hours == 20.5
+    assert block.hooks == [
+        {"kind": "before_suspend", "name": "stop nginx", "script": "sudo systemctl stop nginx",
+         "timeout": 20},
+        {"kind": "setup", "name": "", "script": "#!/bin/sh\ndate > ~/set-up-at"},
+    ]
     assert len(block.children) == 1  # the nested HTML block
 
 
@@ -117,6 +123,21 @@ def test_checks_set_in_studio_export_their_settings() -> None:
                              "timeout": 45}]
 
 
+def test_lifecycle_scripts_and_the_time_budget_export_as_the_author_set_them() -> None:
+    runtime, block = load('<labxblock time_budget_hours="none"/>')
+    assert block.time_budget_hours is None  # empty: the site's budget
+    block.hooks = [{"kind": "after_resume", "name": "clock", "script": "sudo chronyc makestep", "timeout": 15,
+                    "host": ""}]
+    block.time_budget_hours = 1.5
+    exported = export(runtime, block)
+    root = etree.fromstring(exported)
+    assert root.get("time_budget_hours") == "1.5"
+    assert [dict(h.attrib) for h in root.findall("hook")] == [
+        {"name": "clock", "kind": "after_resume", "host": "", "timeout": "15"}]
+    _, again = load(exported)
+    assert (again.hooks, again.time_budget_hours) == (block.hooks, 1.5)
+
+
 def test_defaults_are_not_exported() -> None:
     runtime, block = load("<labxblock/>")
     root = etree.fromstring(export(runtime, block))
@@ -151,6 +172,14 @@ def test_defaults_are_not_exported() -> None:
          "<check> (line 2): timeout='0' must be at least 1"),
         ('<labxblock>\n<check name="a" retries="3">true</check></labxblock>',
          "<check> (line 2): unknown attribute 'retries' (allowed: hint, host, name, timeout, weight)"),
+        ('<labxblock>\n<hook name="a">true</hook></labxblock>',
+         "<hook> (line 2): the kind attribute is missing (setup, after_resume or before_suspend)"),
+        ('<labxblock>\n<hook kind="setup" weight="2">true</hook></labxblock>',
+         "<hook> (line 2): unknown attribute 'weight' (allowed: host, kind, name, timeout)"),
+        ('<labxblock>\n<hook kind="setup"><b>x</b></hook></labxblock>',
+         "<b> (line 2): a lifecycle script holds its script as text (CDATA), not elements"),
+        ('<labxblock time_budget_hours="lots"/>',
+         "<labxblock> (line 1): time_budget_hours='lots' is not a number"),
         ('<labxblock template="/static/a.yaml">\n<template>a:\n 1</template></labxblock>',
          "<template> (line 2): template is given twice"),
     ],
