@@ -95,7 +95,10 @@ class QueueSettings:
     ticks: str = field(
         default="labxblock.ticks", metadata=_help("Beat's ticks: reconcile, suspend_idle, reap.")
     )
-    checks: str = field(default="labxblock.checks", metadata=_help("Progress checks: run_checks."))
+    checks: str = field(
+        default="labxblock.checks",
+        metadata=_help("Scripts in labs: run_checks (progress checks), run_hooks (lifecycle scripts)."),
+    )
 
 
 @dataclass(frozen=True)

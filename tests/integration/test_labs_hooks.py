@@ -13,14 +13,20 @@ import time
 from pathlib import Path
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.db import transaction
+from django.utils import timezone
 
 from labxblock import labs
-from labxblock.labs import operator
-from labxblock.lifecycle import State
+from labxblock.labs import calls, engine, operator
+from labxblock.lifecycle import Action, State
 from labxblock.models import Lab, LabEvent
 from labxblock.providers.local import LocalProvider
+from tests.celery_app import app as celery_app
 from tests.engine_harness import lab_spec, wait_for
+from tests.integration.test_queues import broker, tasks_in  # noqa: F401 (broker: a fixture)
 from tests.services import missing_service
+from tests.services.celery_procs import QUEUES
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -162,3 +168,21 @@ def test_a_hanging_or_failing_before_suspend_script_holds_the_suspend_no_longer_
     assert failed.startswith("before_suspend script 'fails': exit status 3 after ")
     assert failed.endswith("; stderr: failing")
     assert (home(root, lab_id) / "hooks.log").read_text() == "started\n"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_scripts_go_to_the_checks_queue_with_a_time_limit_not_to_the_cloud_calls(request) -> None:
+    redis = request.getfixturevalue("broker")  # test_queues' Redis, emptied afterwards
+    celery_app.conf.broker_url = redis.url  # this process sends the job, after commit
+    user = get_user_model().objects.create_user("queued")
+    lab = Lab.objects.create(learner=user, course_run="course-v1:O+Hooks+R", lab_key="k", provider="default",
+                             state=State.STARTING, probe_ok=True, hook_seconds={"setup": 45.0})
+    with transaction.atomic():
+        job = engine.apply(lab, engine.believed(lab), timezone.now(), "prober")
+        engine.dispatch([job])
+    assert job.action is Action.HOOK
+    assert Lab.objects.get(pk=lab.pk).state == State.STARTING  # not ready until the scripts ended
+    (message,) = redis.queued(QUEUES.checks)
+    assert message["headers"]["task"] == "labxblock.tasks.run_hooks"
+    assert message["headers"]["timelimit"] == [calls.HOOK_TASK_SECONDS + 30, calls.HOOK_TASK_SECONDS]
+    assert tasks_in(redis, QUEUES.calls) == []
