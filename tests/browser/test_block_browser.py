@@ -375,3 +375,49 @@ def test_a_window_still_showing_the_lab_keeps_it_up_when_another_closes(
     assert (lab.desired, lab.state) == (Desired.UP, State.READY)
     assert seconds_to_idle(lab) > LONG_SUSPEND_TIMEOUT - 30
     assert not engine.cloud.counters().get("stack_suspend")
+
+
+BUDGET_HOURS = 0.006  # 21.6 s of lab time, from the create on
+
+
+@pytest.fixture
+def budget_scenario(engine_factory, cloud_fake) -> Iterator[Any]:
+    """A lab with a time budget of a few seconds and a long suspend timeout: only the budget stops it."""
+    cloud_fake.configure(delays={"create": CREATE_SECONDS})
+    engine = engine_factory(keepalive_interval_seconds=KEEPALIVE_SECONDS)
+    xml = lab_xml(engine.lab_port.port, suspend_timeout=LONG_SUSPEND_TIMEOUT).replace(
+        'display_name="Browser lab"', f'display_name="Browser lab" time_budget_hours="{BUDGET_HOURS}"')
+    scenarios.add_xml_scenario(SCENARIO, "labxblock browser flow", xml)
+    try:
+        yield engine
+    finally:
+        scenarios.remove_scenario(SCENARIO)
+
+
+def test_the_page_counts_the_lab_time_down_warns_and_says_when_it_is_used_up(
+        chromium, live_server, budget_scenario) -> None:
+    """No dialog offers to wake a lab its budget stopped, and the page does not relaunch it."""
+    from selenium.webdriver.common.by import By
+
+    engine = budget_scenario
+    chromium.get(f"{live_server.url}/scenario/{SCENARIO}/?student={STUDENT}")
+    wait_ready(chromium)
+    box = chromium.find_element(By.CSS_SELECTOR, ".labxblock")
+    budget = chromium.find_element(By.CSS_SELECTOR, "[data-role=budget]")
+    first = budget.text
+    time.sleep(2)
+    assert first.startswith("Lab time left: ") and budget.text != first  # counted down while ready
+    assert box.get_attribute("data-budget") == "ok"
+    shot(chromium, "12-time-left")
+    wait_for("the warning", lambda: box.get_attribute("data-budget") == "warning", timeout=25, interval=0.2)
+    assert "Most of your lab time for this course is used." in budget.text
+    shot(chromium, "13-time-almost-used")
+    wait_for("used up", lambda: box.get_attribute("data-budget") == "used-up", timeout=30, interval=0.2)
+    assert "Your lab time for this course is used up." in budget.text
+    wait_for("paused", lambda: box.get_attribute("data-phase") == "suspended", timeout=30, interval=0.2)
+    shot(chromium, "14-time-used-up")
+    assert not chromium.find_element(By.CSS_SELECTOR, "[data-role=idle]").is_displayed()
+    time.sleep(KEEPALIVE_SECONDS + 2)  # a keepalive comes back "not up": the page does not relaunch
+    lab = the_lab()
+    assert (lab.state, lab.desired) == (State.SUSPENDED, Desired.SUSPENDED)
+    assert engine.stacks() == {lab.stack_name} and engine.cloud.counters().get("stack_resume") is None
