@@ -21,12 +21,20 @@ BATCH = 1000  # rows marked per statement: bounded locks and memory at any scale
 
 
 def mark(ids: list[int], desired: Desired, reason: str, actor: str, now: datetime) -> int:
-    """Set ``desired`` on the rows still matching, and log why: one UPDATE, one INSERT."""
+    """Set ``desired`` on the rows still without it, and log why for each of them: one locking SELECT,
+    one UPDATE, one INSERT. A row another pass marked meanwhile (both ticks mark idle and spent labs)
+    is neither marked nor logged again."""
     if not ids:
         return 0
     with transaction.atomic():
-        marked = Lab.objects.filter(pk__in=ids).exclude(desired=desired).update(desired=desired.value)
-        events = [
+        labs = list(
+            Lab.objects.select_for_update().filter(pk__in=ids).exclude(desired=desired)
+            .only("pk", "learner_id", "stack_name", "course_run", "lab_key", "provider", "state")
+        )
+        if not labs:
+            return 0
+        Lab.objects.filter(pk__in=[lab.pk for lab in labs]).update(desired=desired.value)
+        LabEvent.objects.bulk_create([
             LabEvent(
                 lab_id=lab.pk,
                 learner_id=lab.learner_id,
@@ -41,12 +49,9 @@ def mark(ids: list[int], desired: Desired, reason: str, actor: str, now: datetim
                 reason=reason,
                 actor=actor,
             )
-            for lab in Lab.objects.filter(pk__in=ids).only(
-                "pk", "learner_id", "stack_name", "course_run", "lab_key", "provider", "state"
-            )
-        ]
-        LabEvent.objects.bulk_create(events)
-    return marked
+            for lab in labs
+        ])
+    return len(labs)
 
 
 def mark_idle(now: datetime) -> int:

@@ -19,7 +19,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from labxblock import labs, tasks
-from labxblock.labs import budgets, engine, learner, operator, usage
+from labxblock.labs import budgets, engine, learner, operator, periodic, usage
 from labxblock.lifecycle import Desired, State
 from labxblock.models import Lab, LabEvent
 from tests.engine_harness import lab_spec, wait_for
@@ -125,6 +125,9 @@ def test_the_tick_suspends_labs_past_their_budget_never_deletes_them_and_costs_t
     assert fine.desired == Desired.UP
     event = LabEvent.objects.get(lab=spent)
     assert (event.actor, event.reason) == ("budget", "time budget used up")
+    # The other tick finding the same row just before: neither marked nor logged twice.
+    assert periodic.mark([spent.pk], Desired.SUSPENDED, budgets.USED_UP, "budget", now) == 0
+    assert LabEvent.objects.filter(lab=spent).count() == 1
     # Hundreds more labs running with time left: the pass costs the same statements.
     user = get_user_model().objects.create_user("many")
     Lab.objects.bulk_create([
