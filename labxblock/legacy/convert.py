@@ -130,8 +130,9 @@ def _hooks(legacy: Mapping[str, Any], out: _Out) -> None:
         return  # events without a script ran nothing
     events = legacy.get("hook_events") or {}
     ran_on = ", ".join(e for e in ("suspend", "resume", "delete") if events.get(e, True)) or "no event"
-    out.note(DROPPED, "hook_script", f"no equivalent: labxblock runs no script on suspend, resume or delete "
-             f"(it ran on: {ran_on}; a template can run a script at boot, e.g. with cloud-init)",
+    out.note(DROPPED, "hook_script", "not converted: labxblock's lifecycle scripts run in the lab before "
+             "a suspend and after a resume (README, Lifecycle scripts); move what it did there by hand "
+             f"(it ran on: {ran_on})",
              legacy["hook_script"])
 
 

@@ -51,7 +51,8 @@ FIELDS: tuple[LegacyField, ...] = (
                 "set: stackamole made the key pair itself and registered it in Nova under the stack's "
                 "name; labxblock expects the template to create the key and output it as private_key"),
     LegacyField("hook_script", String, "settings", None, ATTR + ": a course file name", "",
-                "no equivalent: labxblock runs no script on suspend, resume or delete"),
+                "not converted: labxblock's lifecycle scripts (before a suspend, after a resume) run in the "
+                "lab; move what it did there by hand"),
     LegacyField("delete_age", String, "settings", None, ATTR + ": seconds as text", "delete_timeout"),
     LegacyField("read_only", Boolean, "settings", False, ATTR + ": True/False", "read_only"),
     LegacyField("hidden", Boolean, "settings", False, ATTR + ": True/False", "hidden"),

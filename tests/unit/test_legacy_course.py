@@ -60,7 +60,7 @@ def test_a_stackamole_course_converts_and_the_report_names_what_was_dropped(tmp_
     assert hashlib.sha256(src.read_bytes()).hexdigest() == before  # the input is never touched
     assert "Old blocks found: 3 (3 stackamole)." in report
     assert 'vertical/unit_desktop.xml:2: <stackamole url_name="0c1d2e3f4a5b"> "Desktop demo"' in report
-    assert "dropped: hook_script (was hook.sh): no equivalent" in report
+    assert "dropped: hook_script (was hook.sh): not converted" in report
     assert "dropped: progress_check_result_heading (was Answer submitted): no equivalent" in report
     assert "changed: stack_key_type (was ed25519)" in report
     assert "Summary: 2 dropped, 4 changed, 0 errors." in report
