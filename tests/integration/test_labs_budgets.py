@@ -103,7 +103,10 @@ def test_the_smallest_budget_of_the_blocks_sharing_a_lab_counts_and_grants_add_t
     site = {**settings.XBLOCK_SETTINGS["labxblock"], "time_budget_seconds": 3600}
     with override_settings(XBLOCK_SETTINGS={"labxblock": site}):
         assert launch("advanced", None) == 1, "the site's budget is a block's own when it sets none"
-    lab = Lab.objects.get(learner=user)
+        # Studio's test lab of the same block is the course team's: no budget, the site's neither.
+        test_lab = dataclasses.replace(spec, lab_key="studio-test:intro", block_id="intro")
+        assert labs.request_launch(user, test_lab, actor="t").budget is None
+    lab = Lab.objects.get(learner=user, lab_key=spec.lab_key)
     assert lab.budget_limits == {"intro": 3 * 3600.0, "advanced": 3600.0}
     assert operator.act("grant", [lab.pk], actor="staff:9", seconds=1800).changed == [lab.pk]
     assert budgets.view(fresh(lab)).limit_seconds == 1.5 * 3600
