@@ -130,4 +130,5 @@ def test_a_long_queue_costs_the_same_few_statements_as_a_short_one(two_providers
 
     statements(1, "warm")  # the providers' lock rows are made once, at the first placement ever
     few, many = statements(4, "few"), statements(60, "many")  # 3 placed; 1 and 57 wait, timed
-    assert many == few and many <= 12
+    # budgets.count adds one read and one write per batch for the labs going up: still flat
+    assert many == few and many <= 14
