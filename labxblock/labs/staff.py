@@ -40,6 +40,7 @@ class LearnerLab:
     score: float | None  # the last finished check run's share of points, 0..1
     can_open: bool  # ready, so a read-only terminal can be opened
     budget: budgets.Budget | None = None  # the lab's time budget, if it has one
+    actions: tuple[str, ...] = ()  # the STAFF_ACTIONS that would change this lab (the panel's buttons)
 
     def _hours(self, seconds: float | None) -> float | None:
         return None if seconds is None else round(seconds / 3600, 2)
@@ -53,6 +54,7 @@ class LearnerLab:
             "score": None if self.score is None else round(self.score, 4), "can_open": self.can_open,
             "budget_hours": self._hours(self.budget.limit_seconds if self.budget else None),
             "left_hours": self._hours(self.budget.left_seconds if self.budget else None),
+            "actions": list(self.actions),
         }
 
 
@@ -86,14 +88,32 @@ def learners(course_run: str, lab_key: str, usage_id: str, *, page: int, now: da
     )
     month = now.replace(day=1, hour=0, minute=0, second=0, microsecond=0)
     up = usage.up_seconds_of(labs, since=month, until=now)
-    rows = [LearnerLab(
+    rows = [_row(lab, up.get(lab.pk, 0.0), now) for lab in labs]
+    return LearnerPage(rows, page, pages, total)
+
+
+def _row(lab: Lab, up_seconds: float, now: datetime) -> LearnerLab:
+    budget = budgets.view(lab, now)
+    return LearnerLab(
         lab_id=lab.pk, username=lab.learner.username, state=lab.state,
         phase=lifecycle.phase(State(lab.state), Desired(lab.desired)).value,
-        last_seen_at=lab.last_seen_at, delete_by=lab.delete_by, up_seconds=up.get(lab.pk, 0.0),
+        last_seen_at=lab.last_seen_at, delete_by=lab.delete_by, up_seconds=up_seconds,
         score=lab.last_score, can_open=lab.state == State.READY and lab.desired == Desired.UP,
-        budget=budgets.view(lab, now),
-    ) for lab in labs]
-    return LearnerPage(rows, page, pages, total)
+        budget=budget, actions=useful_actions(lab, budget),
+    )
+
+
+def useful_actions(lab: Lab, budget: budgets.Budget | None) -> tuple[str, ...]:
+    """The staff actions ``labs.operator`` would carry out on ``lab`` rather than answer "unchanged"."""
+    if lab.desired == Desired.DELETED:
+        return ()
+    found = ["suspend"] if lab.desired == Desired.UP else []
+    if lab.state not in (State.REQUESTED, State.DELETED):
+        found.append("reset")
+    found.append("extend")
+    if budget is not None:
+        found.append("grant")
+    return tuple(found)
 
 
 def act(course_run: str, lab_key: str, lab_id: int, action: str, *, actor: str,

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import pytest
 from django.conf import settings
 from django.contrib.auth import get_user_model
-from django.db import connection
+from django.db import connection, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from webob import Request
@@ -143,6 +143,23 @@ def test_each_row_has_state_last_seen_up_time_this_month_and_last_score(users, l
     assert row["score"] == 0.75  # the latest finished run
     assert row["last_seen_at"] == seen.isoformat() and abs(row["up_hours"] - up_hours) < 0.01
     assert row["can_open"] is True
+
+
+@pytest.mark.parametrize(("state", "desired"), [
+    (State.READY, Desired.UP), (State.SUSPENDED, Desired.SUSPENDED), (State.REQUESTED, Desired.UP),
+    (State.DELETED, Desired.SUSPENDED), (State.DELETING, Desired.DELETED), (State.FAILED, Desired.UP),
+])
+def test_a_row_offers_exactly_the_actions_that_would_change_its_lab(users, lab_site, state, desired) -> None:
+    """No button that can only answer "unchanged": each offered action changes the lab, the others do not."""
+    panel = Panel(users["staff"], is_staff=True)
+    (lab,) = labs_for(panel, 1, state=state, desired=desired)
+    (row,) = panel.call("staff_learners", {})["learners"]
+    for action in ("suspend", "reset", "extend"):  # grant: only with a time budget (its own tests)
+        with transaction.atomic():
+            answer = panel.call("staff_action", {"lab_id": lab.pk, "action": action})
+            transaction.set_rollback(True)  # each action tried on the lab as the row showed it
+        assert answer["changed"] is (action in row["actions"]), (action, answer, row["actions"])
+    assert "grant" not in row["actions"]
 
 
 def test_staff_suspend_reset_and_extend_go_through_the_lifecycle_logged_as_staff(users, lab_site) -> None:
