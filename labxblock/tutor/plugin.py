@@ -39,6 +39,7 @@ hooks.Filters.ENV_TEMPLATE_VARIABLES.add_items(
     [
         ("labxblock_celery_args", render.celery_args),
         ("labxblock_min_visibility_timeout", render.MIN_VISIBILITY_TIMEOUT),
+        ("labxblock_gateway_replicas", render.gateway_replicas),
     ]
 )
 

@@ -11,6 +11,7 @@ import re
 import secrets
 from collections.abc import Iterable
 from typing import Any
+from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
@@ -36,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "TICKS_CONCURRENCY": 2,
     "CHECKS_CONCURRENCY": 8,
     "DOCKER_IMAGE_GUACD": "docker.io/guacamole/guacd:1.6.0",
+    "GATEWAY_REPLICAS": 1,
+    "GATEWAY_REDIS_URL": "",
 }
 
 # Redis redelivers a task whose worker died after visibility_timeout; kombu's
@@ -127,8 +130,37 @@ def config_problems(config: dict[str, Any]) -> list[str]:
         problems.append(f"LABXBLOCK_GATEWAY_PATH is {path!r}: expected a path like /lab-terminal/")
     if mode == "guacamole-json" and not config.get("LABXBLOCK_GUACAMOLE_URL"):
         problems.append("LABXBLOCK_GUACAMOLE_URL is empty: guacamole-json mode needs the Guacamole app's URL")
+    problems += _gateway_problems(config)
     requirements = [str(r) for r in config.get("OPENEDX_EXTRA_PIP_REQUIREMENTS") or []]
     return problems + _requirement_problems(requirements, mode) + _legacy_problems(requirements)
+
+
+def gateway_replicas(replicas: Any, redis_url: Any) -> int:
+    """How many gateway pods ``tutor k8s`` runs: more than one only with a shared Redis.
+
+    Without one, each process remembers only the tickets it accepted, so a ticket could open
+    one session per replica; the plugin then runs one (and ``config_problems`` says why).
+    """
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        return 1
+    return replicas if str(redis_url or "").strip() else 1
+
+
+def _gateway_problems(config: dict[str, Any]) -> list[str]:
+    problems = []
+    replicas = config.get("LABXBLOCK_GATEWAY_REPLICAS", 1)
+    redis_url = str(config.get("LABXBLOCK_GATEWAY_REDIS_URL") or "").strip()
+    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+        problems.append(f"LABXBLOCK_GATEWAY_REPLICAS is {replicas!r}: expected a whole number, 1 or more "
+                        "(running 1)")
+    elif replicas > 1 and not redis_url:
+        problems.append(f"LABXBLOCK_GATEWAY_REPLICAS is {replicas} but LABXBLOCK_GATEWAY_REDIS_URL is empty: "
+                        "without a Redis they share, a ticket could open one session per replica, so one "
+                        "replica runs; set LABXBLOCK_GATEWAY_REDIS_URL (e.g. redis://redis:6379/5)")
+    if redis_url and urlsplit(redis_url).scheme not in ("redis", "rediss", "unix"):
+        problems.append("LABXBLOCK_GATEWAY_REDIS_URL: expected a redis://, rediss:// or unix:// URL "
+                        "(the gateway refuses to start with it)")
+    return problems
 
 
 def _legacy_problems(requirements: list[str]) -> list[str]:

@@ -282,3 +282,27 @@ def test_every_tunable_key_reaches_what_it_configures(tmp_path: Path):
     route = caddy_block(terminal, "    handle_path /terminal/*")
     assert route_directives(route) == GATEWAY_ROUTE
     assert "handle_path /terminal/" not in caddy_block(caddyfile, "lms.example.org{$default_site_port}")
+
+
+def test_gateway_replicas_share_the_sites_redis_for_single_use_tickets(tmp_path: Path):
+    redis_url = "redis://:p@ss\"w0rd@redis:6379/5"  # a password that YAML quoting must keep whole
+    site = make_site(tmp_path, *SITE_SETTINGS, "--set", "LABXBLOCK_GATEWAY_REPLICAS=3",
+                     "--set", f"LABXBLOCK_GATEWAY_REDIS_URL={redis_url}")
+    assert "labxblock:" not in site.saved_output
+    objects = site.k8s_objects()
+    assert deployment(objects, "labxblock-gateway")["spec"]["replicas"] == 3
+    env = k8s_gateway_env(objects)
+    assert env["LABXBLOCK_GATEWAY_REDIS_URL"] == redis_url and load_config(env).redis_url == redis_url
+    assert all(v.get("name") != "LABXBLOCK_GATEWAY_REDIS_URL" or "valueFrom" in v  # from the Secret only
+               for v in container(objects, "labxblock-gateway")["env"])
+    compose = site.compose_services()["labxblock-gateway"]["environment"]
+    assert load_config(compose).redis_url == redis_url
+
+
+def test_several_gateway_replicas_without_redis_run_one_and_say_why(tmp_path: Path):
+    site = make_site(tmp_path, *SITE_SETTINGS, "--set", "LABXBLOCK_GATEWAY_REPLICAS=3")
+    assert "LABXBLOCK_GATEWAY_REPLICAS is 3 but LABXBLOCK_GATEWAY_REDIS_URL is empty" in site.saved_output
+    objects = site.k8s_objects()
+    assert deployment(objects, "labxblock-gateway")["spec"]["replicas"] == 1
+    assert "LABXBLOCK_GATEWAY_REDIS_URL" not in k8s_gateway_env(objects)
+    assert load_config(site.compose_services()["labxblock-gateway"]["environment"]).redis_url is None

@@ -113,6 +113,11 @@ OURS = GOOD["OPENEDX_EXTRA_PIP_REQUIREMENTS"]
          "XBLOCK_SELECT_FUNCTION = labxblock.legacy.names.select"),
         ({"OPENEDX_EXTRA_PIP_REQUIREMENTS": [*OURS, "Hastexo_XBlock"]}, "names hastexo-xblock"),
         ({"OPENEDX_EXTRA_PIP_REQUIREMENTS": [*OURS, "stackamole-tools"]}, None),
+        ({"LABXBLOCK_GATEWAY_REPLICAS": 3, "LABXBLOCK_GATEWAY_REDIS_URL": "redis://redis:6379/5"}, None),
+        ({"LABXBLOCK_GATEWAY_REPLICAS": 3}, "is 3 but LABXBLOCK_GATEWAY_REDIS_URL is empty"),
+        ({"LABXBLOCK_GATEWAY_REPLICAS": 0}, "LABXBLOCK_GATEWAY_REPLICAS is 0: expected a whole number"),
+        ({"LABXBLOCK_GATEWAY_REPLICAS": "2"}, "LABXBLOCK_GATEWAY_REPLICAS is '2'"),
+        ({"LABXBLOCK_GATEWAY_REDIS_URL": "http://redis:6379"}, "LABXBLOCK_GATEWAY_REDIS_URL: expected a redis://"),
     ],
 )  # fmt: skip
 def test_config_problems(changes, problem):
@@ -121,3 +126,11 @@ def test_config_problems(changes, problem):
         assert problems == []
     else:
         assert len(problems) == 1 and problem in problems[0]
+
+
+@pytest.mark.parametrize(("replicas", "redis_url", "expected"), [
+    (1, "", 1), (3, "redis://redis:6379/5", 3), (3, "", 1), (3, "  ", 1), (0, "redis://r/0", 1),
+    ("3", "redis://r/0", 1), (True, "redis://r/0", 1),
+])  # fmt: skip
+def test_more_than_one_gateway_replica_only_with_a_shared_redis(replicas, redis_url, expected):
+    assert render.gateway_replicas(replicas, redis_url) == expected
