@@ -4,7 +4,8 @@ Each child runs in a session (process group) of its own, so a Ctrl-C at the term
 reaches the demo only, and stopping a child also stops whatever it forked. Ctrl-C,
 SIGTERM or SIGHUP (handled by the demo even if it was started with them ignored)
 stops them all and deletes the labs the demo started; if the demo is killed outright,
-its watchdog (``watchdog.py``) does that. Nothing it started outlives it.
+its watchdog (``watchdog.py``) does that. Nothing it started outlives it, not even the
+redis-server it starts when no other Redis is at hand (``broker.py``).
 """
 
 from __future__ import annotations
@@ -25,12 +26,14 @@ from typing import IO
 from cryptography.fernet import Fernet
 
 from labxblock.conf import QueueSettings
+from labxblock.demo.broker import Broker, PrivateRedis, redis_error
 from labxblock.demo.scenario import SCENARIO_ID
 from labxblock.demo.watchdog import Watchdog, delete_labs, die_with_parent, stop_children
 
 SETTINGS = "labxblock.demo.settings"
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
-REDIS = ("127.0.0.1", 6379)
+BROKER = "redis"  # the child that is the demo's own redis-server, and its log
+BROKER_START_SECONDS = 15
 
 
 @dataclass
@@ -38,34 +41,16 @@ class Options:
     """What ``labxblock demo`` was asked for."""
 
     directory: Path
+    broker: Broker  # broker.choose(): given, found on 127.0.0.1:6379, or the demo's own
     port: int = 8000
     gateway_port: int = 8001
     suspend_timeout: int = 30
-    broker: str = "auto"  # auto | redis | filesystem
-
-
-
-def redis_answers(address: tuple[str, int] = REDIS) -> bool:
-    """Whether a Redis server answers PING at ``address``."""
-    try:
-        with socket.create_connection(address, timeout=0.5) as sock:
-            sock.sendall(b"PING\r\n")
-            return sock.recv(16).startswith(b"+PONG")
-    except OSError:
-        return False
-
-
-def broker_url(choice: str) -> str:
-    """Redis if asked or if one runs on 127.0.0.1:6379, else kombu's serverless filesystem broker."""
-    if choice == "redis" or (choice == "auto" and redis_answers()):
-        return f"redis://{REDIS[0]}:{REDIS[1]}/0"
-    return "filesystem://"
 
 
 def prepare(directory: Path) -> None:
     """The demo directory and its keys (made once, so stored lab secrets stay readable)."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    for sub in ("labs", "logs", "broker", "broker-control", "djpyfs"):
+    for sub in ("labs", "logs", "redis", "djpyfs"):
         (directory / sub).mkdir(exist_ok=True)
     for stale in directory.glob("beat-schedule*"):  # beat's shelf; a killed beat may leave it unreadable
         stale.unlink()
@@ -92,7 +77,7 @@ class Demo:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.options.port}/scenario/{SCENARIO_ID}/"
 
-    def setup_env(self, broker: str) -> None:
+    def setup_env(self) -> None:
         opts = self.options
         keys = json.loads((opts.directory / "keys.json").read_text())
         web, gateway = f"http://127.0.0.1:{opts.port}", f"http://127.0.0.1:{opts.gateway_port}"
@@ -101,7 +86,7 @@ class Demo:
             "DJANGO_SETTINGS_MODULE": SETTINGS,
             "PYTHONUNBUFFERED": "1",
             "LABXBLOCK_DEMO_DIR": str(opts.directory),
-            "LABXBLOCK_DEMO_BROKER_URL": broker,
+            "LABXBLOCK_DEMO_BROKER_URL": opts.broker.url,
             "LABXBLOCK_DEMO_GATEWAY_URL": gateway,
             "LABXBLOCK_DEMO_SUSPEND_TIMEOUT": str(opts.suspend_timeout),
             "LABXBLOCK_GATEWAY_TICKET_KEYS": keys["ticket"],
@@ -125,16 +110,37 @@ class Demo:
         print(f"  [{time.monotonic() - self.started_at:4.1f} s] {text}", flush=True)
 
     def start(self, name: str, *args: str) -> None:
+        """Start a long-running Python child (``python -m …``); see :meth:`spawn`."""
+        self.spawn(name, [sys.executable, *args])
+
+    def spawn(self, name: str, argv: list[str], *, stdin: bytes | None = None,
+              cwd: Path | None = None) -> None:
         """Start a long-running child in its own process group, logging to ``logs/<name>.log``."""
         assert self.watchdog is not None, "start_all starts the watchdog first"
         log = (self.options.directory / "logs" / f"{name}.log").open("ab")
         self.logs.append(log)
-        self.children[name] = subprocess.Popen(
-            [sys.executable, *args], env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True,  # Ctrl-C reaches us only; we stop them
+        self.children[name] = proc = subprocess.Popen(
+            argv, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=cwd,
+            stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
+            start_new_session=True,  # Ctrl-C reaches us only; we stop them
             preexec_fn=die_with_parent,  # safe here: the demo starts its children from one thread
         )
-        self.watchdog.watch(self.children[name].pid)
+        self.watchdog.watch(proc.pid)
+        if proc.stdin is not None:  # what it reads to the end before it starts (Redis: its configuration)
+            with contextlib.suppress(BrokenPipeError), proc.stdin:  # if it died at once, its log says why
+                proc.stdin.write(stdin or b"")
+
+    def start_redis(self, redis: PrivateRedis) -> None:
+        """The demo's own redis-server, before anything that sends tasks; ready once it answers."""
+        self.say(f"starting its own redis-server (the Celery broker) on 127.0.0.1:{redis.port}…")
+        self.spawn(BROKER, redis.argv(), stdin=redis.config(), cwd=redis.directory)
+        deadline = time.monotonic() + BROKER_START_SECONDS
+        while (error := redis_error(redis.url)) is not None:
+            self.check_children()
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"redis-server did not answer within {BROKER_START_SECONDS} s ({error}):\n"
+                                   f"{self.log_tail(BROKER)}")
+            time.sleep(0.1)
 
     def log_tail(self, name: str, lines: int = 15) -> str:
         path = self.options.directory / "logs" / f"{name}.log"
@@ -145,6 +151,8 @@ class Demo:
     def start_all(self) -> None:
         opts = self.options
         self.watchdog = Watchdog(opts.directory, self.env)  # first: it must know of every child
+        if opts.broker.private:
+            self.start_redis(opts.broker.private)
         self.say("preparing the database (migrate)…")
         self.run("migrate", "-m", "django", "migrate", "--run-syncdb", "--noinput")
         # A clean slate: the last run's labs were deleted at its end (or are deleted now, if it was
@@ -188,8 +196,12 @@ class Demo:
                 raise RuntimeError(f"{name} exited with status {proc.returncode}:\n{self.log_tail(name)}")
 
     def stop(self) -> None:
-        """Stop every child and what it left in its process group, then the labs; then the watchdog."""
-        stop_children(proc.pid for proc in self.children.values())
+        """Stop every child and what it left in its process group, then the labs; then the watchdog.
+
+        The broker goes last: the worker, stopping, still acknowledges the tasks it finishes.
+        """
+        stop_children(proc.pid for name, proc in self.children.items() if name != BROKER)
+        stop_children(proc.pid for name, proc in self.children.items() if name == BROKER)
         for proc in self.children.values():
             proc.wait()  # exited already: collect the status
         for log in self.logs:
@@ -207,8 +219,7 @@ def main(options: Options) -> int:
     """Run the demo until Ctrl-C or SIGTERM; 1 if it could not start or a part of it died."""
     prepare(options.directory)
     demo = Demo(options)
-    broker = broker_url(options.broker)
-    demo.setup_env(broker)
+    demo.setup_env()
 
     stopping = False
 
@@ -223,7 +234,8 @@ def main(options: Options) -> int:
         signal.signal(signum, stop_on_signal)
     status = 0
     try:
-        print(f"labxblock demo in {options.directory} (broker {broker.split(':')[0]}); starting…", flush=True)
+        print(f"labxblock demo in {options.directory} (broker: {options.broker.describe()}); starting…",
+              flush=True)
         demo.start_all()
         demo.wait_until_up()
         demo.say("ready.")

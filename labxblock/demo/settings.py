@@ -107,13 +107,8 @@ XBLOCK_SETTINGS = {
     },
 }
 
-# Celery under the old names, as edx-platform reads them.
-BROKER_URL = os.environ.get("LABXBLOCK_DEMO_BROKER_URL") or "filesystem://"
-if BROKER_URL.startswith("filesystem://"):
-    _queue = DEMO_DIR / "broker"
-    BROKER_TRANSPORT_OPTIONS = {"data_folder_in": str(_queue), "data_folder_out": str(_queue),
-                                "control_folder": str(DEMO_DIR / "broker-control"),
-                                "store_processed": False}
+# Celery under the old names, as edx-platform reads them. Always Redis (labxblock.demo.broker says why).
+BROKER_URL = os.environ["LABXBLOCK_DEMO_BROKER_URL"]  # the runner's choice: --broker, 6379 or its own
 CELERY_RESULT_BACKEND = None
 CELERY_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
