@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from labxblock.demo.broker import LOCAL_REDIS_ENV
+from labxblock.providers.local import free_port
 from tests.services import missing_service
 
 ROOT = Path(__file__).parents[2]
@@ -66,11 +68,16 @@ def start_demo(directory: Path, *options: str, ignore_sigint: bool = False) -> R
     if not Path("/usr/sbin/sshd").exists():
         missing_service("the demo's local provider needs /usr/sbin/sshd (openssh-server)")
     argv = [*quickstart_command(), "--dir", str(directory), "--port", "0", *options]
+    # Whether or not a Redis runs on 127.0.0.1:6379 (CI installs redis-server; a developer may run
+    # one, shared by every test's demo): the demo looks on a port where nothing runs, finds no
+    # Redis, and runs (and must stop) a redis-server of its own, as on a machine without Redis.
+    env = {**os.environ, LOCAL_REDIS_ENV: f"redis://127.0.0.1:{free_port()}/0"}
+    own_redis = "--broker" not in options
     restore: Callable[[], Any] | None = None
     if ignore_sigint:  # as a supervisor or a non-interactive shell's `&` may start it
         def restore() -> None:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
                             start_new_session=True, preexec_fn=restore)
     output: list[str] = []
     found = threading.Event()
@@ -87,6 +94,7 @@ def start_demo(directory: Path, *options: str, ignore_sigint: bool = False) -> R
         match = re.search(r"Open (http://\S+)", "".join(output))
         assert match, "".join(output)
         assert len(processes_of(directory)) >= 5, "the checks of its end would see nothing"  # web, worker…
+        assert not own_redis or len(redis_servers(directory)) == 1, "".join(output)
     except BaseException:
         os.killpg(proc.pid, signal.SIGKILL)
         raise
@@ -139,6 +147,33 @@ def assert_cleaned_up(demo: RunningDemo, *, timeout: float = 0) -> None:
     assert not re.search(r"ERROR/MainProcess.*exited with 'signal", demo.log("worker")), demo.log("worker")
 
 
+def own_redis(directory: Path) -> tuple[int, str]:
+    """The pid of the demo's own redis-server and the broker URL the demo gave its children."""
+    (pid,) = redis_servers(directory)
+    for other in processes_of(directory):
+        environ = dict(var.split("=", 1) for var in _environ(other) if "=" in var)
+        if "LABXBLOCK_DEMO_BROKER_URL" in environ:
+            return pid, environ["LABXBLOCK_DEMO_BROKER_URL"]
+    raise AssertionError("no child of the demo has its broker URL")
+
+
+def redis_servers(directory: Path) -> list[int]:
+    """The redis-server processes the demo in ``directory`` started."""
+    return [pid for pid in processes_of(directory) if _comm(pid) == "redis-server"]
+
+
+def _comm(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    return "?"
+
+
+def _environ(pid: int) -> list[str]:
+    with contextlib.suppress(OSError):
+        return Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace").split("\0")
+    return []
+
+
 def sweep(directory: Path) -> None:
     """Kill what a failed test's demo left behind, so that the next tests run on a clean machine."""
     for pid in processes_of(directory):
@@ -153,12 +188,18 @@ def _command(pid: int) -> str:
 
 
 def processes_of(directory: Path) -> list[int]:
-    """Pids of live processes started by the demo in ``directory`` (labs inherit its environment)."""
+    """Pids of live processes started by the demo in ``directory``.
+
+    Labs and the demo's Python children inherit its environment; its redis-server
+    overwrites its environment with its process title, but works in ``<directory>/redis``.
+    """
     marker = f"LABXBLOCK_DEMO_DIR={directory}".encode()
     pids = []
     for entry in Path("/proc").iterdir():
         try:
-            if (entry.name.isdigit() and marker in (entry / "environ").read_bytes().split(b"\0")
+            if (entry.name.isdigit()
+                    and (marker in (entry / "environ").read_bytes().split(b"\0")
+                         or Path(os.readlink(entry / "cwd")) == directory / "redis")
                     and (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"):  # zombies are dead
                 pids.append(int(entry.name))
         except OSError:

@@ -15,13 +15,16 @@ from pathlib import Path
 
 import pytest
 
+from labxblock.demo.broker import redis_error
 from tests.browser.conftest import screenshot
 from tests.browser.demo_harness import (
     PROGRESS,
     ROOT,
     RunningDemo,
     assert_cleaned_up,
+    own_redis,
     processes_of,
+    redis_servers,
     run_demo,
     running,
     terminal,
@@ -82,27 +85,59 @@ def _frozen_states(labs: Path) -> list[str]:
     return [p.state for p in lab_processes(state["id"], state["sshd_pid"], state["sshd_start"])]
 
 
-def test_without_redis_the_serverless_broker_carries_beats_ticks_to_the_worker(tmp_path: Path) -> None:
-    directory = tmp_path / "demo"
-    running = run_demo(directory, "--broker", "filesystem")
-    demo = next(running)
-    assert "(broker filesystem)" in "".join(demo.output)
+def _ticks_reach_the_worker(directory: Path) -> None:
+    """Beat's reconcile tick went through the broker and the worker ran it."""
     worker_log, started = directory / "logs" / "worker.log", time.monotonic()
     while not re.search(r"labxblock\.tasks\.reconcile\[\S+\] succeeded", worker_log.read_text()):
         assert time.monotonic() - started < 30, worker_log.read_text()[-2000:]
         time.sleep(0.5)
+
+
+def test_with_no_redis_to_find_it_runs_its_own_private_redis_server_and_stops_it_on_ctrl_c(
+        tmp_path: Path) -> None:
+    import redis
+
+    directory = tmp_path / "demo"
+    with running(directory) as demo:  # it looks for a Redis where none runs (demo_harness.start_demo)
+        output = "".join(demo.output)
+        port = int(re.search(r"\(broker: its own redis-server on 127\.0\.0\.1:(\d+)\)", output).group(1))
+        pid, url = own_redis(directory)
+        assert url.startswith("redis://:") and url.endswith(f"@127.0.0.1:{port}/0")
+        assert Path(f"/proc/{pid}/cwd").resolve() == directory / "redis"  # its data in the demo's directory
+        with redis.Redis.from_url(url) as client:
+            assert client.config_get("save") == {"save": ""}  # no persistence
+            assert client.config_get("appendonly") == {"appendonly": "no"}
+            assert client.config_get("bind") == {"bind": "127.0.0.1"}
+        with pytest.raises(redis.AuthenticationError), redis.Redis(host="127.0.0.1", port=port) as stranger:
+            stranger.ping()  # another local user cannot send the worker tasks
+        _ticks_reach_the_worker(directory)
+        password = url.split(":")[2].split("@")[0]
+        assert password not in output
+        for log in (directory / "logs").iterdir():
+            assert password not in log.read_text(errors="replace"), log
+        for other in processes_of(directory):  # any user may read a command line
+            assert password not in Path(f"/proc/{other}/cmdline").read_bytes().decode(errors="replace")
+
+        demo.proc.send_signal(signal.SIGINT)
+        assert wait_stopped(demo) == 0
+        assert "stopped." in "".join(demo.output)
+        assert_cleaned_up(demo)
+        assert not Path(f"/proc/{pid}").exists(), f"its redis-server {pid} outlived the demo"
+        assert redis_error(url), "something still answers on its port"
+        assert list((directory / "redis").iterdir()) == []  # nothing saved
+
+
+def test_given_a_broker_url_it_uses_that_redis_and_starts_none(tmp_path: Path, redis_server) -> None:
+    directory = tmp_path / "demo"
+    running = run_demo(directory, "--broker", redis_server.url)
+    demo = next(running)
+    assert f"(broker: {redis_server.url})" in "".join(demo.output)
+    assert redis_servers(directory) == []
+    _ticks_reach_the_worker(directory)
+    with redis_server.client() as client:
+        assert client.exists("_kombu.binding.labxblock.ticks")  # the worker's queues are there
     with pytest.raises(StopIteration):
         next(running)  # Ctrl-C, and the checks that everything stopped
-
-
-def test_a_redis_answering_ping_is_found_and_a_silent_port_is_not(redis_server) -> None:
-    from labxblock.demo.runner import broker_url, redis_answers
-    from labxblock.providers.local import free_port
-
-    assert redis_answers(("127.0.0.1", redis_server.port))
-    assert not redis_answers(("127.0.0.1", free_port()))
-    assert broker_url("filesystem") == "filesystem://"
-    assert broker_url("redis").startswith("redis://127.0.0.1:6379/")
 
 
 def test_a_second_run_in_the_same_directory_gives_a_working_lab_again(chromium, tmp_path: Path) -> None:
@@ -142,9 +177,12 @@ def test_killed_outright_what_it_started_goes_too(chromium, tmp_path: Path) -> N
         chromium.get("about:blank")
         assert list((demo.directory / "labs").iterdir())
         before = len(processes_of(demo.directory))
+        redis_pid, redis_url = own_redis(demo.directory)
         os.kill(demo.proc.pid, signal.SIGKILL)
         demo.proc.wait(5)
         killed_at = time.monotonic()
         assert_cleaned_up(demo, timeout=15)
+        assert not Path(f"/proc/{redis_pid}").exists(), f"its redis-server {redis_pid} outlived the demo"
+        assert redis_error(redis_url), "something still answers on its redis-server's port"
     print(f"{before} processes gone {time.monotonic() - killed_at:.1f} s after the demo was killed")
     assert "the demo died" in demo.log("watchdog"), demo.log("watchdog")
