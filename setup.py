@@ -48,7 +48,7 @@ EXTRAS_REQUIRE = {
         "tutor>=22,<23",  # the Tutor plugin's tests render a real Tutor environment
     ],
 }
-# `labxblock demo`: the workbench and the gateway (Redis if one runs, else kombu's filesystem broker).
+# `labxblock demo`: the workbench, the gateway and the Redis client (the demo's broker is always Redis).
 EXTRAS_REQUIRE["demo"] = [*EXTRAS_REQUIRE["gateway"], "xblock-sdk>=0.14,<1", "redis>=5,<9"]
 EXTRAS_REQUIRE["test"] += EXTRAS_REQUIRE["gateway"]
 
