@@ -23,8 +23,10 @@ from labxblock.models import Lab
 
 PERFORM_TASK = "labxblock.tasks.perform_job"
 HOOK_TASK = "labxblock.tasks.run_hooks"
-# A hook job's hard limit: above the longest run authoring allows (5 scripts of 600 s, and connecting).
-HOOK_TASK_SECONDS = 3600
+# A hook job's limit: above the longest run authoring allows (5 scripts of 600 s, and connecting),
+# and with its 30 s of grace below the 3600 s visibility_timeout the Tutor plugin keeps at least, so
+# Redis never delivers a second copy of a job still running.
+HOOK_TASK_SECONDS = 3300
 
 
 @dataclass(frozen=True)

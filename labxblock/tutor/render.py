@@ -53,9 +53,9 @@ _GATEWAY_EXTRA_RE = re.compile(r"labxblock[^\s\[]*\[[^\]]*\bgateway\b[^\]]*\]")
 # The packages labxblock replaces: they register the same XBlock names (a PyPI name, or a git URL's).
 _LEGACY_PACKAGE_RE = re.compile(r"\b(stackamole|hastexo)[-_]xblock\b", re.I)
 _LEGACY_HINT = (
-    "whose XBlock name labxblock registers too: units with its components fail with AmbiguousPluginError "
-    "unless the LMS and Studio settings set XBLOCK_SELECT_FUNCTION = labxblock.legacy.names.select (or the "
-    'old package is removed); see labxblock\'s README, "Moving from stackamole / hastexo"'
+    "whose XBlock name labxblock registers too: this plugin's settings make labxblock's select function "
+    "choose (XBLOCK_SELECT_FUNCTION), so the old package answers until serve_legacy_block_types is true "
+    'and labxblock after; see labxblock\'s README, "Moving from stackamole / hastexo"'
 )
 
 

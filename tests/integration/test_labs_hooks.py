@@ -18,10 +18,12 @@ from django.db import transaction
 from django.utils import timezone
 
 from labxblock import labs
+from labxblock.fields import CHECK_TIMEOUT_MAX, HOOKS_PER_KIND
 from labxblock.labs import calls, engine, operator
 from labxblock.lifecycle import Action, State
 from labxblock.models import Lab, LabEvent
 from labxblock.providers.local import LocalProvider
+from labxblock.tutor.render import MIN_VISIBILITY_TIMEOUT
 from tests.celery_app import app as celery_app
 from tests.engine_harness import lab_spec, wait_for
 from tests.integration.test_queues import broker, tasks_in  # noqa: F401 (broker: a fixture)
@@ -185,4 +187,7 @@ def test_scripts_go_to_the_checks_queue_with_a_time_limit_not_to_the_cloud_calls
     (message,) = redis.queued(QUEUES.checks)
     assert message["headers"]["task"] == "labxblock.tasks.run_hooks"
     assert message["headers"]["timelimit"] == [calls.HOOK_TASK_SECONDS + 30, calls.HOOK_TASK_SECONDS]
+    # Longer than the longest run authoring allows, and ended before Redis would hand out a second copy.
+    longest_run = HOOKS_PER_KIND * CHECK_TIMEOUT_MAX  # one kind runs at a time
+    assert longest_run < calls.HOOK_TASK_SECONDS < calls.HOOK_TASK_SECONDS + 30 < MIN_VISIBILITY_TIMEOUT
     assert tasks_in(redis, QUEUES.calls) == []

@@ -15,7 +15,7 @@ from cryptography.fernet import Fernet
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core import serializers
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db import IntegrityError, connection, transaction
 from django.test import override_settings
 from django.utils import timezone
@@ -208,6 +208,24 @@ def test_key_rotation(learner):
     with override_settings(XBLOCK_SETTINGS=xblock_settings_with(secret_keys=[new])):
         fresh = Lab.objects.get(pk=lab.pk)
         assert (fresh.private_key, fresh.password) == (PRIVATE_KEY, PASSWORD)
+
+
+def test_the_reencrypt_subcommand_rotates_keys_and_names_a_lab_no_key_opens(learner):
+    """``manage.py lms labxblock reencrypt``: the operator's way to run the rotation."""
+    old, new = Fernet.generate_key().decode(), Fernet.generate_key().decode()
+    with override_settings(XBLOCK_SETTINGS=xblock_settings_with(secret_keys=[old])):
+        lab = make_lab(learner, password=PASSWORD)
+    with override_settings(XBLOCK_SETTINGS=xblock_settings_with(secret_keys=[new, old])):
+        out = io.StringIO()
+        call_command("labxblock", "reencrypt", stdout=out)
+        assert "reencrypt: 1 lab(s) rewritten" in out.getvalue()
+    with override_settings(XBLOCK_SETTINGS=xblock_settings_with(secret_keys=[new])):
+        assert Lab.objects.get(pk=lab.pk).password == PASSWORD  # the old key is no longer needed
+    with override_settings(XBLOCK_SETTINGS=xblock_settings_with(secret_keys=[old])):  # the new key dropped
+        before = raw_columns(lab.pk)
+        with pytest.raises(CommandError, match=rf"Lab.password \(id {lab.pk}\).*put back the key") as info:
+            call_command("labxblock", "reencrypt", stdout=io.StringIO())
+        assert PASSWORD not in str(info.value) and raw_columns(lab.pk) == before
 
 
 def test_missing_key_gives_a_clear_error(learner):

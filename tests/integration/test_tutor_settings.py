@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from labxblock.conf import load_settings
+from labxblock.legacy import names
 from tests.tutor_site import PROVIDER_SECRET, PROVIDERS, SITE_SETTINGS, TutorSite, make_site
 
 pytestmark = pytest.mark.slow  # each site is a few `tutor` runs
@@ -59,6 +60,8 @@ def test_patch_merges_into_the_platforms_settings(tutor_site):
     # Only visibility_timeout changes, raised to kombu's default; the platform's keys stay.
     assert broker == {"fanout_patterns": True, "fanout_prefix": True, "visibility_timeout": 3600}
     assert not [name for name in ns if name.startswith("_labxblock")]
+    # The old packages' XBlock names: labxblock's select chooses, the platform's choice for the rest.
+    assert ns["XBLOCK_SELECT_FUNCTION"] is names.select
 
 
 @pytest.mark.parametrize(

@@ -110,7 +110,7 @@ OURS = GOOD["OPENEDX_EXTRA_PIP_REQUIREMENTS"]
         ({"OPENEDX_EXTRA_PIP_REQUIREMENTS": [*OURS, "stackamole-xblock==9.5.0"]},
          "names stackamole-xblock, whose XBlock name labxblock registers too"),
         ({"OPENEDX_EXTRA_PIP_REQUIREMENTS": [*OURS, "git+https://github.com/hastexo/hastexo-xblock.git@v8.7.0"]},
-         "XBLOCK_SELECT_FUNCTION = labxblock.legacy.names.select"),
+         "the old package answers until serve_legacy_block_types is true"),
         ({"OPENEDX_EXTRA_PIP_REQUIREMENTS": [*OURS, "Hastexo_XBlock"]}, "names hastexo-xblock"),
         ({"OPENEDX_EXTRA_PIP_REQUIREMENTS": [*OURS, "stackamole-tools"]}, None),
         ({"LABXBLOCK_GATEWAY_REPLICAS": 3, "LABXBLOCK_GATEWAY_REDIS_URL": "redis://redis:6379/5"}, None),

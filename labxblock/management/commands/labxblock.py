@@ -18,9 +18,10 @@ from django.utils.dateparse import parse_date
 
 from labxblock import reports, sitecheck
 from labxblock.conf import LabSettingsError, require_settings
+from labxblock.crypto import SecretUnavailable
 from labxblock.labs import operator, usage
 from labxblock.lifecycle import State
-from labxblock.models import SECRET_FIELDS, Lab
+from labxblock.models import SECRET_FIELDS, Lab, reencrypt_secrets
 
 LAB_FILTERS = (("course_run", "--course-run"), ("provider", "--provider"))
 
@@ -43,7 +44,8 @@ def _hours(value: str) -> float:
 
 
 class Command(BaseCommand):
-    help = "Operate labxblock's labs: list, suspend, delete, drain, grant, usage, reconcile, check."
+    help = ("Operate labxblock's labs: list, suspend, delete, drain, grant, usage, reconcile, check, "
+            "reencrypt.")
 
     def add_arguments(self, parser: Any) -> None:
         sub = parser.add_subparsers(dest="subcommand", required=True, metavar="subcommand")
@@ -81,6 +83,8 @@ class Command(BaseCommand):
         report.add_argument("--format", choices=reports.FORMATS, default="csv")
         sub.add_parser("reconcile", help="One reconcile pass now, in this process (jobs go to the workers).")
         sub.add_parser("check", help="Check the settings and each provider; exit 1 if any fails.")
+        sub.add_parser("reencrypt", help="Re-encrypt every lab secret with the first of secret_keys "
+                                         "(after putting a new key first; then the old one may go).")
 
     @staticmethod
     def _filters(parser: Any) -> None:
@@ -129,6 +133,14 @@ class Command(BaseCommand):
         if not yes and not options["dry_run"]:
             raise CommandError("delete: learners lose these labs; add --yes to go ahead (or --dry-run)")
         self._bulk("delete", **options)
+
+    def do_reencrypt(self, **options: Any) -> None:
+        try:
+            rows = reencrypt_secrets()
+        except SecretUnavailable as exc:  # a token no key opens: say which lab, keep the rest as it is
+            raise CommandError(f"reencrypt: {exc}; put back the key it was sealed with, run again") from None
+        self.stdout.write(f"reencrypt: {rows} lab(s) rewritten with the first of secret_keys; "
+                          "keys after the first may now be removed")
 
     def _outcome(self, outcome: operator.Outcome) -> None:
         self.stdout.write(f"{outcome.action}: {len(outcome.changed)} lab(s) on their way, "
