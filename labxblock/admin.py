@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import admin
+from django.utils import timezone
 
 from labxblock.admin_ops import FailedFilter, LabOperationsMixin, StuckFilter
 from labxblock.conf import LabSettingsError, get_settings
-from labxblock.models import SECRET_FIELDS, Lab, LabEvent, scrubbed
+from labxblock.models import SECRET_FIELDS, Lab, LabEvent, WarmPool, scrubbed
 
 
 class ReadOnlyMixin:
@@ -101,3 +102,27 @@ class LabEventAdmin(ReadOnlyMixin, admin.ModelAdmin):
     list_filter = ("to_state", "actor")
     search_fields = ("stack_name", "course_run")
     date_hierarchy = "at"
+
+
+@admin.register(WarmPool)
+class WarmPoolAdmin(admin.ModelAdmin):
+    """Operators set a lab's pool here (or with ``labxblock pool set``); its stacks are Lab rows."""
+
+    list_display = ("course_run", "lab_key", "size", "keep", "schedule", "time_zone", "template", "stacks")
+    search_fields = ("course_run", "lab_key")
+    fields = ("course_run", "lab_key", "size", "keep", "schedule", "time_zone", "template", "stacks")
+    readonly_fields = ("template", "stacks")
+
+    @admin.display(description="template")
+    def template(self, pool: WarmPool) -> str:
+        return pool.blueprint.digest[:12] if pool.blueprint_id else "learned at the lab's next launch"
+
+    @admin.display(description="unassigned stacks")
+    def stacks(self, pool: WarmPool) -> str:
+        if not pool.pk:
+            return "-"
+        from labxblock.labs import pools
+
+        (row,) = pools.status(timezone.now(), [pool])
+        counts = row.counts
+        return ", ".join(f"{n} {state}" for state, n in sorted(counts.items())) or "none"

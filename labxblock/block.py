@@ -355,6 +355,8 @@ class LabBlock(LabFieldsMixin, NestedInstructionsMixin, TestLabMixin, StudioEdit
             except LabConfigError:
                 return messages.error_answer(messages.NOT_CONFIGURED, self.ugettext)
             call = {"launch": labs.request_launch, "reset": labs.request_reset, "retry": labs.retry}[action]
+            if action == "launch" and self.hidden:  # a hidden block launches ahead, within its limit
+                call = labs.launch_ahead
             result = call(viewer.user, spec, actor=viewer.actor)
             analytics.learner_request(self, action, result, lab_key=key, by_staff=viewer.masquerading)
         budget = result.budget if result is not None else None

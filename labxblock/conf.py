@@ -159,6 +159,11 @@ class LabSettings:
         metadata=_help("Seconds after the learner leaves the page (hidden or closed) before the lab is "
                        "suspended, unless a keepalive from any tab comes first."),
     )
+    launch_ahead_per_hour: int = field(
+        default=3,
+        metadata=_help("Labs a learner's hidden blocks may start ahead of them per hour (only labs they "
+                       "have not got); 0: hidden blocks start none."),
+    )
     reconcile_interval_seconds: int = field(
         default=1,
         metadata=_help("Period of the reconciler, and of the observation of a provider with labs in flight."),
@@ -486,6 +491,9 @@ def load_settings(raw: Mapping[str, Any], *, load_class: Callable[[str], type] |
     if "time_budget_seconds" in raw:
         key = f"{ROOT}.time_budget_seconds"
         values["time_budget_seconds"] = _int(key, raw.pop("time_budget_seconds"), minimum=1, allow_none=True)
+    if "launch_ahead_per_hour" in raw:
+        key = f"{ROOT}.launch_ahead_per_hour"
+        values["launch_ahead_per_hour"] = _int(key, raw.pop("launch_ahead_per_hour"), minimum=0)
     if "max_attempts" in raw:
         values["max_attempts"] = _int(f"{ROOT}.max_attempts", raw.pop("max_attempts"), minimum=1)
     if "queues" in raw:

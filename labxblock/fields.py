@@ -174,7 +174,9 @@ class LabFieldsMixin(XBlockMixin):
         display_name=_("Hidden"), default=False, scope=Scope.settings,
         help=_(
             "Launch the lab in the background without showing it, so it is ready when the "
-            "learner reaches the unit that shows it."
+            "learner reaches the unit that shows it: place this hidden copy (same template or lab "
+            "group) in the unit before. Only a lab the learner has not got is started, and only "
+            "a few per learner and hour (a site setting)."
         ),
     )
     fullscreen = Boolean(

@@ -98,7 +98,16 @@ class Lab(models.Model):
     # stack left behind by a deleted row carries our tag and matches no live row,
     # so the reaper deletes it after orphan_grace_seconds. Nothing leaks for long,
     # and the row's encrypted secrets go with the user.
-    learner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="labs")
+    # Null for a warm pool's stack (``pool`` set) until a learner's first launch claims it.
+    learner = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, null=True, blank=True, related_name="labs"
+    )
+    # SET_NULL: a stack of a pool that was removed has neither learner nor pool, and is deleted
+    # by labs.pools at its next pass (never left running unowned).
+    pool = models.ForeignKey(
+        "labxblock.WarmPool", on_delete=models.SET_NULL, null=True, blank=True, related_name="stacks",
+        help_text="The warm pool this unassigned stack belongs to; empty once a learner has it.",
+    )
     course_run = models.CharField(max_length=255, help_text="Course run key, e.g. course-v1:Org+Course+Run.")
     lab_key = models.CharField(
         max_length=255, help_text="Which lab of the course run (template or lab_group)."
@@ -334,6 +343,9 @@ class LabEvent(models.Model):
     attempt = models.PositiveIntegerField(
         null=True, blank=True, help_text="Failures counted in the transition so far (the engine's events)."
     )
+    pool = models.BooleanField(
+        default=False, help_text="An event of a warm pool's stack before any learner had it (pool time)."
+    )
 
     objects = LabEventQuerySet.as_manager()
 
@@ -366,6 +378,7 @@ class LabEvent(models.Model):
             lab=lab, learner_id=lab.learner_id, stack_name=lab.stack_name, course_run=lab.course_run,
             lab_key=lab.lab_key, provider=lab.provider, at=at, from_state=from_state, to_state=to_state,
             desired=str(lab.desired), reason=reason, actor=actor, attempt=attempt,
+            pool=lab.learner_id is None,
         )
 
     @classmethod
@@ -397,8 +410,11 @@ class LabEvent(models.Model):
             desired=str(lab.desired),
             reason=scrub(reason, lab.known_secrets()),
             actor=actor,
+            pool=lab.learner_id is None,
         )
 
+
+from labxblock.models_pool import WarmPool  # noqa: E402 - a model of its own module, registered here
 
 __all__ = [
     "Blueprint",
@@ -409,6 +425,7 @@ __all__ = [
     "ProviderLock",
     "Sealed",
     "check_run_scored",
+    "WarmPool",
     "derive_stack_name",
     "lab_events_saved",
     "reencrypt_secrets",

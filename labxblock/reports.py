@@ -22,6 +22,7 @@ from labxblock.labs.usage import UsageRow
 FORMATS = ("table", "json", "csv")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet read a cell as a formula
 DELETED_LEARNER = "(deleted learner)"
+WARM_POOL = "(warm pool)"  # a pool's stack before any learner had it
 LAB_COLUMNS = ("id", "stack_name", "learner", "course_run", "lab_key", "provider", "state", "desired",
                "raw_status", "last_seen_at", "deadline_at", "delete_by", "status_reason")
 USAGE_COLUMNS = ("course_run", "lab_key", "learner", "up_hours", "launches", "resumes", "failures",
@@ -31,7 +32,8 @@ USAGE_COLUMNS = ("course_run", "lab_key", "learner", "up_hours", "launches", "re
 def lab_records(labs: Iterable[Any]) -> list[dict[str, Any]]:
     """One record per Lab row (``learner`` selected with it)."""
     return [{
-        "id": lab.pk, "stack_name": lab.stack_name, "learner": lab.learner.get_username(),
+        "id": lab.pk, "stack_name": lab.stack_name,
+        "learner": lab.learner.get_username() if lab.learner_id else WARM_POOL,
         "course_run": lab.course_run, "lab_key": lab.lab_key, "provider": lab.provider, "state": lab.state,
         "desired": lab.desired, "raw_status": lab.raw_status, "last_seen_at": lab.last_seen_at,
         "deadline_at": lab.deadline_at, "delete_by": lab.delete_by,
@@ -44,11 +46,15 @@ def usage_records(rows: Iterable[UsageRow], prices: Mapping[str, Decimal | None]
     """One record per usage row; ``cost`` is None when part of the time is on an unpriced provider."""
     return [{
         "course_run": row.course_run, "lab_key": row.lab_key,
-        "learner": (row.username or DELETED_LEARNER) if by == "learner" else "",
+        "learner": _learner(row) if by == "learner" else "",
         "up_hours": round(row.up_seconds / 3600, 3), "launches": row.launches, "resumes": row.resumes,
         "failures": row.failures, "check_runs": row.check_runs, "cost": row.cost(prices),
         "currency": currency,
     } for row in rows]
+
+
+def _learner(row: UsageRow) -> str:
+    return WARM_POOL if row.pool else row.username or DELETED_LEARNER
 
 
 def _text(value: Any) -> str:

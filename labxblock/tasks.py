@@ -27,7 +27,9 @@ from django.views.decorators.debug import sensitive_variables
 
 from labxblock import checks, clouds, hostkeys, observer, script_runner
 from labxblock.conf import LabSettings, LabSettingsError, require_settings
-from labxblock.labs import addressing, budgets, calls, checking, engine, grading, jobs, observe, periodic
+from labxblock.labs import (
+    addressing, budgets, calls, checking, engine, grading, jobs, observe, periodic, pools,
+)
 from labxblock.labs.engine import Job
 from labxblock.lifecycle import CALLS, Action, State
 from labxblock.providers.base import (
@@ -219,7 +221,8 @@ def advance_lab(self, lab_id: int) -> str:
 @shared_task(name="labxblock.tasks.reconcile", **TICK_TASK_OPTIONS)
 def reconcile() -> int:
     """The reconcile tick, on the database alone: every lab whose next step needs no news from the cloud
-    moves one step, queued labs are placed, and providers with labs in flight get an observation."""
+    moves one step, warm pools are kept at their size, queued labs are placed, and providers with labs
+    in flight get an observation."""
     settings, now, started = configured("the reconcile tick"), timezone.now(), 0
     if settings is None:
         return 0
@@ -228,6 +231,7 @@ def reconcile() -> int:
     for name, conf in settings.providers.items():
         budget = engine.call_budget(name, conf.actions_per_minute, settings.reconcile_interval_seconds)
         started += len(engine.reconcile_provider(name, now, budget))
+    pools.tend(now)  # warm pools at their size: new pool stacks are placed just below
     started += len(engine.place_queued(now))
     observe.start(now)
     return started

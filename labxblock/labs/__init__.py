@@ -6,6 +6,7 @@ The block calls the learner functions; tasks call the engine, observe, calls, jo
 
 from labxblock.labs import budgets
 from labxblock.labs.addressing import AddressRefused, BadPort
+from labxblock.labs.ahead import launch_ahead
 from labxblock.labs.audit import record_staff_terminal
 from labxblock.labs.learner import (
     estimate_seconds,
@@ -31,6 +32,7 @@ __all__ = [
     "estimate_seconds",
     "get_status",
     "keepalive",
+    "launch_ahead",
     "leave",
     "record_staff_terminal",
     "request_launch",

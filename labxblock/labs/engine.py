@@ -25,7 +25,7 @@ from datetime import datetime
 from typing import Any
 
 from django.db import transaction
-from django.db.models import Q
+from django.db.models import BooleanField, ExpressionWrapper, Q
 
 from labxblock import lifecycle
 from labxblock.conf import get_settings
@@ -362,12 +362,14 @@ def _bulk_store(writes: list[tuple[Lab, dict[str, Any]]]) -> None:
 
 
 def place_queued(now: datetime, limit: int = 500) -> list[Job]:
-    """Labs not yet on any provider: place those that fit, oldest first, and start their creates.
+    """Labs not yet on any provider: place those that fit, learners' oldest first, and start their creates.
 
     One transaction and a few statements for the whole queue, however long it is.
     """
     with transaction.atomic():
-        queued = Lab.objects.select_for_update().filter(UNSETTLED, provider="").order_by("id")
+        # Learners before warm pools' stacks (no learner): a pool never keeps a learner waiting.
+        first = ExpressionWrapper(Q(learner__isnull=True), output_field=BooleanField())
+        queued = Lab.objects.select_for_update().filter(UNSETTLED, provider="").order_by(first, "id")
         labs = list(queued.only(*PASS_FIELDS, "blueprint_id", "tried_providers")[:limit])
         beliefs = {lab.pk: believed(lab) for lab in labs}  # before placement gives them a provider
         ahead = placement.place(labs)

@@ -10,13 +10,13 @@ from datetime import timedelta
 from typing import Any, TypeVar
 
 from django.core.cache import cache
-from django.db import OperationalError, transaction
+from django.db import IntegrityError, OperationalError, transaction
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from labxblock import lifecycle
 from labxblock.conf import get_settings
-from labxblock.labs import addressing, budgets, drain, hooks
+from labxblock.labs import addressing, budgets, drain, hooks, pools
 from labxblock.labs.engine import Job, dispatch, send_after_commit, view_of
 from labxblock.labs.specs import DEFAULT_PORTS, LabSpec, LabStatus, TerminalAccess, blueprint_digest
 from labxblock.lifecycle import Action, Desired, State
@@ -53,29 +53,47 @@ def _usage_fields(suspend_timeout: int | None, delete_timeout: int | None, now: 
 
 
 def request_launch(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
-    """Make sure the learner's lab is on its way up: create it, resume it, or leave it be.
+    """Make sure the learner's lab is on its way up: claim one from the lab's warm pool, create it,
+    resume it, or leave it be.
 
     Idempotent: any number of concurrent calls leave one row and start at most one create.
     """
     now = timezone.now()
     blueprint = _blueprint(spec)
-    # The row is created in a transaction of its own: an INSERT racing others on the unique key
-    # and a row lock in one transaction is how MariaDB deadlocks.
-    with transaction.atomic():
-        Lab.objects.get_or_create(
-            learner=user,
-            course_run=spec.course_run,
-            lab_key=spec.lab_key,
-            defaults={
-                "blueprint": blueprint,
-                "stack_user": spec.stack_user,
-                "protocol": spec.protocol,
-                "state_changed_at": now,
-                "launch_requested_at": now,
-                "port": spec.port,
-            },
-        )
-    return retrying_deadlocks(lambda: _want_up(user, spec, blueprint, actor, now))
+    for _ in range(3):
+        mine = Lab.objects.filter(learner=user, course_run=spec.course_run, lab_key=spec.lab_key)
+        found = mine.values_list("pk", "state").first()
+        if found is None or found[1] == State.DELETED:  # no stack of their own: a pool's, if it has one
+            claimed = pools.claim(user, spec, blueprint, now, actor, stale_id=found[0] if found else None)
+            made = _create_row(user, spec, blueprint, now) if found is None and not claimed else None
+            if made is not None:
+                return status_of(made)
+        try:
+            return retrying_deadlocks(lambda: _want_up(user, spec, blueprint, actor, now))
+        except Lab.DoesNotExist:  # another request of theirs gave the stackless row up for a pool's
+            continue
+    raise AssertionError(f"no lab row for {spec.lab_key} after three tries")  # never: a row stays once made
+
+
+def _create_row(user: Any, spec: LabSpec, blueprint: Blueprint, now: Any) -> Lab | None:
+    """The learner's new row, wanted up and in use, with a worker woken to create its stack; None if
+    another request of theirs made it first (the unique key says so).
+
+    In a transaction of its own: an INSERT racing others on the unique key and a row lock in
+    one transaction is how MariaDB deadlocks.
+    """
+    try:
+        with transaction.atomic():
+            lab = Lab.objects.create(
+                learner=user, course_run=spec.course_run, lab_key=spec.lab_key, blueprint=blueprint,
+                stack_user=spec.stack_user, protocol=spec.protocol, state_changed_at=now,
+                launch_requested_at=now, port=spec.port,
+                **_usage_fields(spec.suspend_timeout, spec.delete_timeout, now),
+            )
+            _advance_after_commit(lab.pk)
+    except IntegrityError:
+        return None
+    return lab
 
 
 def _want_up(user: Any, spec: LabSpec, blueprint: Blueprint, actor: str, now: Any) -> LabStatus:
@@ -183,7 +201,9 @@ def estimate_seconds(course_run: str, lab_key: str) -> float | None:
     if cached is not None:
         return cached or None
     recent = list(
-        Lab.objects.filter(course_run=course_run, lab_key=lab_key, launch_seconds__isnull=False)
+        # Learners' launches only: a warm pool's own builds are no learner's wait.
+        Lab.objects.filter(course_run=course_run, lab_key=lab_key, launch_seconds__isnull=False,
+                           learner__isnull=False)
         .order_by("-launched_at")
         .values_list("launch_seconds", flat=True)[:ESTIMATE_SAMPLE]
     )

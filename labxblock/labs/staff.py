@@ -67,7 +67,7 @@ class LearnerPage:
 
 
 def _labs(course_run: str, lab_key: str) -> Any:
-    return Lab.objects.filter(course_run=course_run, lab_key=lab_key)
+    return Lab.objects.filter(course_run=course_run, lab_key=lab_key, learner__isnull=False)  # no pool stacks
 
 
 def learners(course_run: str, lab_key: str, usage_id: str, *, page: int, now: datetime,

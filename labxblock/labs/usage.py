@@ -31,8 +31,9 @@ GROUPINGS = ("learner", "lab", "course_run")
 CENT = Decimal("0.01")
 
 UsageKey = tuple[int | None, str, str]  # (learner id, course run, lab key)
+_RowKey = tuple[int | None, str, str, bool]  # the same, and whether it is a warm pool's time
 _EVENT_FIELDS = ("stack_name", "from_state", "to_state", "at", "learner_id", "course_run", "lab_key",
-                 "provider")
+                 "provider", "pool")
 
 
 @dataclass
@@ -49,6 +50,7 @@ class UsageRow:
     failures: int = 0
     check_runs: int = 0
     up_by_provider: dict[str, float] = field(default_factory=dict)
+    pool: bool = False  # a warm pool's time: its stacks before any learner had them
 
     def cost(self, prices: Mapping[str, Decimal | None]) -> Decimal | None:
         """Up-hours times each provider's price; None if some of the time is on an unpriced provider."""
@@ -95,12 +97,13 @@ def _up(event: tuple[Any, ...], end: datetime, since: datetime) -> float:
 
 
 def _rows(since: datetime, until: datetime, course_run: str | None = None, learner_id: int | None = None
-          ) -> dict[UsageKey, UsageRow]:
-    """One row per (learner, course run, lab key): up-time by provider and counted transitions."""
-    rows: dict[UsageKey, UsageRow] = {}
+          ) -> dict[_RowKey, UsageRow]:
+    """One row per (learner, course run, lab key), and one per lab's warm pool: up-time by provider
+    and counted transitions."""
+    rows: dict[_RowKey, UsageRow] = {}
     for event, seconds in _spans(_events(until, course_run, learner_id, None), since, until):
-        _stack, from_state, to_state, at, learner, run, key, provider = event
-        row = rows.setdefault((learner, run, key), UsageRow(run, key, learner))
+        _stack, from_state, to_state, at, learner, run, key, provider, pool = event
+        row = rows.setdefault((learner, run, key, pool), UsageRow(run, key, learner, pool=pool))
         if seconds:
             row.up_seconds += seconds
             row.up_by_provider[provider] = row.up_by_provider.get(provider, 0.0) + seconds
@@ -113,9 +116,10 @@ def _rows(since: datetime, until: datetime, course_run: str | None = None, learn
 def lab_usage(
     *, since: datetime, until: datetime, course_run: str | None = None, learner_id: int | None = None
 ) -> dict[UsageKey, timedelta]:
-    """Time each lab was up within [since, until), per learner, course run and lab key."""
+    """Time each lab was up within [since, until), per learner, course run and lab key (not pool time)."""
     rows = _rows(since, until, course_run, learner_id)
-    return {key: timedelta(seconds=row.up_seconds) for key, row in rows.items() if row.up_seconds}
+    return {key[:3]: timedelta(seconds=row.up_seconds) for key, row in rows.items()
+            if row.up_seconds and not row.pool}
 
 
 def up_seconds_of(labs: Iterable[Lab], *, since: datetime, until: datetime) -> dict[int, float]:
@@ -145,7 +149,7 @@ def report(*, since: datetime, until: datetime, course_run: str | None = None,
         runs = runs.filter(learner_id=learner_id)
     for learner, run, key, count in runs.values_list("learner_id", "course_run", "lab_key").annotate(
             n=Count("id")).order_by():
-        rows.setdefault((learner, run, key), UsageRow(run, key, learner)).check_runs += count
+        rows.setdefault((learner, run, key, False), UsageRow(run, key, learner)).check_runs += count
     names = dict(get_user_model().objects.filter(pk__in={k[0] for k in rows if k[0] is not None})
                  .values_list("pk", "username"))
     for row in rows.values():

@@ -495,3 +495,11 @@ def test_studio_test_labs_default_on_with_half_an_hour_and_five_per_course():
 ])
 def test_bad_studio_test_lab_settings_name_the_key(changes, message):
     assert error(with_(**changes)) == message
+
+
+def test_launch_ahead_per_hour_defaults_to_three_and_may_be_zero():
+    assert load(valid()).launch_ahead_per_hour == 3
+    assert load(with_(launch_ahead_per_hour=0)).launch_ahead_per_hour == 0  # hidden blocks start none
+    assert error(with_(launch_ahead_per_hour=-1)) == (
+        "labxblock.launch_ahead_per_hour: expected an integer ≥ 0, got -1"
+    )

@@ -19,7 +19,7 @@ from django.utils.dateparse import parse_date
 from labxblock import reports, sitecheck
 from labxblock.conf import LabSettingsError, require_settings
 from labxblock.crypto import SecretUnavailable
-from labxblock.labs import operator, usage
+from labxblock.labs import operator, pools, usage
 from labxblock.lifecycle import State
 from labxblock.models import SECRET_FIELDS, Lab, reencrypt_secrets
 
@@ -44,7 +44,7 @@ def _hours(value: str) -> float:
 
 
 class Command(BaseCommand):
-    help = ("Operate labxblock's labs: list, suspend, delete, drain, grant, usage, reconcile, check, "
+    help = ("Operate labxblock's labs: list, suspend, delete, drain, grant, pool, usage, reconcile, check, "
             "reencrypt.")
 
     def add_arguments(self, parser: Any) -> None:
@@ -81,10 +81,31 @@ class Command(BaseCommand):
         report.add_argument("--course-run")
         report.add_argument("--by", choices=usage.GROUPINGS, default="learner")
         report.add_argument("--format", choices=reports.FORMATS, default="csv")
+        self._pool_parsers(sub.add_parser("pool", help="Warm pools: stacks of a lab built ahead."))
         sub.add_parser("reconcile", help="One reconcile pass now, in this process (jobs go to the workers).")
         sub.add_parser("check", help="Check the settings and each provider; exit 1 if any fails.")
         sub.add_parser("reencrypt", help="Re-encrypt every lab secret with the first of secret_keys "
                                          "(after putting a new key first; then the old one may go).")
+
+    @staticmethod
+    def _pool_parsers(parser: Any) -> None:
+        actions = parser.add_subparsers(dest="pool_action", required=True, metavar="action")
+        listing = actions.add_parser("list", help="Every pool: size, schedule, and the stacks it holds.")
+        listing.add_argument("--format", choices=reports.FORMATS, default="table")
+        setting = actions.add_parser("set", help="Create or change a lab's pool (unset options stay).")
+        setting.add_argument("--course-run")
+        setting.add_argument("--lab-key", help="As `labxblock list` shows it.")
+        setting.add_argument("--from-lab", type=int, metavar="ID",
+                             help="The course run, lab key and template of this lab (id as `list` shows).")
+        setting.add_argument("--size", type=int, help="Stacks kept built and unassigned.")
+        setting.add_argument("--keep", choices=["suspended", "running"],
+                             help="suspended: ready in the cloud's resume time; running: at once, full cost.")
+        setting.add_argument("--schedule", help="When the pool is kept full, e.g. 'mon-fri 08:00-18:00'; "
+                                                "'' for always.")
+        setting.add_argument("--time-zone", help="IANA time zone of the schedule, e.g. Europe/Berlin.")
+        removing = actions.add_parser("remove", help="Remove a lab's pool and delete its unassigned stacks.")
+        removing.add_argument("--course-run", required=True)
+        removing.add_argument("--lab-key", required=True)
 
     @staticmethod
     def _filters(parser: Any) -> None:
@@ -184,6 +205,25 @@ class Command(BaseCommand):
         rows = usage.report(since=since, until=until, course_run=course_run, by=by)
         records = reports.usage_records(rows, usage.site_prices(), require_settings("usage").currency, by)
         reports.write(records, reports.USAGE_COLUMNS, format, self.stdout)
+
+    def do_pool(self, *, pool_action: str, **options: Any) -> None:
+        now = timezone.now()
+        try:
+            if pool_action == "set":
+                keys = ("course_run", "lab_key", "from_lab", "size", "keep", "schedule", "time_zone")
+                pool = pools.configure(**{key: options[key] for key in keys})
+                self.stdout.write(f"pool for {pool.course_run} {pool.lab_key}: size {pool.size}, "
+                                  f"{pools.target(pool, now)} now")
+                if pool.blueprint_id is None:
+                    self.stdout.write("its template is learned at the lab's next launch (staff may do it)")
+            elif pool_action == "remove":
+                count = pools.remove(options["course_run"], options["lab_key"])
+                self.stdout.write(f"pool removed; {count} unassigned stack(s) will be deleted")
+            else:
+                records = [row.record() for row in pools.status(now)]
+                reports.write(records, pools.STATUS_COLUMNS, options["format"], self.stdout)
+        except pools.PoolError as exc:
+            raise CommandError(f"pool {pool_action}: {exc}") from None
 
     def do_reconcile(self, **options: Any) -> None:
         from labxblock import tasks

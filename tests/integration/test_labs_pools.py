@@ -1,0 +1,193 @@
+"""Warm pools with the real engine: filled, claimed, refilled, replaced on a template change, shrunk,
+scheduled, removed; counted against capacity; pool time kept apart from the learner's."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import datetime, timedelta
+
+import pytest
+from django.utils import timezone
+
+from labxblock import labs
+from labxblock.labs import pools, usage
+from labxblock.lifecycle import Desired, State
+from labxblock.models import Lab, LabEvent, WarmPool
+from tests.engine_harness import lab_spec, wait_for
+
+pytestmark = [pytest.mark.redis, pytest.mark.slow]
+
+
+def pool_rows(**filters: object):
+    return Lab.objects.filter(learner__isnull=True, **filters)
+
+
+def held(state: State) -> int:
+    """Unassigned pool stacks in ``state``, wanted as they are (not on their way out)."""
+    return pool_rows(state=state).exclude(desired=Desired.DELETED).count()
+
+
+QUICK = {"create": 0.3, "suspend": 0.2, "resume": 0.3, "delete": 0.2}
+
+
+@pytest.fixture
+def pooled(engine_factory, cloud_fake):
+    """``pooled(size, **pool settings)``: a quick cloud, the engine, and a pool of ``size`` at rest."""
+    def start(size: int, **settings: object):
+        cloud_fake.configure(delays=QUICK)
+        engine = engine_factory()
+        spec = lab_spec(engine.lab_port.port)
+        taught_pool(engine, spec, size, **settings)
+        resting = State.READY if settings.get("keep") == "running" else State.SUSPENDED
+        wait_for(f"{size} pool stacks {resting}", lambda: held(resting) == size, 30,
+                 explain=lambda: list(pool_rows().values_list("state", "desired")))
+        return engine, spec
+
+    return start
+
+
+def taught_pool(engine, spec, size: int, **settings: object) -> WarmPool:
+    """A pool of ``size`` for ``spec``'s lab, its template learned from a staff member's launch."""
+    pool = pools.configure(course_run=spec.course_run, lab_key=spec.lab_key, size=size, **settings)
+    assert pools.target(pool, timezone.now()) == 0  # no template yet: nothing is built blind
+    labs.request_launch(engine.user("staff"), spec, actor="staff")
+    pool.refresh_from_db()
+    assert pool.blueprint is not None
+    return pool
+
+
+def test_a_pool_fills_suspended_a_claim_is_ready_in_the_resume_time_and_the_pool_refills(
+        engine_factory, cloud_fake):
+    cloud_fake.configure(delays={"create": 0.5, "suspend": 0.3, "resume": 1.5, "delete": 0.2})
+    engine = engine_factory()
+    spec = lab_spec(engine.lab_port.port)
+    taught_pool(engine, spec, 3)
+    wait_for("three suspended pool stacks", lambda: held(State.SUSPENDED) == 3, 30,
+             explain=lambda: list(pool_rows().values_list("state", "desired")))
+    stack = pool_rows(state=State.SUSPENDED).first()
+    assert stack.private_key and stack.password  # stored as any lab's: encrypted apart...
+    assert "private_key" not in stack.outputs and "password" not in stack.outputs  # ...not in plain ones
+    assert stack.ip == "127.0.0.1" and stack.outputs.get("host_key")  # probed before it went to rest
+
+    learner = engine.user("ada")
+    resting = set(pool_rows(state=State.SUSPENDED).values_list("stack_name", flat=True))
+    status = labs.request_launch(learner, spec, actor="learner")
+    lab = Lab.objects.get(pk=status.lab_id)
+    assert lab.learner == learner and lab.pool is None and lab.stack_name in resting
+    wait_for("the claimed lab ready", lambda: Lab.objects.filter(pk=lab.pk, state=State.READY).exists(), 15)
+    lab.refresh_from_db()
+    assert lab.launch_seconds < 1.5 + 3  # the cloud's resume time and a tick or two, not a create
+    assert labs.terminal_access(learner, spec.course_run, spec.lab_key).password == stack.password
+    claimed = LabEvent.objects.filter(lab=lab, reason=pools.CLAIMED)
+    assert claimed.count() == 1 and claimed.get().learner == learner and not claimed.get().pool
+    # The pool refills; the learner's lab is theirs, never counted in the pool again.
+    wait_for("the pool refilled", lambda: held(State.SUSPENDED) == 3, 30)
+    assert Lab.objects.filter(learner=learner).count() == 1
+    assert engine.cloud.counters()["stack_create"] == 1 + 3 + 1  # staff's own, the pool, the refill
+
+
+def test_pool_time_is_not_the_learners(pooled):
+    engine, spec = pooled(1, keep="running")  # a running pool stack costs until it is claimed
+    stack = pool_rows(state=State.READY).get()
+    learner = engine.user("grace")
+    labs.request_launch(learner, spec, actor="learner")
+    claimed_at = LabEvent.objects.get(stack_name=stack.stack_name, reason=pools.CLAIMED).at
+    until = timezone.now() + timedelta(seconds=1)
+
+    rows = usage.report(since=claimed_at - timedelta(days=1), until=until)
+    mine = [r for r in rows if r.learner_id == learner.pk]
+    pool_time = [r for r in rows if r.pool]
+    assert len(mine) == 1 and len(pool_time) == 1
+    before = pool_time[0].up_seconds
+    assert mine[0].up_seconds <= (until - claimed_at).total_seconds() + 0.01  # from the claim only
+    assert before >= (claimed_at - stack.created_at).total_seconds() - 1  # built and waiting: pool time
+    from labxblock import reports
+
+    records = reports.usage_records(rows, usage.site_prices(), "USD")
+    assert {r["learner"] for r in records} >= {reports.WARM_POOL, "grace"}
+
+
+def test_a_template_change_is_never_handed_out_and_the_old_stacks_are_replaced(pooled):
+    engine, spec = pooled(2)
+    old = set(pool_rows().values_list("stack_name", flat=True))
+
+    template = spec.providers[0].template.replace("public_ip:", "note:\n    value: v2\n  public_ip:")
+    changed = replace(spec, providers=(replace(spec.providers[0], template=template),))
+    learner = engine.user("hopper")
+    status = labs.request_launch(learner, changed, actor="learner")
+    mine = Lab.objects.get(pk=status.lab_id)
+    assert mine.stack_name not in old and mine.state in (State.REQUESTED, State.CREATING)  # a fresh create
+    wait_for("the old pool stacks gone, new ones at rest",
+             lambda: not Lab.objects.filter(stack_name__in=old).exists() and held(State.SUSPENDED) == 2, 40,
+             explain=lambda: list(pool_rows().values_list("stack_name", "state", "desired")))
+    assert not (set(pool_rows().values_list("stack_name", flat=True)) & old)
+    assert not (engine.stacks() & old)  # deleted in the cloud, and the rows forgotten
+    reasons = set(LabEvent.objects.filter(stack_name__in=old).values_list("reason", flat=True))
+    assert "the lab's template changed" in reasons
+
+
+def test_shrinking_a_schedule_ending_and_removing_a_pool_delete_its_stacks(pooled):
+    engine, spec = pooled(3)
+
+    pools.configure(course_run=spec.course_run, lab_key=spec.lab_key, size=1)
+    wait_for("one left", lambda: pool_rows().count() == 1 and held(State.SUSPENDED) == 1, 30)
+
+    # A schedule that is off now (a window on another day of the week): the pool is emptied.
+    other_day = (timezone.now().weekday() + 3) % 7
+    closed = f"{('mon', 'tue', 'wed', 'thu', 'fri', 'sat', 'sun')[other_day]} 00:00-24:00"
+    pool = pools.configure(course_run=spec.course_run, lab_key=spec.lab_key, schedule=closed)
+    assert pools.target(pool, timezone.now()) == 0
+    wait_for("emptied outside its schedule", lambda: not pool_rows().exists(), 30)
+    pools.configure(course_run=spec.course_run, lab_key=spec.lab_key, schedule="", size=2)
+    wait_for("two again", lambda: held(State.SUSPENDED) == 2, 30)
+
+    assert pools.remove(spec.course_run, spec.lab_key) == 2
+    wait_for("no pool stack left", lambda: not pool_rows().exists(), 30)
+    staff = Lab.objects.get(learner__username="staff")
+    assert engine.stacks() == {staff.stack_name}  # the staff member's own lab is nobody's pool
+
+
+def test_pool_stacks_count_against_capacity_and_learners_are_placed_first(engine_factory, cloud_fake):
+    cloud_fake.configure(delays=QUICK)
+    providers = {"default": {"type": "openstack", "capacity": 2, **cloud_fake.provider_config}}
+    engine = engine_factory(providers=providers)
+    spec = lab_spec(engine.lab_port.port)
+    taught_pool(engine, spec, 3)  # more than the provider holds beside the staff member's lab
+    wait_for("one pool stack at rest", lambda: held(State.SUSPENDED) == 1, 30)
+    assert pool_rows(state=State.REQUESTED, provider="").count() == 2  # queued for capacity
+    # A learner with a pool stack to claim takes it: no new slot needed.
+    first = labs.request_launch(engine.user("ada"), spec, actor="learner")
+    assert Lab.objects.get(pk=first.lab_id).provider == "default"
+    wait_for("ada's lab ready", lambda: Lab.objects.filter(pk=first.lab_id, state=State.READY).exists(), 15)
+    # The next learner finds none at rest and queues behind the pool's older rows; a slot frees up,
+    # and the learner gets it, not the pool.
+    second = labs.request_launch(engine.user("bob"), spec, actor="learner")
+    assert Lab.objects.get(pk=second.lab_id).provider == ""
+    from labxblock.labs import operator
+
+    operator.act("delete", Lab.objects.filter(learner__username="staff").values_list("pk", flat=True),
+                 actor="operator:test")
+    wait_for("bob's lab ready", lambda: Lab.objects.filter(pk=second.lab_id, state=State.READY).exists(), 30)
+    assert Lab.objects.filter(provider="default").exclude(state=State.DELETED).count() == 2
+    assert not pool_rows(provider="default").exclude(state=State.DELETED).exists()
+
+
+def test_a_schedule_that_cannot_be_read_is_refused_with_its_reason(db):
+    with pytest.raises(pools.PoolError, match="expected a window such as"):
+        pools.configure(course_run="course-v1:O+C+R", lab_key="lab", size=2, schedule="weekdays")
+    with pytest.raises(pools.PoolError, match="IANA time zone"):
+        pools.configure(course_run="course-v1:O+C+R", lab_key="lab", size=2, time_zone="Mars/Olympus")
+    assert not WarmPool.objects.exists()
+
+
+def test_target_follows_the_schedule_in_its_time_zone(db):
+    pool = WarmPool(course_run="r", lab_key="k", size=4, schedule="mon-fri 08:00-18:00",
+                    time_zone="Europe/Berlin", blueprint_id=None)
+    monday_9_berlin = datetime.fromisoformat("2026-03-02T08:00:00+00:00")  # 09:00 in Berlin (CET)
+    assert pools.target(pool, monday_9_berlin) == 0  # no template known yet
+    from labxblock.models import Blueprint
+
+    pool.blueprint = Blueprint.objects.create(digest="d" * 64, spec={})
+    assert pools.target(pool, monday_9_berlin) == 4
+    assert pools.target(pool, monday_9_berlin + timedelta(hours=9, minutes=30)) == 0  # 18:30 there
+    assert pools.target(pool, monday_9_berlin + timedelta(days=5)) == 0  # Saturday
