@@ -46,6 +46,7 @@ EXTRAS_REQUIRE = {
         "edx-django-utils>=5,<9",  # edx-platform's plugin loader, for the settings-chain tests
         "event-tracking>=3,<5",  # edx-platform's tracker: the worker's analytics events go through it
         "tutor>=22,<23",  # the Tutor plugin's tests render a real Tutor environment
+        "time-machine>=2.14,<4",  # benchmarks/lesson_month.py: the engine on an accelerated clock
     ],
 }
 # `labxblock demo`: the workbench, the gateway and the Redis client (the demo's broker is always Redis).

@@ -146,8 +146,9 @@ class Rig:
     def __init__(self, *, engine: bool = True, workers: int = 2, concurrency: int = 1,
                  beat: bool = True, cloud: dict[str, Any] | None = None,
                  provider: dict[str, Any] | None = None, settings: dict[str, Any] | None = None,
-                 keep: bool = False, buffer_pool: str = MARIADB_BUFFER_POOL) -> None:
+                 keep: bool = False, buffer_pool: str = MARIADB_BUFFER_POOL, heat: bool = False) -> None:
         self.engine, self.n_workers, self.concurrency, self.beat = engine, workers, concurrency, beat
+        self.heat = heat  # the real Keystone + Heat rig (tests/services/openstack_rig.py) instead of the fake
         self.cloud_config = cloud or {}
         self.provider_overrides = provider or {}
         self.setting_overrides = settings or {}
@@ -204,9 +205,17 @@ class Rig:
         redis = self._timed("redis", RedisServer(self.workdir / "redis").start)
         self._stack.callback(redis.stop)
         os.environ["LABXBLOCK_TEST_BROKER_URL"] = redis.url
-        if self.engine:
+        cloud_config: dict[str, Any] = {}
+        if self.engine and self.heat:
+            from tests.services.openstack_rig import running_rig
+
+            heat_rig = running_rig(self.workdir / "openstack")
+            rig = self._timed("heat", lambda: self._stack.enter_context(heat_rig))
+            cloud_config = {**rig.provider_config(), "allowed_networks": ["127.0.0.0/8"]}  # labs on loopback
+        elif self.engine:
             self.cloud = self._timed("cloud", lambda: CloudProcess(self.workdir, self.cloud_config))
             self._stack.callback(self.cloud.stop)
+            cloud_config = self.cloud.provider_config
 
         import django
 
@@ -225,8 +234,7 @@ class Rig:
         from tests.engine_harness import LabPort, active_lab_settings, lab_settings
         from tests.services.celery_procs import CeleryProcesses
 
-        assert self.cloud is not None
-        provider = {"type": "openstack", **self.cloud.provider_config, **self.provider_overrides}
+        provider = {"type": "openstack", **cloud_config, **self.provider_overrides}
         self.lab_settings = lab_settings({"default": provider}, **self.setting_overrides)
         self._stack.enter_context(active_lab_settings(self.lab_settings))
         self.lab_port = LabPort()

@@ -16,7 +16,7 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -140,6 +140,8 @@ class FakeCloud:
     def __init__(self, **config: Any) -> None:
         self.lock = threading.RLock()
         self.rng = random.Random()
+        # Seconds on the fake's clock; a benchmark on an accelerated clock gives its own.
+        self.clock: Callable[[], float] = time.monotonic
         self.reset()
         self.configure(**config)
 
@@ -206,7 +208,7 @@ class FakeCloud:
                                                            "authentication."}})
         token = uuid.uuid4().hex
         with self.lock:
-            self.tokens[token] = time.monotonic() + float(self.config["token_ttl_seconds"])
+            self.tokens[token] = self.clock() + float(self.config["token_ttl_seconds"])
             announced = float(self.config["token_expires_in_seconds"])
         now = time.time()
         stamp = lambda t: time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime(t))  # noqa: E731
@@ -218,7 +220,7 @@ class FakeCloud:
 
     def token_valid(self, token: str | None) -> bool:
         with self.lock:
-            return token is not None and self.tokens.get(token, 0.0) > time.monotonic()
+            return token is not None and self.tokens.get(token, 0.0) > self.clock()
 
     # --- faults -------------------------------------------------------------------
 
@@ -270,7 +272,7 @@ class FakeCloud:
     def find(self, name_or_id: str, stack_id: str | None = None) -> FakeStack:
         """The live stack named (or with id) ``name_or_id``; 404 otherwise."""
         with self.lock:
-            self._sweep(time.monotonic())
+            self._sweep(self.clock())
             sid = stack_id or self.by_name.get(name_or_id, name_or_id)
             stack = self.stacks.get(sid)
             if stack is None or name_or_id not in (stack.name, stack.id) or (
@@ -333,7 +335,7 @@ class FakeCloud:
         resources = template.get("resources") or {}
         with self.lock:
             cfg = self.config
-            self._sweep(time.monotonic())
+            self._sweep(self.clock())
             if cfg["quota_exceeded"] or (cfg["max_stacks"] is not None
                                          and len(self.stacks) >= cfg["max_stacks"]):
                 raise heat_error(400, "RequestLimitExceeded", "Request limit exceeded: You have "
@@ -341,7 +343,7 @@ class FakeCloud:
             if name in self.by_name:
                 raise heat_error(409, "StackExists", f"The Stack ({name}) already exists.")
             stack = FakeStack(
-                id=str(uuid.uuid4()), name=name, parameters=params, outputs={},
+                id=str(uuid.uuid4()), name=name, parameters=params, outputs={}, started=self.clock(),
                 tags=[t for t in str(body.get("tags") or "").split(",") if t],
                 servers={rname: str(uuid.uuid4()) for rname, res in resources.items()
                          if isinstance(res, dict) and res.get("type") == SERVER_TYPE},
@@ -363,7 +365,7 @@ class FakeCloud:
     def act(self, stack: FakeStack, action: str) -> None:
         """Start ``action`` (SUSPEND, RESUME, DELETE) on ``stack``."""
         with self.lock:
-            status = stack.status(time.monotonic())[0]
+            status = stack.status(self.clock())[0]
             if status == "DELETE_COMPLETE" and action != "DELETE":
                 raise heat_error(404, "EntityNotFound", f"The Stack ({stack.name}) could not be found.")
             if action != "DELETE" and status.endswith("_IN_PROGRESS"):
@@ -376,7 +378,7 @@ class FakeCloud:
             in_progress = status.endswith("_IN_PROGRESS")
             stack.cancelled = stack.action if action == "DELETE" and in_progress else ""
             stack.cancel_seconds = float(self.config["cancel_seconds"])
-            stack.action, stack.started, stack.fails = action, time.monotonic(), ""
+            stack.action, stack.started, stack.fails = action, self.clock(), ""
             if action == "DELETE":
                 self.deleting.add(stack.id)
             stack.delay = float(self.config["delays"].get(action.lower(), 0.0))
@@ -386,7 +388,7 @@ class FakeCloud:
     def document(self, stack: FakeStack, base: str, detail: bool, outputs: bool = True) -> dict[str, Any]:
         """The stack as Heat's show (detail, outputs resolved unless not asked) or list renders it."""
         with self.lock:
-            status, reason = stack.status(time.monotonic())
+            status, reason = stack.status(self.clock())
         doc: dict[str, Any] = {
             "id": stack.id, "stack_name": stack.name, "stack_status": status,
             "stack_status_reason": reason, "tags": list(stack.tags) or None,
@@ -409,7 +411,7 @@ class FakeCloud:
         lists them: newest first, filtered on the status part of ``<ACTION>_<STATUS>`` when
         ``statuses`` are given, ``limit`` after ``marker``."""
         with self.lock:
-            now = time.monotonic()
+            now = self.clock()
             self._sweep(now)
             ids = self.order[::-1]
             if marker:
@@ -433,7 +435,7 @@ class FakeCloud:
     def limits(self) -> dict[str, Any]:
         """Nova's absolute limits: the instance quota and the servers of the live stacks."""
         with self.lock:
-            self._sweep(time.monotonic())
+            self._sweep(self.clock())
             used = sum(len(s.servers) for s in self.stacks.values())
             return {"maxTotalInstances": self.config["max_instances"], "totalInstancesUsed": used,
                     "maxTotalCores": -1, "totalCoresUsed": used, "maxTotalRAMSize": -1,
