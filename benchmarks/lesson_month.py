@@ -28,6 +28,7 @@ import heapq
 import math
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -106,40 +107,64 @@ class Replay:
         for visit in visits:
             self._push(visit.arrive, "arrive", visit)
         self.steps = self.jumps = 0
+        self.resting = False  # this step only hears pages, and nothing is in flight or idle
+        self.failed: Counter[str] = Counter()  # refused by the database: ticks, page requests
 
     def _push(self, at: datetime, kind: str, visit: Visit) -> None:
         self.seq += 1
         heapq.heappush(self.events, Event(at, self.seq, kind, visit))
 
-    def _page(self, event: Event) -> None:
+    def _page(self, event: Event) -> bool:
+        """What the learner's page sends; True if it launched (a worker may have work now)."""
         from labxblock import labs
 
         visit, user, spec = event.visit, event.visit.learner, event.visit.spec
-        if event.kind == "arrive":
-            labs.request_launch(user, spec, actor=f"learner:{user.pk}")
-        elif event.kind == "keepalive":
-            if not labs.keepalive(user, spec.course_run, spec.lab_key):
-                labs.request_launch(user, spec, actor=f"learner:{user.pk}")  # the page wakes it
-        elif self.send_leave:
+        launched = event.kind == "arrive"
+        if event.kind == "keepalive":
+            launched = not labs.keepalive(user, spec.course_run, spec.lab_key)  # not up: the page wakes it
+        elif event.kind == "leave" and self.send_leave:
             labs.leave(user, spec.course_run, spec.lab_key)
+        if launched:
+            labs.request_launch(user, spec, actor=f"learner:{user.pk}")
         if event.kind != "leave":
             following = event.at + KEEPALIVE
             self._push(following if following < visit.leave else visit.leave,
                        "keepalive" if following < visit.leave else "leave", visit)
+        return launched
+
+    def _heard(self, event: Event) -> bool:
+        """The page's request as the LMS answers it: one the database refuses (a deadlock victim) is a
+        failed request, and the learner's page (or the learner, pressing Retry) asks again 2 s later."""
+        from django.db import OperationalError
+
+        try:
+            return self._page(event)
+        except OperationalError:
+            self.failed["page requests"] += 1
+            self._push(event.at + timedelta(seconds=2), event.kind, event.visit)
+            return False
 
     def _ticks(self, before: datetime, now: datetime) -> None:
-        """The beat's ticks due in (before, now]: reconcile every step, the others at their period."""
+        """The beat's ticks due in (before, now]: reconcile every step, the others at their period.
+        A tick the database refuses (a deadlock victim) fails, as in a worker: the next one runs."""
+        from django.db import OperationalError
+
         from labxblock import tasks
 
         def crossed(seconds: int) -> bool:
             return math.floor((now - START).total_seconds() / seconds) > math.floor(
                 (before - START).total_seconds() / seconds)
 
+        due = [tasks.reconcile]
         if crossed(self.settings.suspend_idle_interval_seconds):
-            tasks.suspend_idle.run()
+            due.insert(0, tasks.suspend_idle)
         if crossed(self.settings.reap_interval_seconds):
-            tasks.reap.run()
-        tasks.reconcile.run()
+            due.insert(0, tasks.reap)
+        for tick in due:
+            try:
+                tick.run()
+            except OperationalError:
+                self.failed["ticks"] += 1
 
     def _busy(self) -> bool:
         from labxblock.labs.engine import UNSETTLED
@@ -169,20 +194,26 @@ class Replay:
         if not moments:
             return step
         self.jumps += 1
-        upcoming = min(moments).replace(microsecond=0) + timedelta(seconds=1)  # the first tick past it
-        return max(step, upcoming)
+        upcoming = max(step, min(moments).replace(microsecond=0) + timedelta(seconds=1))  # the tick past it
+        # Only pages to hear before any lab goes idle: a tick would find nothing to do.
+        self.resting = idle is None or upcoming <= idle
+        return upcoming
 
     def run(self) -> datetime:
-        now = before = START
+        now = ticked = START
         while True:
             self.clock.set(now)
+            launched = False
             while self.events and self.events[0].at <= now:
-                self._page(heapq.heappop(self.events))
-            self._ticks(before, now)
-            self.quiet.wait()
+                launched |= self._heard(heapq.heappop(self.events))
+            if launched or not self.resting:
+                self._ticks(ticked, now)
+                self.quiet.wait()
+                ticked = now
+            self.resting = False
             if not self.events and not self._busy() and not self._up():
                 return now  # every lesson done, every lab at rest
-            before, now = now, self._next(now)
+            now = self._next(now)
 
 
 def summary(visits: list[Visit], population: str, course_run: str, until: datetime) -> dict[str, float]:
@@ -272,6 +303,8 @@ def report(args: argparse.Namespace, visits: list[Visit], until: datetime, repla
     print_table("setup", [
         ("days replayed", f"{args.days} (to {until - START}: {replay.steps} ticks, {replay.jumps} jumps)"),
         ("wall time", f"{wall:.0f} s"),
+        ("deadlock victims", f"{replay.failed['ticks']} ticks, {replay.failed['page requests']} page "
+                             "requests (each tried again: the next tick, the page 2 s later)"),
         ("cloud", f"create {args.create:.0f} s, resume {args.resume:.0f} s, suspend {args.suspend:.0f} s"),
         ("leave signal", "no (keepalive timeout only)" if args.no_leave else
          f"yes, grace {settings.leave_grace_seconds} s"),

@@ -24,7 +24,7 @@ DAY = 86400
 # Fields only the lifecycle writes: editing them by hand would bypass it and leave no event.
 LIFECYCLE_FIELDS = ("desired", "state", "provider", "deadline_at", "delete_by", "idle_at", "blueprint",
                     "tried_providers", "ip", "port", "last_seen_at", "state_changed_at", "probe_ok",
-                    "launch_requested_at", "launch_seconds", "learner", "course_run", "lab_key",
+                    "launch_requested_at", "launch_seconds", "learner", "course_run", "lab_key", "pool",
                     # counted from the event log, granted by the action, run by the lifecycle
                     "used_seconds", "up_since", "budget_limits", "budget_granted_seconds", "budget_ends_at",
                     "budget_warned_at", "hook_seconds", "hook_until", "setup_done_at")

@@ -92,14 +92,15 @@ def _on_time_granted(sender: Any, lab: Any, seconds: float, actor: str, **_: Any
 
 def lab_events_saved(events: Iterable[Any]) -> None:
     """Called for every LabEvent written: those entering a tracked state, and a budget stopping a lab,
-    are emitted after commit. Studio's test labs are the course team's, not a learner's: they emit nothing.
+    are emitted after commit. Studio's test labs are the course team's, and a warm pool's stacks
+    nobody's yet: they emit nothing.
     """
     from labxblock.labs.budgets import USED_UP  # the labs need Django's apps ready; this module does not
     from labxblock.labs.specs import is_test_lab
 
     wanted = []
     for e in events:
-        if is_test_lab(e.lab_key):
+        if is_test_lab(e.lab_key) or e.pool:
             continue
         if e.from_state != e.to_state and e.to_state in ON_ENTER:
             wanted.append((PREFIX + ON_ENTER[State(e.to_state)], _lab_data(e)))

@@ -164,9 +164,14 @@ def tend(now: datetime) -> Tended:
     by_pool: dict[int | None, list[Lab]] = {}
     for row in rows:
         by_pool.setdefault(row.pool_id if row.pool_id in pools else None, []).append(row)
-    _sweep(by_pool.pop(None, []), now, done)  # strays: their pool was removed
-    for pool in pools.values():
-        _tend_pool(pool, by_pool.get(pool.pk, []), now, done)
+    for pool_id, rows in [(None, by_pool.pop(None, [])), *((pk, by_pool.get(pk, [])) for pk in pools)]:
+        try:
+            if pool_id is None:
+                _sweep(rows, now, done)  # strays: their pool was removed
+            else:
+                _tend_pool(pools[pool_id], rows, now, done)
+        except OperationalError as exc:  # a deadlock victim: the next tick tends it again
+            log.info("labxblock: warm pool %s not tended this tick: %s", pool_id, exc)
     return done
 
 

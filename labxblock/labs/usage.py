@@ -123,12 +123,14 @@ def lab_usage(
 
 
 def up_seconds_of(labs: Iterable[Lab], *, since: datetime, until: datetime) -> dict[int, float]:
-    """Up-time in [since, until) of each of ``labs`` (one query, whatever their number)."""
+    """Up-time in [since, until) of each of ``labs`` (one query, whatever their number); a stack's time
+    in a warm pool, before its learner claimed it, is not theirs."""
     by_stack = {lab.stack_name: lab.pk for lab in labs}
     totals = dict.fromkeys(by_stack.values(), 0.0)
     if by_stack:
         for event, seconds in _spans(_events(until, None, None, by_stack), since, until):
-            totals[by_stack[event[0]]] += seconds
+            if not event[-1]:  # the event's ``pool``
+                totals[by_stack[event[0]]] += seconds
     return totals
 
 

@@ -101,6 +101,9 @@ def test_pool_time_is_not_the_learners(pooled):
     before = pool_time[0].up_seconds
     assert mine[0].up_seconds <= (until - claimed_at).total_seconds() + 0.01  # from the claim only
     assert before >= (claimed_at - stack.created_at).total_seconds() - 1  # built and waiting: pool time
+    # The staff panel's up-time of the learner's lab counts from the claim too.
+    (theirs,) = usage.up_seconds_of([stack], since=claimed_at - timedelta(days=1), until=until).values()
+    assert theirs == pytest.approx(mine[0].up_seconds)
     from labxblock import reports
 
     records = reports.usage_records(rows, usage.site_prices(), "USD")
