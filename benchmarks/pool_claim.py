@@ -1,4 +1,4 @@
-"""(f) A learner's first launch with a warm pool: request → READY. Goal: p95 ≤ resume time + 2 s.
+"""(f) A learner's first launch with a warm pool: request → READY. Goal: p95 ≤ the cloud's resume time + 2 s.
 
     .venv/bin/python benchmarks/pool_claim.py [--launches 20] [--resume 5] [--create 30]
     .venv/bin/python benchmarks/pool_claim.py --heat [--launches 6]    # the real Keystone + Heat rig
@@ -11,6 +11,8 @@ cloud fake (create ``--create`` s, resume ``--resume`` s) or, with ``--heat``, t
 Keystone + Heat rig (``tests/services/openstack_rig.py``), whose ``LabXBlock::Test::Server``
 takes ``--resume`` seconds to resume (Heat itself polls about every 1.4 s). The lab's events
 split each launch into claim → resume call, resume call → the cloud done (seen), and probe.
+The cloud's own resume time is measured apart, on a stack of the same template resumed
+through the provider directly (no engine), and the goal is taken from it.
 """
 
 from __future__ import annotations
@@ -115,6 +117,35 @@ def split(lab_id: int) -> tuple[float, float, float]:
             (ready - starting).total_seconds())
 
 
+def cloud_resume_seconds(spec, samples: int) -> list[float]:
+    """The cloud's own resume time, without the engine: a stack of the same template made, suspended and
+    resumed through the provider directly, read every 50 ms until it is up again (then deleted)."""
+    from labxblock import clouds
+    from labxblock.labs.jobs import install_tag
+    from labxblock.lifecycle import State
+    from labxblock.providers.base import StackSpec
+    from tests.engine_harness import wait_for_stack
+
+    provider = clouds.provider("default")
+    template = spec.providers[0].template
+    ref = provider.create(StackSpec(name=f"lab-bench-resume-{random.randrange(16**8):08x}", template=template,
+                                    environment=None, parameters={"run": spec.course_run},
+                                    tags=(install_tag(),)))
+    try:
+        wait_for_stack(provider, ref, State.READY, timeout=600)
+        seconds = []
+        for _ in range(samples):
+            provider.suspend(ref)
+            wait_for_stack(provider, ref, State.SUSPENDED, timeout=120)
+            started = time.monotonic()
+            provider.resume(ref)
+            wait_for_stack(provider, ref, State.READY, timeout=120)
+            seconds.append(time.monotonic() - started)
+        return seconds
+    finally:
+        provider.delete(ref)
+
+
 def main() -> None:
     args = parse()
     settings = {"reconcile_interval_seconds": args.reconcile_interval,
@@ -144,12 +175,13 @@ def main() -> None:
             waits.append(seen[lab_id] - started)
             splits.append(split(lab_id))
         claimed = Lab.objects.filter(learner__in=learners, events__reason=pools.CLAIMED).count()
-        report(args, filled, waits, splits, claimed)
+        resume = cloud_resume_seconds(spec, samples=3)
+        report(args, filled, waits, splits, claimed, statistics.median(resume))
 
 
 def report(args: argparse.Namespace, filled: float, waits: list[float],
-           splits: list[tuple[float, float, float]], claimed: int) -> None:
-    goal = (0.0 if args.keep_running else args.resume) + SLACK_SECONDS
+           splits: list[tuple[float, float, float]], claimed: int, resume: float) -> None:
+    goal = (0.0 if args.keep_running else resume) + SLACK_SECONDS
     p95 = percentile(waits, 95)
     mean = [statistics.mean(s[i] for s in splits) for i in range(3)]
     print_table("warm pool: a learner's first launch", [
@@ -161,7 +193,8 @@ def report(args: argparse.Namespace, filled: float, waits: list[float],
         ("request → ready", f"p50 {statistics.median(waits):.2f} s, p95 {p95:.2f} s, max {max(waits):.2f} s"),
         ("split (means)", f"claim → resume call {mean[0]:.2f} / resume call → seen done {mean[1]:.2f} / "
                           f"probe {mean[2]:.2f} s"),
-        ("resume time", f"{args.resume:g} s"),
+        ("cloud's resume time", f"{resume:.2f} s (median of 3, read every 50 ms; the template asks "
+                                f"{args.resume:g} s)"),
     ], goal=f"p95 ≤ {goal:g} s", met=p95 <= goal)
 
 

@@ -229,8 +229,10 @@ def reconcile() -> int:
     periodic.mark_idle(now)  # a learner who left (labs.leave) is suspended this pass, not at the idle tick
     budgets.mark_spent(now)  # a lab whose time budget ran out, whether or not its page is open
     for name, conf in settings.providers.items():
-        budget = engine.call_budget(name, conf.actions_per_minute, settings.reconcile_interval_seconds)
-        started += len(engine.reconcile_provider(name, now, budget))
+        budget = engine.call_budget(name, conf.actions_per_minute, now)
+        made = engine.reconcile_provider(name, now, budget)
+        calls.spend(name, sum(job.action in engine.RATE_LIMITED for job in made), now)  # the minute's rate
+        started += len(made)
     pools.tend(now)  # warm pools at their size: new pool stacks are placed just below
     started += len(engine.place_queued(now))
     observe.start(now)

@@ -231,18 +231,34 @@ def test_cron_sites_run_a_tick_with_the_management_command():
     assert Lab.objects.get(pk=lab.pk).desired == Desired.SUSPENDED
 
 
-def test_the_call_budget_keeps_to_the_providers_rate_whatever_the_tick():
+def test_the_call_budget_keeps_to_the_providers_rate_in_any_minute_whatever_the_tick():
     from django.core.cache import cache
 
+    from labxblock.labs.calls import spend
     from labxblock.labs.engine import call_budget
 
     cache.delete("labxblock:call-budget:slow")
-    # 30 a minute, a pass every second: one call every other pass, never more.
-    assert [call_budget("slow", 30, 1) for _ in range(6)] == [0, 1, 0, 1, 0, 1]
-    cache.delete("labxblock:call-budget:fast")
-    assert [call_budget("fast", 1200, 2) for _ in range(3)] == [40, 40, 40]
-    cache.delete("labxblock:call-budget:odd")
-    assert sum(call_budget("odd", 100, 1) for _ in range(60)) == 100  # a minute of passes: the rate
+    t0 = timezone.now()
+
+    def passes(every: float, count: int, wanted: int) -> list[tuple[float, int]]:
+        """Passes ``every`` seconds, each making as many calls as allowed, up to ``wanted``."""
+        made = []
+        for i in range(count):
+            at = t0 + timedelta(seconds=i * every)
+            n = min(wanted, call_budget("slow", 30, at))
+            spend("slow", n, at)
+            made.append((i * every, n))
+        return made
+
+    # 30 a minute: a provider at rest makes its whole minute's worth at once, then nothing until
+    # those calls leave the minute; never more than 30 in any 60 s, whatever the pass's period.
+    made = passes(1, 150, wanted=50)
+    assert [n for at, n in made if n] == [30, 30, 30] and [at for at, n in made if n] == [0, 60, 120]
+    for every in (0.5, 2, 7):
+        cache.delete("labxblock:call-budget:slow")
+        made = passes(every, int(300 / every), wanted=4)
+        assert all(sum(n for at, n in made if start <= at < start + 60) <= 30 for start, _ in made)
+        assert sum(n for _, n in made) >= 4 * 30  # and it is used: 30 a minute over five minutes
 
 
 def test_a_job_for_a_provider_no_longer_configured_is_recorded_not_crashed():
