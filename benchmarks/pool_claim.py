@@ -1,18 +1,17 @@
-"""(f) A learner's first launch with a warm pool: request → READY. Goal: p95 ≤ the cloud's resume time + 2 s.
+"""(f) A learner's first launch with a warm pool: request → READY. Goal: p95 ≤ cloud's resume time + 2 s.
 
     .venv/bin/python benchmarks/pool_claim.py [--launches 20] [--resume 5] [--create 30]
     .venv/bin/python benchmarks/pool_claim.py --heat [--launches 6]    # the real Keystone + Heat rig
 
-A pool of ``--launches`` stacks (kept suspended, or ``--keep running``) is filled through the
+A pool of ``--launches`` stacks (kept suspended, or ``--keep-running``) is filled through the
 engine (its template learned from a staff member's launch); then fresh learners launch one
 after another, each at a random moment within a reconcile interval, and each claims a pool
 stack, which is resumed. Real Redis, Celery workers and beat, MariaDB; the cloud is the HTTP
 cloud fake (create ``--create`` s, resume ``--resume`` s) or, with ``--heat``, the project's
 Keystone + Heat rig (``tests/services/openstack_rig.py``), whose ``LabXBlock::Test::Server``
-takes ``--resume`` seconds to resume (Heat itself polls about every 1.4 s). The lab's events
-split each launch into claim → resume call, resume call → the cloud done (seen), and probe.
-The cloud's own resume time is measured apart, on a stack of the same template resumed
-through the provider directly (no engine), and the goal is taken from it.
+takes ``--resume`` seconds to resume (Heat itself polls about every 1.4 s). The cloud's own
+resume time is measured apart, on a stack of the same template resumed through the provider
+directly (no engine), and the goal is taken from it.
 """
 
 from __future__ import annotations
@@ -102,21 +101,6 @@ def fill(rig: Rig, spec, args: argparse.Namespace) -> float:
     return time.monotonic() - started
 
 
-def split(lab_id: int) -> tuple[float, float, float]:
-    """(claim → resume call, resume call → the cloud done and seen, probe) of one claim, from events."""
-    from labxblock.labs import pools
-    from labxblock.models import LabEvent
-
-    events = list(LabEvent.objects.filter(lab_id=lab_id).order_by("at", "id")
-                  .values_list("reason", "to_state", "at"))
-    claimed = next(at for reason, _, at in events if reason == pools.CLAIMED)
-    after = [(state, at) for _, state, at in events if at >= claimed]
-    first = {state: at for state, at in reversed(after)}
-    resuming, starting, ready = first.get("resuming", claimed), first.get("starting", claimed), first["ready"]
-    return ((resuming - claimed).total_seconds(), (starting - resuming).total_seconds(),
-            (ready - starting).total_seconds())
-
-
 def cloud_resume_seconds(spec, samples: int) -> list[float]:
     """The cloud's own resume time, without the engine: a stack of the same template made, suspended and
     resumed through the provider directly, read every 50 ms until it is up again (then deleted)."""
@@ -163,7 +147,7 @@ def main() -> None:
                 ProviderChoice("default", None, heat_template(rig.lab_port.port, args)),)})
         filled = fill(rig, spec, args)
         learners = rig.users(args.launches)
-        waits, splits = [], []
+        waits = []
         for user in learners:
             time.sleep(random.uniform(0, args.reconcile_interval))  # clicks are not phase-locked to ticks
             started = time.monotonic()
@@ -173,17 +157,14 @@ def main() -> None:
             if lab_id not in seen:
                 raise RuntimeError(f"claimed lab {lab_id} did not become ready: {last.get(lab_id)}")
             waits.append(seen[lab_id] - started)
-            splits.append(split(lab_id))
         claimed = Lab.objects.filter(learner__in=learners, events__reason=pools.CLAIMED).count()
         resume = cloud_resume_seconds(spec, samples=3)
-        report(args, filled, waits, splits, claimed, statistics.median(resume))
+        report(args, filled, waits, claimed, statistics.median(resume))
 
 
-def report(args: argparse.Namespace, filled: float, waits: list[float],
-           splits: list[tuple[float, float, float]], claimed: int, resume: float) -> None:
+def report(args: argparse.Namespace, filled: float, waits: list[float], claimed: int, resume: float) -> None:
     goal = (0.0 if args.keep_running else resume) + SLACK_SECONDS
     p95 = percentile(waits, 95)
-    mean = [statistics.mean(s[i] for s in splits) for i in range(3)]
     print_table("warm pool: a learner's first launch", [
         ("cloud", "Keystone + Heat rig" if args.heat else "HTTP cloud fake"),
         *engine_rows(args),
@@ -191,8 +172,6 @@ def report(args: argparse.Namespace, filled: float, waits: list[float],
                  f"full after {filled:.1f} s (create {args.create:g} s)"),
         ("claims", f"{claimed} of {len(waits)} launches got a pool stack"),
         ("request → ready", f"p50 {statistics.median(waits):.2f} s, p95 {p95:.2f} s, max {max(waits):.2f} s"),
-        ("split (means)", f"claim → resume call {mean[0]:.2f} / resume call → seen done {mean[1]:.2f} / "
-                          f"probe {mean[2]:.2f} s"),
         ("cloud's resume time", f"{resume:.2f} s (median of 3, read every 50 ms; the template asks "
                                 f"{args.resume:g} s)"),
     ], goal=f"p95 ≤ {goal:g} s", met=p95 <= goal)

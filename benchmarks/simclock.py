@@ -22,7 +22,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 import time_machine
@@ -51,9 +51,6 @@ class SimClock:
     def seconds(self) -> float:
         """Virtual seconds since the start: the cloud fake's clock."""
         return (self.now - self.start).total_seconds()
-
-    def advance(self, seconds: float) -> None:
-        self.set(self.now + timedelta(seconds=seconds))
 
 
 class Quiescence:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -60,19 +60,6 @@ class Schedule:
         local = now.astimezone(self.zone)
         minute = local.hour * 60 + local.minute
         return any(window.covers(local.weekday(), minute) for window in self.windows)
-
-    def next_change(self, now: datetime, horizon: timedelta = timedelta(days=8)) -> datetime | None:
-        """The first whole minute after ``now`` at which ``active`` changes; None if it never does."""
-        if not self.windows:
-            return None
-        state = self.active(now)
-        at = now.replace(second=0, microsecond=0)
-        end = now + horizon
-        while at < end:  # minute steps: at most ~11,500 cheap checks, only for the benchmark and tests
-            at += timedelta(minutes=1)
-            if self.active(at) != state:
-                return at
-        return None
 
 
 def _days(text: str) -> frozenset[int]:
