@@ -230,9 +230,7 @@ def reconcile() -> int:
     budgets.mark_spent(now)  # a lab whose time budget ran out, whether or not its page is open
     for name, conf in settings.providers.items():
         budget = engine.call_budget(name, conf.actions_per_minute, now)
-        made = engine.reconcile_provider(name, now, budget)
-        calls.spend(name, sum(job.action in engine.RATE_LIMITED for job in made), now)  # the minute's rate
-        started += len(made)
+        started += len(engine.reconcile_provider(name, now, budget))
     pools.tend(now)  # warm pools at their size: new pool stacks are placed just below
     started += len(engine.place_queued(now))
     observe.start(now)

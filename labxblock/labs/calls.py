@@ -10,16 +10,15 @@ within the acceptance window was lost, and the lifecycle issues it again.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
-from django.core.cache import cache
 from django.db import transaction
 
 from labxblock.conf import get_settings
-from labxblock.lifecycle import Action, State
-from labxblock.models import Lab
+from labxblock.lifecycle import Action, Reason, State
+from labxblock.models import Lab, LabEvent
 
 PERFORM_TASK = "labxblock.tasks.perform_job"
 HOOK_TASK = "labxblock.tasks.run_hooks"
@@ -76,30 +75,25 @@ def dispatch(jobs: list[Job]) -> None:
 
 
 WINDOW_SECONDS = 60  # the rate's window: at most actions_per_minute calls in any minute
+# Events that make a rate-limited call: entering (or reissued in) one of these states, unless the
+# cloud was already at it (adopted). A few decisions logged in these states count too: the safe side.
+CALL_STATES = (State.SUSPENDING.value, State.RESUMING.value, State.DELETING.value)
 
 
 def call_budget(provider: str, actions_per_minute: int, now: datetime) -> int:
     """Rate-limited calls this pass may make on ``provider``: what the last minute left of its rate.
 
-    At most ``actions_per_minute`` in any 60 s, as the setting says, whatever the pass's
-    period: a provider at rest has its whole minute's worth, so a class of 200 leaving
-    together has 120 suspends made at once and the rest as the first leave the window,
-    rather than two a second for 100 s (a month of lessons: billed ÷ used 1.069 → 1.05x,
-    benchmarks/lesson_month.py). The passes' calls are remembered in the cache (``spend``).
+    At most ``actions_per_minute`` suspends, resumes and deletes in any 60 s, as the setting
+    says, whatever the pass's period: a provider at rest has its whole minute's worth, so a
+    class of 200 leaving together has 120 suspends made at once and the rest a minute later,
+    not two a second for 100 s (a month of lessons: billed ÷ used 1.069 → 1.057,
+    benchmarks/lesson_month.py). Counted from the lab events of the last minute (one indexed
+    query), the learners' own resumes and resets too: the cloud's rate is the cloud's, and
+    the count holds across any number of tick processes.
     """
-    return max(0, actions_per_minute - sum(count for _, count in _window(provider, now)))
-
-
-def spend(provider: str, count: int, now: datetime) -> None:
-    """Remember that a pass made ``count`` rate-limited calls on ``provider`` at ``now``."""
-    if count:
-        window = [*_window(provider, now), (now.timestamp(), count)]
-        cache.set(f"labxblock:call-budget:{provider}", window, timeout=2 * WINDOW_SECONDS)
-
-
-def _window(provider: str, now: datetime) -> list[tuple[float, int]]:
-    since = now.timestamp() - WINDOW_SECONDS
-    return [(at, n) for at, n in cache.get(f"labxblock:call-budget:{provider}") or [] if at > since]
+    since = now - timedelta(seconds=WINDOW_SECONDS)
+    made = LabEvent.objects.filter(provider=provider, at__gt=since, at__lte=now, to_state__in=CALL_STATES)
+    return max(0, actions_per_minute - made.exclude(reason=Reason.ADOPTED.value).count())
 
 
 # --- what a worker says of its call (conditional on the state the job was decided in) ----------

@@ -232,33 +232,25 @@ def test_cron_sites_run_a_tick_with_the_management_command():
 
 
 def test_the_call_budget_keeps_to_the_providers_rate_in_any_minute_whatever_the_tick():
-    from django.core.cache import cache
-
-    from labxblock.labs.calls import spend
     from labxblock.labs.engine import call_budget
 
-    cache.delete("labxblock:call-budget:slow")
+    lab = make_lab("budget")
     t0 = timezone.now()
 
-    def passes(every: float, count: int, wanted: int) -> list[tuple[float, int]]:
-        """Passes ``every`` seconds, each making as many calls as allowed, up to ``wanted``."""
-        made = []
-        for i in range(count):
-            at = t0 + timedelta(seconds=i * every)
-            n = min(wanted, call_budget("slow", 30, at))
-            spend("slow", n, at)
-            made.append((i * every, n))
-        return made
+    def calls(at: datetime, count: int, to_state: str = "suspending", reason: str = "desired") -> None:
+        LabEvent.objects.bulk_create([LabEvent.build(lab, actor="reconciler", reason=reason,
+                                                     from_state="ready", to_state=to_state, at=at)
+                                      for _ in range(count)])
 
-    # 30 a minute: a provider at rest makes its whole minute's worth at once, then nothing until
-    # those calls leave the minute; never more than 30 in any 60 s, whatever the pass's period.
-    made = passes(1, 150, wanted=50)
-    assert [n for at, n in made if n] == [30, 30, 30] and [at for at, n in made if n] == [0, 60, 120]
-    for every in (0.5, 2, 7):
-        cache.delete("labxblock:call-budget:slow")
-        made = passes(every, int(300 / every), wanted=4)
-        assert all(sum(n for at, n in made if start <= at < start + 60) <= 30 for start, _ in made)
-        assert sum(n for _, n in made) >= 4 * 30  # and it is used: 30 a minute over five minutes
+    assert call_budget("default", 30, t0) == 30  # at rest: the whole minute's worth at once
+    calls(t0, 25)
+    calls(t0 + timedelta(seconds=10), 3, to_state="resuming")  # a learner's resume counts: the cloud's rate
+    calls(t0 + timedelta(seconds=10), 4, to_state="deleting", reason="adopted")  # no call: the cloud did it
+    calls(t0 + timedelta(seconds=10), 4, to_state="ready")  # no rate-limited call either
+    assert call_budget("default", 30, t0 + timedelta(seconds=30)) == 2
+    assert call_budget("other", 30, t0 + timedelta(seconds=30)) == 30  # each provider its own rate
+    assert call_budget("default", 30, t0 + timedelta(seconds=61)) == 27  # the first 25 left the minute
+    assert call_budget("default", 30, t0 + timedelta(seconds=71)) == 30
 
 
 def test_a_job_for_a_provider_no_longer_configured_is_recorded_not_crashed():
