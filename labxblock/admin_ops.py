@@ -27,7 +27,7 @@ LIFECYCLE_FIELDS = ("desired", "state", "provider", "deadline_at", "delete_by", 
                     "launch_requested_at", "launch_seconds", "learner", "course_run", "lab_key", "pool",
                     # counted from the event log, granted by the action, run by the lifecycle
                     "used_seconds", "up_since", "budget_limits", "budget_granted_seconds", "budget_ends_at",
-                    "budget_warned_at", "hook_seconds", "hook_until", "setup_done_at")
+                    "budget_warned_at", "awaiting_learner", "hook_seconds", "hook_until", "setup_done_at")
 BUTTONS = (  # (action, label) on a lab's page; extend has its own form
     ("suspend", "Suspend"), ("resume", "Resume"), ("retry", "Retry"), ("reset", "Reset"),
     ("delete", "Delete stack"),

@@ -186,6 +186,11 @@ class Lab(models.Model):
     budget_warned_at = models.DateTimeField(
         null=True, blank=True, help_text="When the learner was warned that most of the budget is used."
     )
+    # Launch ahead (labs.ahead): the learner is not there yet, so the time budget waits for them.
+    awaiting_learner = models.BooleanField(
+        default=False,
+        help_text="Started ahead by a hidden block: the time budget counts from the learner's arrival.",
+    )
     # Lifecycle scripts (labs.hooks): how long each kind may take, copied from the blueprint at launch so
     # that a pass decides without reading it; when the running ones are waited for until.
     hook_seconds = models.JSONField(

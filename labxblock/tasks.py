@@ -28,7 +28,16 @@ from django.views.decorators.debug import sensitive_variables
 from labxblock import checks, clouds, hostkeys, observer, script_runner
 from labxblock.conf import LabSettings, LabSettingsError, require_settings
 from labxblock.labs import (
-    addressing, budgets, calls, checking, engine, grading, jobs, observe, periodic, pools,
+    addressing,
+    budgets,
+    calls,
+    checking,
+    engine,
+    grading,
+    jobs,
+    observe,
+    periodic,
+    pools,
 )
 from labxblock.labs.engine import Job
 from labxblock.lifecycle import CALLS, Action, State

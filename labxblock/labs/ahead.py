@@ -6,7 +6,8 @@ When the learner opens that unit, the hidden block launches the lab without show
 when they arrive, it is ready (or resuming). So that browsing the course outline never
 launches a course's worth of labs, a hidden block starts only a lab the learner has not
 got (no row, or one whose stack was deleted), and at most ``launch_ahead_per_hour`` of
-them per learner in any hour (counted from the events it writes).
+them per learner in any hour (counted from the events it writes). The lab's time budget
+waits for the learner: it counts from their arrival, not from the launch ahead.
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ def launch_ahead(user: Any, spec: LabSpec, *, actor: str) -> LabStatus | None:
     started = LabEvent.objects.filter(learner=user, reason=AHEAD, at__gte=now - WINDOW).count()
     if started >= get_settings().launch_ahead_per_hour:
         return status_of(lab) if lab is not None else None
-    status = request_launch(user, spec, actor=actor)
+    status = request_launch(user, spec, actor=actor, ahead=True)
     lab = Lab.objects.defer(*SECRET_FIELDS).get(pk=status.lab_id)
     LabEvent.build(lab, actor=actor, reason=AHEAD, from_state=lab.state, to_state=lab.state, at=now).save()
     return status

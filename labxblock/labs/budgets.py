@@ -24,6 +24,12 @@ the number of labs running; it marks them to be suspended, so the lifecycle susp
 them (their before-suspend scripts first) and never deletes them, whether or not the
 learner's page is open. A launch, reset or retry of a lab whose budget is used up is
 refused (``refused``), and the learner reads that their lab time is used up.
+
+Whose time it is: a warm pool's stack counts nothing for anyone until a learner claims
+it; from the claim on it is the learner's, with what their earlier stack of this lab had
+used (``claimed``). A lab a hidden block started ahead of the learner
+(``awaiting_learner``) counts from their arrival, their first launch from a block that
+shows it (``arrived``): launching ahead never spends a budget before the learner comes.
 """
 
 from __future__ import annotations
@@ -49,7 +55,10 @@ ACTOR = "budget"
 # Sent with ``lab``, ``seconds`` and ``actor`` for every grant, after it is logged: the analytics listen.
 time_granted = Signal()
 # What the counter reads and writes of a row.
-COUNTED = ("used_seconds", "up_since", "budget_limits", "budget_granted_seconds", "budget_ends_at")
+COUNTED = ("used_seconds", "up_since", "budget_limits", "budget_granted_seconds", "budget_ends_at",
+           "awaiting_learner")
+# What a learner's lab carries of its budget: a claimed pool stack takes it over from their old row.
+CARRIED = ("used_seconds", "budget_limits", "budget_granted_seconds", "budget_warned_at")
 
 
 def _up(state: str) -> bool:
@@ -134,7 +143,9 @@ def count(sender: Any, events: Iterable[LabEvent], **kwargs: Any) -> None:
 
 
 def _step(lab: Lab, up: bool, at: datetime) -> bool:
-    """The lab went up or down at ``at``; False if the counters already say so."""
+    """The lab went up or down at ``at``; False if the counters already say so (or wait for the learner)."""
+    if lab.awaiting_learner:
+        return False
     if up and lab.up_since is None:
         lab.up_since = at
     elif not up and lab.up_since is not None:
@@ -144,6 +155,36 @@ def _step(lab: Lab, up: bool, at: datetime) -> bool:
         return False
     lab.budget_ends_at = ends_at(lab)
     return True
+
+
+def claimed(state: str, earlier: Lab | None, now: datetime, *, ahead: bool) -> dict[str, Any]:
+    """The counters of a pool stack (in ``state``) a learner claims now: their ``earlier`` row's (a
+    stackless one it replaces), else none used; up from the claim, or from their arrival if ``ahead``."""
+    fields: dict[str, Any] = {name: getattr(earlier, name) if earlier is not None else Lab._meta.get_field(
+        name).get_default() for name in CARRIED}
+    fields.update(awaiting_learner=ahead, up_since=now if _up(state) and not ahead else None)
+    return fields
+
+
+def arrived(lab: Lab, now: datetime) -> dict[str, Any]:
+    """The learner reached a lab started ahead of them: its budget counts from now (if it is up).
+    Returns the fields to store; inside a transaction holding the lab's row lock."""
+    if not lab.awaiting_learner:
+        return {}
+    lab.awaiting_learner = False
+    lab.up_since = now if _up(lab.state) else None
+    lab.budget_ends_at = ends_at(lab)
+    return {"awaiting_learner": False, "up_since": lab.up_since, "budget_ends_at": lab.budget_ends_at}
+
+
+def would_refuse(lab: Lab, block_id: str, block_seconds: float | None, now: datetime) -> bool:
+    """Would a launch from block ``block_id`` be refused, ``lab``'s budget used up? Changes nothing."""
+    probe = Lab(**{name: getattr(lab, name) for name in ("lab_key", "used_seconds", "up_since",
+                                                          "budget_granted_seconds")},
+                budget_limits=dict(lab.budget_limits or {}))
+    set_limit(probe, block_id, block_seconds)
+    budget = view(probe, now)
+    return budget is not None and budget.exhausted
 
 
 # --- budgets set, enforced and granted --------------------------------------------------------

@@ -52,10 +52,12 @@ def _usage_fields(suspend_timeout: int | None, delete_timeout: int | None, now: 
     }
 
 
-def request_launch(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
+def request_launch(user: Any, spec: LabSpec, *, actor: str, ahead: bool = False) -> LabStatus:
     """Make sure the learner's lab is on its way up: claim one from the lab's warm pool, create it,
     resume it, or leave it be.
 
+    ``ahead``: a hidden block starts the lab before the learner comes (``labs.ahead``), so its
+    time budget waits for them; any other launch is the learner's arrival, and it counts from then.
     Idempotent: any number of concurrent calls leave one row and start at most one create.
     """
     now = timezone.now()
@@ -64,45 +66,45 @@ def request_launch(user: Any, spec: LabSpec, *, actor: str) -> LabStatus:
         mine = Lab.objects.filter(learner=user, course_run=spec.course_run, lab_key=spec.lab_key)
         found = mine.values_list("pk", "state").first()
         if found is None or found[1] == State.DELETED:  # no stack of their own: a pool's, if it has one
-            claimed = pools.claim(user, spec, blueprint, now, actor, stale_id=found[0] if found else None)
-            made = _create_row(user, spec, blueprint, now) if found is None and not claimed else None
-            if made is not None:
-                return status_of(made)
+            claimed = pools.claim(user, spec, blueprint, now, actor, stale_id=found[0] if found else None,
+                                  ahead=ahead)
+            if found is None and not claimed:
+                _create_row(user, spec, blueprint, now, ahead)
         try:
-            return retrying_deadlocks(lambda: _want_up(user, spec, blueprint, actor, now))
+            return retrying_deadlocks(lambda: _want_up(user, spec, blueprint, actor, now, ahead))
         except Lab.DoesNotExist:  # another request of theirs gave the stackless row up for a pool's
             continue
     raise AssertionError(f"no lab row for {spec.lab_key} after three tries")  # never: a row stays once made
 
 
-def _create_row(user: Any, spec: LabSpec, blueprint: Blueprint, now: Any) -> Lab | None:
-    """The learner's new row, wanted up and in use, with a worker woken to create its stack; None if
-    another request of theirs made it first (the unique key says so).
+def _create_row(user: Any, spec: LabSpec, blueprint: Blueprint, now: Any, ahead: bool) -> None:
+    """The learner's new row (``_want_up`` then sets its budget and scripts, and wakes a worker); nothing
+    if another request of theirs made it first (the unique key says so).
 
     In a transaction of its own: an INSERT racing others on the unique key and a row lock in
     one transaction is how MariaDB deadlocks.
     """
     try:
         with transaction.atomic():
-            lab = Lab.objects.create(
+            Lab.objects.create(
                 learner=user, course_run=spec.course_run, lab_key=spec.lab_key, blueprint=blueprint,
                 stack_user=spec.stack_user, protocol=spec.protocol, state_changed_at=now,
-                launch_requested_at=now, port=spec.port,
-                **_usage_fields(spec.suspend_timeout, spec.delete_timeout, now),
+                launch_requested_at=now, port=spec.port, awaiting_learner=ahead,
             )
-            _advance_after_commit(lab.pk)
     except IntegrityError:
-        return None
-    return lab
+        pass
 
 
-def _want_up(user: Any, spec: LabSpec, blueprint: Blueprint, actor: str, now: Any) -> LabStatus:
+def _want_up(user: Any, spec: LabSpec, blueprint: Blueprint, actor: str, now: Any, ahead: bool) -> LabStatus:
     with transaction.atomic():
         lab = Lab.objects.select_for_update().get(
             learner=user, course_run=spec.course_run, lab_key=spec.lab_key
         )
+        if ahead and lab.state == State.DELETED:  # a new stack, started before the learner comes
+            lab.awaiting_learner = True
+        arrival = {"awaiting_learner": True} if lab.awaiting_learner and ahead else budgets.arrived(lab, now)
         # This block's time budget counts from now; one used up keeps the lab down, and the learner is told.
-        budget = budgets.set_limit(lab, spec.block_id, spec.time_budget_seconds)
+        budget = {**arrival, **budgets.set_limit(lab, spec.block_id, spec.time_budget_seconds)}
         if budgets.refused(lab, now):
             Lab.objects.filter(pk=lab.pk).update(**budget)
             return status_of(lab)

@@ -14,7 +14,12 @@ running (the pool's ``keep``). Their outputs and secrets are stored as any lab's
   writers), so no two learners ever get the same stack. The usual launch then wakes it.
 
 Pool time is not the learner's: a pool stack's events carry no learner and ``pool=True``
-(usage reports show it as pool time); from the claim on they are the learner's.
+(usage reports show it as pool time), and its up-time is in no learner's time budget; from
+the claim on both are the learner's (``budgets.claimed``: the budget counts from the claim,
+with what the learner's earlier stack of the lab had used; a claim made ahead of the learner
+by a hidden block counts from their arrival). A learner whose lab time is used up claims
+nothing. A pool's stacks run the lab's lifecycle scripts as any lab does: set up when built,
+so a claimed stack is set up before the learner sees it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from django.core.cache import cache
 from django.db import IntegrityError, OperationalError, transaction
 
 from labxblock.conf import get_settings
+from labxblock.labs import budgets, hooks
 from labxblock.labs.specs import LabSpec, blueprint_digest
 from labxblock.lifecycle import Desired, State
 from labxblock.models import Blueprint, Lab, LabEvent, WarmPool, derive_stack_name
@@ -52,12 +58,13 @@ _SHRINK_ORDER = (State.REQUESTED, State.CREATING, State.STARTING, State.RESUMING
                  State.SUSPENDING, State.SUSPENDED)
 _ROW_FIELDS = ("id", "learner_id", "pool_id", "blueprint_id", "state", "desired", "stack_name",
                "course_run", "lab_key", "provider")
-_BUILD_KEYS = ("providers", "parameters", "key_type")
+_BUILD_KEYS = ("providers", "parameters", "key_type", "hooks")  # hooks: a stack is set up by its scripts
 
 
 def build_digest(spec: dict[str, Any]) -> str:
-    """What a blueprint builds in the cloud (templates, parameters, key type), not how it is shown:
-    two blueprints that differ only in the learner's port or protocol build the same stack."""
+    """What a blueprint builds in the cloud (templates, parameters, key type, the scripts that set it
+    up), not how it is shown: two blueprints that differ only in the learner's port or protocol build
+    the same stack."""
     return blueprint_digest({key: spec.get(key) for key in _BUILD_KEYS})
 
 
@@ -65,11 +72,13 @@ def build_digest(spec: dict[str, Any]) -> str:
 
 
 def claim(user: Any, spec: LabSpec, blueprint: Blueprint, now: datetime, actor: str,
-          stale_id: int | None = None) -> bool:
+          stale_id: int | None = None, *, ahead: bool = False) -> bool:
     """Give the learner a stack from the lab's warm pool; True if they now have one.
 
     For a learner with no lab of this key, or whose lab ``stale_id`` has no stack (deleted):
-    that row gives way. A pool whose template is not the launched one learns it here
+    that row gives way, and its time budget goes with the learner to the stack (one used up: no
+    claim). ``ahead``: a hidden block claims for the learner, whose budget waits for them. A pool
+    whose template is not the launched one learns it here
     (``tend`` then replaces its stacks) and hands out nothing: a pool stack is never given
     out with an old template.
     """
@@ -84,7 +93,7 @@ def claim(user: Any, spec: LabSpec, blueprint: Blueprint, now: datetime, actor: 
         return False
     try:
         with transaction.atomic():
-            return _claim_locked(user, pool, blueprint, spec, stale_id, now, actor)
+            return _claim_locked(user, pool, blueprint, spec, (stale_id, ahead), now, actor)
     except IntegrityError:  # the learner's own row was made meanwhile (another tab): theirs stands
         return False
     except OperationalError as exc:  # a deadlock victim (MariaDB): the launch goes on without the pool
@@ -105,8 +114,14 @@ def pooled_labs() -> frozenset[tuple[str, str]]:
     return known
 
 
-def _claim_locked(user: Any, pool: WarmPool, blueprint: Blueprint, spec: LabSpec, stale_id: int | None,
-                  now: datetime, actor: str) -> bool:
+def _claim_locked(user: Any, pool: WarmPool, blueprint: Blueprint, spec: LabSpec,
+                  whose: tuple[int | None, bool], now: datetime, actor: str) -> bool:
+    stale_id, ahead = whose
+    stale = None
+    if stale_id is not None:  # the learner's stackless row gives way to the stack they get: locked first
+        stale = Lab.objects.select_for_update().filter(pk=stale_id, state=State.DELETED).first()
+        if stale is None or budgets.would_refuse(stale, spec.block_id, spec.time_budget_seconds, now):
+            return False  # a stack came back meanwhile, or their lab time is used up: no stack for them
     candidates = Lab.objects.filter(pool=pool, learner__isnull=True, blueprint_id=pool.blueprint_id)
     candidates = candidates.exclude(desired=Desired.DELETED)
     lab = None
@@ -117,10 +132,7 @@ def _claim_locked(user: Any, pool: WarmPool, blueprint: Blueprint, spec: LabSpec
             break
     if lab is None:
         return False
-    if stale_id is not None:  # the learner's stackless row gives way to the stack they now get
-        stale = Lab.objects.select_for_update().filter(pk=stale_id, state=State.DELETED).first()
-        if stale is None:
-            return False
+    if stale is not None:
         stale.delete()
     fields: dict[str, Any] = {
         "learner": user, "pool": None, "blueprint": blueprint, "stack_user": spec.stack_user,
@@ -128,6 +140,7 @@ def _claim_locked(user: Any, pool: WarmPool, blueprint: Blueprint, spec: LabSpec
         # Ready at once, or timed from this claim: the pool's own build is no launch of the learner's.
         "launched_at": now if lab.state == State.READY else None,
         "launch_seconds": 0.0 if lab.state == State.READY else None,
+        **budgets.claimed(lab.state, stale, now, ahead=ahead),  # pool time is nobody's budget
     }
     if "port" not in (lab.outputs or {}):
         fields["port"] = spec.port
@@ -249,7 +262,7 @@ def _add(pool: WarmPool, count: int, now: datetime, done: Tended) -> None:
             stack_name=derive_stack_name(install_id), blueprint=pool.blueprint,
             stack_user=spec.get("stack_user") or "training", protocol=spec.get("protocol") or "ssh",
             port=spec.get("port"), desired=Desired.UP.value, state=State.REQUESTED.value,
-            state_changed_at=now, launch_requested_at=now)
+            state_changed_at=now, launch_requested_at=now, hook_seconds=hooks.bounds(spec.get("hooks", ())))
         for _ in range(count)
     ]
     with transaction.atomic():

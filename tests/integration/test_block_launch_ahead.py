@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from django.utils import timezone
 
 if "workbench" not in settings.INSTALLED_APPS:
     pytest.skip("needs --ds tests.workbench_settings (the xblock-sdk workbench app)", allow_module_level=True)
@@ -63,6 +64,21 @@ def test_a_hidden_copy_starts_the_lab_and_the_unit_that_shows_it_finds_it_on_its
     arrived = shown.call("status", {"launch": True})
     assert arrived["ready"] is True and arrived["phase"] == "ready"
     assert learner_labs().count() == 1 and cloud_fake.counters()["stack_create"] == 1
+
+
+def test_lab_time_launched_ahead_is_not_the_learners_until_they_reach_the_unit_that_shows_it(units):
+    earlier = units(hidden=True, time_budget_hours="1")
+    earlier.call("status", {"launch": True})
+    wait_for("ready before the learner looks", lambda: learner_labs().filter(state=State.READY).exists(), 30)
+    lab = learner_labs().get()
+    assert lab.awaiting_learner and lab.up_since is None  # up in the cloud, not on the learner's clock
+    wait_for("a few seconds up", lambda: (timezone.now() - lab.launched_at).total_seconds() > 3, 10)
+
+    shown = units(hidden=False, time_budget_hours="1")
+    budget = shown.call("status", {"launch": True})["budget"]
+    assert budget["limit_seconds"] == 3600 and budget["used_seconds"] <= 1  # what the page counts down from
+    lab.refresh_from_db()
+    assert not lab.awaiting_learner and lab.up_since is not None
 
 
 def test_hidden_blocks_start_at_most_the_hourly_limit_and_a_shown_block_still_launches(units, cloud_fake):

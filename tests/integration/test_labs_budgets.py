@@ -166,6 +166,65 @@ def test_a_used_up_budget_refuses_launch_reset_retry_and_resume_and_says_so() ->
     assert not LabEvent.objects.filter(reason="launch requested").exists()
 
 
+def test_a_lab_launched_ahead_spends_no_budget_before_the_learner_arrives() -> None:
+    """A hidden block starts the lab before the learner comes: the cloud's time is in usage, not in their
+    budget; their first launch from the block that shows it starts the count, and the tick leaves the
+    lab alone until then however long it waits."""
+    user = get_user_model().objects.create_user(username="early")
+    shown = dataclasses.replace(lab_spec(22), lab_key="k", course_run="course-v1:O+Budget+R",
+                                block_id="shown", time_budget_seconds=600)
+    status = labs.launch_ahead(user, dataclasses.replace(shown, block_id="hidden"), actor="learner:1")
+    lab = Lab.objects.get(pk=status.lab_id)
+    assert lab.awaiting_learner and lab.budget_limits == {"hidden": 600}
+    Lab.objects.filter(pk=lab.pk).update(provider="default")
+    lab = cloud_says(lab, None, 0)  # the create: up, and paid, but not the learner's time
+    assert (lab.state, lab.up_since, lab.budget_ends_at) == (State.CREATING, None, None)
+    lab = cloud_says(lab, State.READY, 2)
+    lab = cloud_says(lab, State.READY, 3, probe_ok=True)
+    assert lab.state == State.READY and logged_up(lab, 60) == 60 * 60  # an hour up in the cloud...
+    assert used(lab, 60) == 0  # ...none of it spent from a budget of ten minutes
+    assert budgets.mark_spent(T0 + 60 * MINUTE) == 0 and fresh(lab).desired == Desired.UP
+    again = labs.launch_ahead(user, shown, actor="learner:1")  # a hidden block again: no arrival
+    assert again.budget.used_seconds == 0 and fresh(lab).awaiting_learner
+
+    before = timezone.now()
+    arrived = labs.request_launch(user, shown, actor="learner:1")  # the unit that shows it
+    lab = fresh(lab)
+    assert not lab.awaiting_learner and before <= lab.up_since <= timezone.now()
+    assert lab.budget_ends_at == lab.up_since + timedelta(minutes=10)
+    assert arrived.budget.used_seconds < 5 and not arrived.used_up
+    assert used(lab, 0) == 0 and budgets.view(lab, lab.up_since + 4 * MINUTE).used_seconds == 4 * 60
+
+
+def test_a_lab_launched_ahead_and_suspended_before_the_learner_came_counts_from_its_resume() -> None:
+    user = get_user_model().objects.create_user(username="late")
+    spec = dataclasses.replace(lab_spec(22), lab_key="k", course_run="course-v1:O+Budget+R", block_id="b",
+                               time_budget_seconds=600)
+    lab = Lab.objects.get(pk=labs.launch_ahead(user, spec, actor="learner:1").lab_id)
+    Lab.objects.filter(pk=lab.pk).update(provider="default")
+    lab = cloud_says(lab, None, 0)
+    lab = cloud_says(lab, State.READY, 2)
+    lab = cloud_says(lab, State.READY, 30, probe_ok=True, desired=Desired.SUSPENDED)  # the idle tick
+    lab = cloud_says(lab, State.SUSPENDED, 31)
+    assert (lab.used_seconds, lab.up_since) == (0, None)
+    labs.request_launch(user, spec, actor="learner:1")  # the learner arrives: the lab resumes
+    lab = fresh(lab)
+    assert not lab.awaiting_learner and lab.up_since is None and lab.desired == Desired.UP
+    lab = cloud_says(lab, State.SUSPENDED, 120)  # the resume: counted from here, as any lab's
+    assert (lab.state, lab.up_since) == (State.RESUMING, T0 + 120 * MINUTE)
+    assert lab.budget_ends_at == T0 + 130 * MINUTE
+
+
+def test_nothing_is_launched_ahead_for_a_learner_whose_lab_time_is_used_up() -> None:
+    lab = make_lab("spent", state=State.DELETED, desired=Desired.DELETED, budget_limits={"b": 600},
+                   used_seconds=600)
+    spec = dataclasses.replace(lab_spec(22), lab_key="k", course_run=lab.course_run, block_id="b",
+                               time_budget_seconds=600)
+    status = labs.launch_ahead(lab.learner, spec, actor="learner:1")
+    assert status.used_up and (fresh(lab).state, fresh(lab).desired) == (State.DELETED, Desired.DELETED)
+    assert not LabEvent.objects.filter(lab=lab, reason="launch requested").exists()
+
+
 def test_a_grant_moves_the_end_and_warns_again_once_most_of_the_new_time_is_used() -> None:
     now = timezone.now()
     lab = make_lab("warned", state=State.READY, budget_limits={"b": 3600}, up_since=now - 50 * MINUTE,

@@ -19,7 +19,7 @@ from django.utils import timezone
 
 from labxblock import labs
 from labxblock.fields import CHECK_TIMEOUT_MAX, HOOKS_PER_KIND
-from labxblock.labs import calls, engine, operator
+from labxblock.labs import calls, engine, operator, pools
 from labxblock.lifecycle import Action, State
 from labxblock.models import Lab, LabEvent
 from labxblock.providers.local import LocalProvider
@@ -148,6 +148,28 @@ def test_setup_once_after_resume_each_time_before_suspend_while_it_runs_all_logg
     assert "[redacted]" in reasons[0] and "PRIVATE KEY" not in text
     assert not [secret for secret in secrets if secret in text], "a secret reached the event log"
     assert MARKER not in text, "the script itself reached the event log"
+
+
+def test_a_warm_pools_stack_is_set_up_when_built_and_a_claimed_one_runs_after_resume_before_ready(
+        local_engine) -> None:
+    """A pool stack is any lab's stack: set up once when built, its before-suspend scripts run before
+    it rests; the learner who claims it gets it set up, after its after-resume scripts."""
+    engine, root = local_engine
+    scripts = [hook("setup", "echo setup >> hooks.log"), hook("after_resume", "echo resume >> hooks.log"),
+               hook("before_suspend", "echo suspend >> hooks.log")]
+    pools.configure(course_run=lab_spec(0).course_run, lab_key=lab_spec(0).lab_key, size=1)
+    _, spec, _ = launch(engine, scripts, name="staff")  # the pool learns the template, scripts included
+    resting = Lab.objects.filter(learner__isnull=True, state=State.SUSPENDED)
+    wait_for("a pool stack at rest", resting.exists, 90,
+             explain=lambda: list(Lab.objects.filter(learner__isnull=True).values_list("state", "desired")))
+    stack = resting.get()
+    assert (root / stack.stack_name / "home" / "hooks.log").read_text() == "setup\nsuspend\n"
+
+    status = labs.request_launch(engine.user("ada"), spec, actor="learner")
+    assert Lab.objects.get(pk=status.lab_id).stack_name == stack.stack_name
+    wait_for("the claimed lab ready", lambda: state(status.lab_id) == State.READY, 60)
+    assert home(root, status.lab_id).joinpath("hooks.log").read_text() == "setup\nsuspend\nresume\n"
+    assert order(status.lab_id)[-3:] == ["resuming", "after_resume", "ready"]
 
 
 def test_a_hanging_or_failing_before_suspend_script_holds_the_suspend_no_longer_than_its_timeout(
