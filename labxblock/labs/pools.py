@@ -146,7 +146,8 @@ def _claim_locked(user: Any, pool: WarmPool, blueprint: Blueprint, spec: LabSpec
         fields["port"] = spec.port
     taken = Lab.objects.filter(pk=lab.pk, learner__isnull=True, pool=pool).exclude(
         desired=Desired.DELETED).update(**fields)
-    if not taken:
+    if not taken:  # never while the row lock holds; if it did, the learner's old row must come back
+        transaction.set_rollback(True)
         return False
     lab.learner_id = user.pk
     LabEvent.build(lab, actor=actor, reason=CLAIMED, from_state=lab.state, to_state=lab.state, at=now).save()

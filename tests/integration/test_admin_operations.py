@@ -224,3 +224,21 @@ def test_the_usage_page_shows_a_table_an_escaped_chart_and_a_csv(client, operato
     lines = csv_page.content.decode().splitlines()
     assert lines[0].startswith("course_run,lab_key,learner,up_hours") and ",uma,2.0,1,0,0,0,,USD" in lines[1]
     assert b"Usage and cost" in client.get(CHANGELIST).content  # linked from the list
+
+
+def test_an_operator_sets_a_warm_pool_in_the_admin_and_an_unreadable_schedule_is_refused(
+        client, operator) -> None:
+    from labxblock.models import WarmPool
+
+    form = {"course_run": RUN, "lab_key": "k", "size": "2", "keep": "suspended", "time_zone": "UTC"}
+    refused = client.post("/admin/labxblock/warmpool/add/", {**form, "schedule": "weekdays"})
+    assert refused.status_code == 200 and "expected a window such as" in refused.content.decode()
+    assert not WarmPool.objects.exists()
+    made = client.post("/admin/labxblock/warmpool/add/", {**form, "schedule": "mon-fri 08:00-18:00"})
+    assert made.status_code == 302
+    pool = WarmPool.objects.get()
+    assert (pool.size, pool.schedule) == (2, "mon-fri 08:00-18:00")
+    Lab.objects.create(course_run=RUN, lab_key="k", pool=pool, state=State.SUSPENDED,
+                       desired=Desired.SUSPENDED, provider="default")
+    page = client.get("/admin/labxblock/warmpool/").content.decode()
+    assert "1 suspended" in page and "learned at the lab&#x27;s next launch" in page

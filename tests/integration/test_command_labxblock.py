@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import timedelta
@@ -36,7 +37,8 @@ def run(*args: str) -> str:
 def make_lab(name: str, course_run: str = RUN, provider: str = "default", **fields) -> Lab:
     user = get_user_model().objects.create_user(username=name)
     fields.setdefault("state", State.READY)
-    return Lab.objects.create(learner=user, course_run=course_run, lab_key="k", provider=provider, **fields)
+    fields.setdefault("lab_key", "k")
+    return Lab.objects.create(learner=user, course_run=course_run, provider=provider, **fields)
 
 
 @pytest.fixture
@@ -212,3 +214,36 @@ def test_check_of_the_local_provider(tmp_path) -> None:
     assert "provider default (local): ok\n  sshd: /usr/sbin/sshd\n" in text
     assert "  list: 0 lab(s) tagged labxblock-test\n" in text
     assert "GiB free under" in text
+
+
+def test_pool_set_list_and_remove_with_reasons_for_what_cannot_be_stored() -> None:
+    from labxblock.models import WarmPool
+
+    said = run("pool", "set", "--course-run", RUN, "--lab-key", "k", "--size", "3",
+               "--schedule", "mon-fri 08:00-18:00", "--time-zone", "Europe/Berlin")
+    assert f"pool for {RUN} k: size 3, 0 now" in said  # nothing is built blind:
+    assert "its template is learned at the lab's next launch" in said
+    blueprint = Blueprint.objects.create(digest="b" * 64, spec={})
+    lab = make_lab("teacher", lab_key="k", blueprint=blueprint)
+    said = run("pool", "set", "--from-lab", str(lab.pk), "--keep", "running")  # unset options stay
+    pool = WarmPool.objects.get()
+    assert (pool.size, pool.keep, pool.schedule, pool.time_zone, pool.blueprint) == (
+        3, "running", "mon-fri 08:00-18:00", "Europe/Berlin", blueprint)
+    assert "learned" not in said
+    Lab.objects.create(course_run=RUN, lab_key="k", pool=pool, blueprint=blueprint, state=State.SUSPENDED,
+                       desired=Desired.SUSPENDED, provider="default")
+    (record,) = json.loads(run("pool", "list", "--format", "json"))
+    assert (record["size"], record["keep"], record["suspended"], record["template"]) == (
+        3, "running", 1, blueprint.digest[:12])
+
+    with pytest.raises(CommandError, match=r"pool set: 'weekdays': expected a window such as"):
+        run("pool", "set", "--course-run", RUN, "--lab-key", "k", "--schedule", "weekdays")
+    with pytest.raises(CommandError, match="pool set: no lab with id 999999"):
+        run("pool", "set", "--from-lab", "999999")
+    assert WarmPool.objects.get().schedule == "mon-fri 08:00-18:00"  # unchanged by what was refused
+
+    removed = run("pool", "remove", "--course-run", RUN, "--lab-key", "k")
+    assert "1 unassigned stack(s) will be deleted" in removed
+    assert not WarmPool.objects.exists()
+    with pytest.raises(CommandError, match=re.escape(f"pool remove: no warm pool for {RUN} k")):
+        run("pool", "remove", "--course-run", RUN, "--lab-key", "k")
