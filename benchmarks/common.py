@@ -1,9 +1,13 @@
-"""What the engine benchmarks share: a private MariaDB, Redis, the HTTP cloud fake, Celery workers
-and beat, all on 127.0.0.1, started by :class:`Rig` and stopped when it exits (also on Ctrl-C or
-SIGTERM).
+"""What the engine benchmarks share: a private MariaDB, Redis, a cloud (the HTTP cloud fake, or
+real Keystone + Heat from the tests' rig), Celery workers and beat, all on 127.0.0.1, started by
+:class:`Rig` and stopped when it exits (also on Ctrl-C or SIGTERM).
+
+The workers are the README's ("Processes to run"): ``--workers`` processes of the calls worker
+(threads pool, ``--concurrency`` threads each; it also takes the checks queue), one ticks worker
+(prefork, 2 processes) and one beat.
 
 The order matters: MariaDB and Redis are started and their addresses exported before Django
-reads ``tests.settings``; the lab settings (the fake's address, intervals, rate budget) are
+reads ``tests.settings``; the lab settings (the cloud's address, intervals, rate budget) are
 exported in ``LABXBLOCK_TEST_LAB_SETTINGS`` before the workers start, so every process shares
 one database, one broker and one configuration.
 """
@@ -33,6 +37,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 CLOUD_START_TIMEOUT = 20.0
+CALLS_THREADS = 32  # threads of a calls-worker process: the README's worker (Processes to run)
 MARIADB_BUFFER_POOL = "128M"  # innodb_buffer_pool_size's default in MariaDB 10.11
 
 
@@ -68,12 +73,14 @@ def make_parser(doc: str | None) -> argparse.ArgumentParser:
     return argparse.ArgumentParser(description=doc, formatter_class=argparse.RawDescriptionHelpFormatter)
 
 
-def add_common_arguments(parser: argparse.ArgumentParser, *, workers: int, concurrency: int,
-                         reconcile: int, suspend_idle: int, apm: int) -> None:
+def add_common_arguments(parser: argparse.ArgumentParser, *, reconcile: int, suspend_idle: int, apm: int,
+                         workers: int = 2, concurrency: int = CALLS_THREADS) -> None:
     """Options every engine benchmark takes (defaults chosen by each script)."""
     group = parser.add_argument_group("engine")
-    group.add_argument("--workers", type=int, default=workers, help="Celery worker processes (prefork)")
-    group.add_argument("--concurrency", type=int, default=concurrency, help="pool size of each worker")
+    group.add_argument("--workers", type=int, default=workers,
+                       help="processes of the calls worker (threads pool); a ticks worker and beat beside")
+    group.add_argument("--concurrency", type=int, default=concurrency,
+                       help="threads of each calls-worker process")
     group.add_argument("--reconcile-interval", type=int, default=reconcile,
                        help="reconcile_interval_seconds (>= 1)")
     group.add_argument("--suspend-idle-interval", type=int, default=suspend_idle,
@@ -87,7 +94,8 @@ def engine_rows(args: argparse.Namespace) -> list[tuple[str, str]]:
     """The engine settings of a run, as table rows."""
     return [
         ("cores (nproc)", str(cores())),
-        ("workers x concurrency", f"{args.workers} x {args.concurrency} (prefork)"),
+        ("calls worker", f"{args.workers} process(es) x {args.concurrency} threads; "
+                         "ticks worker 1 x 2 (prefork); beat"),
         ("reconcile interval", f"{args.reconcile_interval} s"),
         ("suspend-idle interval", f"{args.suspend_idle_interval} s"),
         ("actions_per_minute", f"{args.actions_per_minute} (rate-limited calls in any minute)"),
@@ -136,26 +144,29 @@ def _raise_on_sigterm(signum: int, frame: FrameType | None) -> None:
 
 
 class Rig:
-    """MariaDB + Django (migrated) + Redis [+ cloud fake + workers + beat]; a context manager.
+    """MariaDB + Django (migrated) + Redis [+ a cloud + workers + beat]; a context manager.
 
     ``engine=False`` sets up the database and the broker only (the tick benchmark sends
-    tasks but runs the ticks itself).
+    tasks but runs the ticks itself). ``heat=True`` runs real Keystone + Heat (the tests'
+    rig, ``tests/services/openstack_rig.py``) instead of the cloud fake; ``self.heat`` is
+    the running rig then.
     """
 
-    def __init__(self, *, engine: bool = True, workers: int = 2, concurrency: int = 1,
+    def __init__(self, *, engine: bool = True, workers: int = 2, concurrency: int = CALLS_THREADS,
                  beat: bool = True, cloud: dict[str, Any] | None = None,
                  provider: dict[str, Any] | None = None, settings: dict[str, Any] | None = None,
                  keep: bool = False, buffer_pool: str = MARIADB_BUFFER_POOL, heat: bool = False) -> None:
         self.engine, self.n_workers, self.concurrency, self.beat = engine, workers, concurrency, beat
-        self.heat = heat  # the real Keystone + Heat rig (tests/services/openstack_rig.py) instead of the fake
         self.cloud_config = cloud or {}
         self.provider_overrides = provider or {}
         self.setting_overrides = settings or {}
         self.keep = keep
         self.buffer_pool = buffer_pool
+        self.use_heat = heat
         self.workdir = Path(tempfile.mkdtemp(prefix="labxblock-bench-"))
         self._stack = contextlib.ExitStack()
         self.cloud: CloudProcess | None = None
+        self.heat: Any = None  # tests.services.openstack_rig.OpenStackRig
         self.lab_settings: dict[str, Any] = {}
         self.lab_port: Any = None
         self.procs: Any = None
@@ -204,17 +215,8 @@ class Rig:
         redis = self._timed("redis", RedisServer(self.workdir / "redis").start)
         self._stack.callback(redis.stop)
         os.environ["LABXBLOCK_TEST_BROKER_URL"] = redis.url
-        cloud_config: dict[str, Any] = {}
-        if self.engine and self.heat:
-            from tests.services.openstack_rig import running_rig
-
-            heat_rig = running_rig(self.workdir / "openstack")
-            rig = self._timed("heat", lambda: self._stack.enter_context(heat_rig))
-            cloud_config = {**rig.provider_config(), "allowed_networks": ["127.0.0.0/8"]}  # labs on loopback
-        elif self.engine:
-            self.cloud = self._timed("cloud", lambda: CloudProcess(self.workdir, self.cloud_config))
-            self._stack.callback(self.cloud.stop)
-            cloud_config = self.cloud.provider_config
+        if self.engine:
+            self._start_cloud()
 
         import django
 
@@ -233,7 +235,7 @@ class Rig:
         from tests.engine_harness import LabPort, active_lab_settings, lab_settings
         from tests.services.celery_procs import CeleryProcesses
 
-        provider = {"type": "openstack", **cloud_config, **self.provider_overrides}
+        provider = {"type": "openstack", **self._provider_config(), **self.provider_overrides}
         self.lab_settings = lab_settings({"default": provider}, **self.setting_overrides)
         self._stack.enter_context(active_lab_settings(self.lab_settings))
         self.lab_port = LabPort()
@@ -243,10 +245,33 @@ class Rig:
         self._stack.callback(self.procs.stop)
         started = time.monotonic()
         for _ in range(self.n_workers):
-            self.procs.start_worker(concurrency=self.concurrency)
+            self.procs.start_calls_worker(concurrency=self.concurrency)
         self.timings["workers"] = time.monotonic() - started
         if self.beat:
+            self._timed("ticks worker", self.procs.start_ticks_worker)
             self._timed("beat", self.procs.start_beat)
+
+    def _start_cloud(self) -> None:
+        if not self.use_heat:
+            self.cloud = self._timed("cloud", lambda: CloudProcess(self.workdir, self.cloud_config))
+            self._stack.callback(self.cloud.stop)
+            return
+        from tests.services.openstack_rig import running_rig
+
+        (self.workdir / "openstack").mkdir()
+        rig = running_rig(self.workdir / "openstack")
+        self.heat = self._timed("keystone+heat", lambda: self._stack.enter_context(rig))
+
+    def _provider_config(self) -> dict[str, Any]:
+        if self.heat is not None:  # its labs answer on this host (the lab port)
+            return {**self.heat.provider_config(), "allowed_networks": ["127.0.0.0/8"]}
+        assert self.cloud is not None
+        return dict(self.cloud.provider_config)
+
+    def worker_pids(self) -> dict[str, int]:
+        """The running Celery processes by name (each with its pool's children, if prefork)."""
+        procs = [*self.procs.workers, self.procs.beat] if self.procs else []
+        return {p.name: p.proc.pid for p in procs if p is not None and p.running}
 
     # --- helpers for the scripts -----------------------------------------------------
 
@@ -271,6 +296,68 @@ class Rig:
     def counters(self) -> dict[str, int]:
         assert self.cloud is not None
         return self.cloud.control.counters()
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state is [0], ppid [1], utime [11])."""
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return raw[raw.rindex(")") + 2:].split()
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its live descendants (a prefork worker's pool, say)."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            fields = _proc_stat(int(entry.name))
+            if fields is not None:
+                parents.setdefault(int(fields[1]), []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(parents.get(current, []))
+    return found
+
+
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) used so far by ``pid`` and its live descendants."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for member in process_tree(pid):
+        fields = _proc_stat(member)
+        if fields is not None:
+            total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+class CpuMeter:
+    """CPU seconds each named process tree used between ``start()`` and ``stop()``."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = dict(pids)
+        self.used: dict[str, float] = {}
+        self._before: dict[str, float] = {}
+        self.seconds = 0.0
+        self._started = 0.0
+
+    def start(self) -> CpuMeter:
+        self._before = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        self._started = time.monotonic()
+        return self
+
+    def stop(self) -> dict[str, float]:
+        self.seconds = time.monotonic() - self._started
+        self.used = {name: cpu_seconds(pid) - self._before[name] for name, pid in self.pids.items()}
+        return self.used
+
+    def share(self, name: str | None = None) -> float:
+        """Cores used on average over the window: one process tree's, or all together."""
+        used = self.used[name] if name else sum(self.used.values())
+        return used / self.seconds if self.seconds else math.nan
 
 
 def watch_states(ids: Iterable[int], done: Callable[[str], bool], timeout: float,

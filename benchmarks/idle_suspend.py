@@ -38,7 +38,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--labs", type=int, default=200, help="labs going idle together")
     parser.add_argument("--suspend-delay", type=float, default=2.0, help="cloud suspend time, seconds")
     parser.add_argument("--timeout", type=float, default=180.0, help="stop watching after this")
-    add_common_arguments(parser, workers=2, concurrency=1, reconcile=1, suspend_idle=15, apm=1200)
+    add_common_arguments(parser, reconcile=1, suspend_idle=15, apm=1200)
     return parser.parse_args()
 
 

@@ -38,7 +38,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--warmup", type=int, default=1, help="launches first, not measured")
     parser.add_argument("--create-delay", type=float, default=5.0, help="cloud create time, seconds")
     parser.add_argument("--timeout", type=float, default=120.0, help="give up on one launch after this")
-    add_common_arguments(parser, workers=2, concurrency=1, reconcile=1, suspend_idle=15, apm=120)
+    add_common_arguments(parser, reconcile=1, suspend_idle=15, apm=120)
     return parser.parse_args()
 
 

@@ -432,6 +432,15 @@ class FakeCloud:
                     break
             return found
 
+    def timeline(self) -> list[dict[str, Any]]:
+        """Every stack's current action and when (wall clock, epoch seconds) it started and ends, for
+        benchmarks that time how soon the engine sees what the cloud finished."""
+        with self.lock:
+            now, wall = time.monotonic(), time.time()
+            return [{"name": s.name, "action": s.action, "status": s.status(now)[0],
+                     "started_at": wall - (now - s.started), "done_at": wall - (now - s.started - s.delay)}
+                    for s in self.stacks.values()]
+
     def limits(self) -> dict[str, Any]:
         """Nova's absolute limits: the instance quota and the servers of the live stacks."""
         with self.lock:

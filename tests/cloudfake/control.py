@@ -33,6 +33,10 @@ class FakeControl:
         """Nova reboots by server id."""
         return self._call("GET", "counters")["reboots"]
 
+    def timeline(self) -> list[dict[str, Any]]:
+        """Each stack's current action, its status, and when it started and ends (epoch seconds)."""
+        return self._call("GET", "stacks")["stacks"]
+
     def reset(self) -> None:
         """Forget stacks, tokens, counters and faults."""
         self._call("POST", "reset", {})

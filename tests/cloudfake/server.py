@@ -1,7 +1,7 @@
 """The fake cloud's HTTP face: Keystone v3, the Heat v1 calls we make, Nova reboot, /_fake control.
 
 URL layout (one port): ``/v3/...`` Keystone, ``/heat/v1/<project_id>/...`` Heat (stacks, validate),
-``/nova/v2.1/...`` Nova, ``/_fake/...`` control (config, counters, reset, revoke).
+``/nova/v2.1/...`` Nova, ``/_fake/...`` control (config, counters, stacks, reset, revoke).
 """
 
 from __future__ import annotations
@@ -239,6 +239,8 @@ class _Handler(BaseHTTPRequestHandler):
         if what == "counters":
             return 200, {"counters": cloud.counters(), "reboots": dict(cloud.reboots),
                          "stacks": len(cloud.stacks)}, {}
+        if what == "stacks":
+            return 200, {"stacks": cloud.timeline()}, {}
         if what == "reset" and method == "POST":
             cloud.reset()
             return 200, {}, {}
@@ -304,6 +306,9 @@ class CloudFake:
 
     def reboots(self) -> dict[str, int]:
         return dict(self.cloud.reboots)
+
+    def timeline(self) -> list[dict[str, Any]]:
+        return self.cloud.timeline()
 
     def reset(self) -> None:
         self.cloud.reset()
