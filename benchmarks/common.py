@@ -3,8 +3,9 @@ real Keystone + Heat from the tests' rig), Celery workers and beat, all on 127.0
 :class:`Rig` and stopped when it exits (also on Ctrl-C or SIGTERM).
 
 The workers are the README's ("Processes to run"): ``--workers`` processes of the calls worker
-(threads pool, ``--concurrency`` threads each; it also takes the checks queue), one ticks worker
-(prefork, 2 processes) and one beat.
+(threads pool, ``--concurrency`` threads each; it also takes the checks queue), one observe
+worker (threads, 8: observations, audits, probes), one ticks worker (prefork, 2 processes) and
+one beat.
 
 The order matters: MariaDB and Redis are started and their addresses exported before Django
 reads ``tests.settings``; the lab settings (the cloud's address, intervals, rate budget) are
@@ -38,6 +39,7 @@ if str(ROOT) not in sys.path:
 
 CLOUD_START_TIMEOUT = 20.0
 CALLS_THREADS = 32  # threads of a calls-worker process: the README's worker (Processes to run)
+OBSERVE_THREADS = 8  # threads of the observe worker (observations, audits, probes), as the README's
 MARIADB_BUFFER_POOL = "128M"  # innodb_buffer_pool_size's default in MariaDB 10.11
 
 
@@ -94,8 +96,8 @@ def engine_rows(args: argparse.Namespace) -> list[tuple[str, str]]:
     """The engine settings of a run, as table rows."""
     return [
         ("cores (nproc)", str(cores())),
-        ("calls worker", f"{args.workers} process(es) x {args.concurrency} threads; "
-                         "ticks worker 1 x 2 (prefork); beat"),
+        ("calls worker", f"{args.workers} process(es) x {args.concurrency} threads; observe worker "
+                         f"1 x {OBSERVE_THREADS} threads; ticks worker 1 x 2 (prefork); beat"),
         ("reconcile interval", f"{args.reconcile_interval} s"),
         ("suspend-idle interval", f"{args.suspend_idle_interval} s"),
         ("actions_per_minute", f"{args.actions_per_minute} (rate-limited calls in any minute)"),
@@ -245,7 +247,8 @@ class Rig:
         self._stack.callback(self.procs.stop)
         started = time.monotonic()
         for _ in range(self.n_workers):
-            self.procs.start_calls_worker(concurrency=self.concurrency)
+            self.procs.start_calls_worker(concurrency=self.concurrency, observe=False)
+        self.procs.start_observe_worker(concurrency=OBSERVE_THREADS)
         self.timings["workers"] = time.monotonic() - started
         if self.beat:
             self._timed("ticks worker", self.procs.start_ticks_worker)
@@ -427,6 +430,15 @@ def db_timer(slow_sql_chars: int = 160) -> Iterator[dict[str, Any]]:
 
     with connection.execute_wrapper(wrapper):
         yield stats
+
+
+def max_db_connections() -> int:
+    """The most connections MariaDB held at once since it started (``Max_used_connections``)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SHOW GLOBAL STATUS LIKE 'Max_used_connections'")
+        return int(cursor.fetchone()[1])
 
 
 def utc_now() -> datetime:

@@ -29,6 +29,7 @@ from common import (
     add_common_arguments,
     engine_rows,
     make_parser,
+    max_db_connections,
     percentile,
     print_table,
     run,
@@ -172,6 +173,7 @@ def main() -> None:
             ("stack done -> ready p50/p95/max", p_line(ready_late)),
             ("busy lists / stack reads during the run", f"{busy_lists} / {reads}"),
             ("observations expired in the queue", str(expired_observations(rig.workdir))),
+            ("database connections at most", str(max_db_connections())),
             ("last create decided at", f"{last_event(ids, 'creating', burst_wall):.2f} s"),
             ("last stack seen done at", f"{last_event(ids, 'starting', burst_wall):.2f} s"),
             ("request -> ready p50 / p95 / max", f"{percentile(latencies, 50):.2f} / "

@@ -90,7 +90,8 @@ class QueueSettings:
 
     calls: str = field(
         default="labxblock",
-        metadata=_help("Cloud calls: perform_job, advance_lab, delete_orphan; observe, audit (cloud reads)."),
+        metadata=_help("Cloud calls: perform_job, advance_lab, delete_orphan (one create, suspend, resume "
+                       "or delete each)."),
     )
     ticks: str = field(
         default="labxblock.ticks", metadata=_help("Beat's ticks: reconcile, suspend_idle, reap.")
@@ -98,6 +99,11 @@ class QueueSettings:
     checks: str = field(
         default="labxblock.checks",
         metadata=_help("Scripts in labs: run_checks (progress checks), run_hooks (lifecycle scripts)."),
+    )
+    observe: str = field(
+        default="labxblock.observe",
+        metadata=_help("Watching the cloud: observe, audit (its lists and reads) and the readiness probes "
+                       "(perform_job's probes): short tasks that must not wait behind a burst of calls."),
     )
 
 
@@ -192,7 +198,8 @@ class LabSettings:
     )
     queues: QueueSettings = field(
         default_factory=QueueSettings,
-        metadata=_help("Celery queue of each kind of task (keys calls, ticks, checks); every send names it."),
+        metadata=_help("Celery queue of each kind of task (keys calls, ticks, checks, observe); every send "
+                       "names it."),
     )
     secret_outputs: tuple[str, ...] = field(
         default=DEFAULT_SECRET_OUTPUTS,

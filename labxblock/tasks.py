@@ -7,9 +7,11 @@ database. Calls are idempotent; one lost with its worker or its broker is notice
 its acceptance window runs out and issued again (the design does not rely on the
 broker's redelivery); the deadlines catch what the cloud took and never finished.
 
-Every send names its queue (``queues`` in the settings: calls, ticks, checks), retries
-too, so a host's router cannot move them. On a site whose settings are missing or
-wrong each task logs why and returns: no worker or beat is brought down.
+Every send names its queue (``queues`` in the settings: calls, ticks, checks, observe),
+retries too, so a host's router cannot move them. Observations, audits and probes have a
+queue of their own: a burst of slow create calls must not hold up seeing what the cloud did.
+On a site whose settings are missing or wrong each task logs why and returns: no worker or
+beat is brought down.
 """
 
 from __future__ import annotations
@@ -177,7 +179,7 @@ def perform_job(self, lab_id: int, action: str, state: str) -> str:
             delay = exc.delay if isinstance(exc, TemporaryError) else DB_RETRY_DELAY
             countdown = min(MAX_RETRY_COUNTDOWN, delay * 2**self.request.retries)
             _note_retry(job, countdown, exc)
-            raise self.retry(countdown=countdown, exc=exc, queue=settings.queues.calls) from None
+            raise self.retry(countdown=countdown, exc=exc, queue=calls.queue_for(job.action)) from None
         return _give_up(job, exc)
     except (PermanentError, NotFound) as exc:
         return _give_up(job, exc)
@@ -221,7 +223,7 @@ def advance_lab(self, lab_id: int) -> str:
         delay = exc.delay if isinstance(exc, TemporaryError) else DB_RETRY_DELAY
         countdown = min(MAX_RETRY_COUNTDOWN, delay)
         _note_retry(job, countdown, exc)
-        perform_job.apply_async(args=job.as_args(), countdown=countdown, queue=settings.queues.calls)
+        perform_job.apply_async(args=job.as_args(), countdown=countdown, queue=calls.queue_for(job.action))
         return "retrying"
     except (PermanentError, NotFound) as exc:
         return _give_up(job, exc)

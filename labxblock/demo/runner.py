@@ -167,7 +167,7 @@ class Demo:
         app = "labxblock.demo.celery_app"
         queues = QueueSettings()  # the demo's settings keep the default queues; one worker takes them all
         self.start("worker", "-m", "celery", "-A", app, "worker", "--loglevel", "INFO", "--pool", "prefork",
-                   "--queues", ",".join((queues.calls, queues.ticks, queues.checks)),
+                   "--queues", ",".join((queues.calls, queues.ticks, queues.checks, queues.observe)),
                    "--concurrency", "2", "--without-gossip", "--without-mingle", "--without-heartbeat",
                    "--hostname", f"demo-{opts.port}@%h")
         self.start("beat", "-m", "celery", "-A", app, "beat", "--loglevel", "INFO", "--max-interval", "1",

@@ -61,15 +61,26 @@ def _send(task_name: str, args_list: list[list[Any]], options: dict[str, Any]) -
             current_app.send_task(task_name, args=args, producer=producer, **options)
 
 
+def queue_for(action: Action) -> str:
+    """The queue of a job: a probe (is the lab up yet?) goes with the observations, so a burst of cloud
+    calls never makes a lab that is already up wait to be seen ready; the calls to their own queue."""
+    queues = get_settings().queues
+    return queues.observe if action is Action.PROBE else queues.calls
+
+
 def dispatch(jobs: list[Job]) -> None:
     """Send jobs to the workers once the surrounding transaction has committed.
 
     Lifecycle scripts (``Action.HOOK``) run in the lab as checks do: on the checks' queue and workers.
     """
     queues = get_settings().queues
-    calls = [job.as_args() for job in jobs if job.action is not Action.HOOK]
+    by_queue: dict[str, list[list[Any]]] = {}
+    for job in jobs:
+        if job.action is not Action.HOOK:
+            by_queue.setdefault(queue_for(job.action), []).append(job.as_args())
     hooks = [[job.lab_id, job.state.value] for job in jobs if job.action is Action.HOOK]
-    send_after_commit(PERFORM_TASK, calls, queue=queues.calls)
+    for queue, args_list in by_queue.items():
+        send_after_commit(PERFORM_TASK, args_list, queue=queue)
     send_after_commit(HOOK_TASK, hooks, queue=queues.checks, soft_time_limit=HOOK_TASK_SECONDS,
                       time_limit=HOOK_TASK_SECONDS + 30)
 

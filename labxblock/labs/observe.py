@@ -104,7 +104,7 @@ def start(now: datetime) -> list[str]:
         and take_lease(f"observe:{name}", now, lease)
     ]
     # A message that waited longer than the lease is dropped: a newer one is on its way.
-    send_after_commit(OBSERVE_TASK, [[name] for name in names], queue=settings.queues.calls, expires=lease)
+    send_after_commit(OBSERVE_TASK, [[name] for name in names], queue=settings.queues.observe, expires=lease)
     return names
 
 
@@ -117,7 +117,7 @@ def start_audits(now: datetime) -> list[str]:
     settings = get_settings()
     seconds = settings.reap_interval_seconds
     names = [name for name in settings.providers if take_lease(f"audit:{name}", now, seconds)]
-    send_after_commit(AUDIT_TASK, [[name] for name in names], queue=settings.queues.calls, expires=seconds)
+    send_after_commit(AUDIT_TASK, [[name] for name in names], queue=settings.queues.observe, expires=seconds)
     return names
 
 

@@ -15,8 +15,9 @@ from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
 
-# The three queues of decision 1: cloud calls, beat ticks, progress checks.
-ROLES = ("calls", "ticks", "checks")
+# The queues of decision 1 (cloud calls, beat ticks, progress checks), and the observations'
+# (lists, reads and probes of the cloud: short, never behind a burst of calls).
+ROLES = ("calls", "ticks", "checks", "observe")
 
 # Config defaults, without the LABXBLOCK_ prefix. Timeouts mirror labxblock.conf's
 # own defaults (a unit test keeps them in step) so the rendered settings say what runs.
@@ -33,9 +34,11 @@ DEFAULTS: dict[str, Any] = {
     "CALLS_QUEUE": "labxblock",
     "TICKS_QUEUE": "labxblock.ticks",
     "CHECKS_QUEUE": "labxblock.checks",
+    "OBSERVE_QUEUE": "labxblock.observe",
     "CALLS_CONCURRENCY": 32,
     "TICKS_CONCURRENCY": 2,
     "CHECKS_CONCURRENCY": 8,
+    "OBSERVE_CONCURRENCY": 8,
     "DOCKER_IMAGE_GUACD": "docker.io/guacamole/guacd:1.6.0",
     "GATEWAY_REPLICAS": 1,
     "GATEWAY_REDIS_URL": "",
@@ -73,8 +76,8 @@ def unique_values() -> dict[str, Any]:
 def celery_args(role: str, queue: str = "", concurrency: int = 0) -> list[str]:
     """The command line of one labxblock Celery process in the LMS image.
 
-    ``role`` is a queue role (``calls``, ``ticks``, ``checks``) or ``beat``. Cloud
-    calls and checks wait on the network, so they run in threads; ticks are short
+    ``role`` is a queue role (``calls``, ``ticks``, ``checks``, ``observe``) or ``beat``.
+    Cloud calls, observations and checks wait on the network, so they run in threads; ticks are short
     and CPU-bound, so they run in processes (prefork). Flags that Tutor gives its
     own ``lms-worker`` are kept (no gossip, no mingle, one message prefetched).
     """

@@ -91,3 +91,22 @@ def test_a_retried_cloud_call_stays_on_the_calls_queue(engine_factory, celery_pr
     worker = celery_processes.workers[0]
     wait_for("the retried job done", lambda: retried[0] in ran(worker, CALL_TASKS[0]), 10)
     assert broker.queued(PLATFORM_DEFAULT_QUEUE) == []
+
+
+def test_observations_and_probes_have_their_own_queue_and_never_wait_behind_cloud_calls(
+        engine_factory, celery_processes, broker):
+    engine = engine_factory(workers=0)  # ticks worker and beat; no worker takes the calls yet
+    observer = celery_processes.start_observe_worker(concurrency=2)
+    lab_id = launch(engine, "observed")
+    # The create waits on the calls queue; the lab in flight is observed all the same.
+    wait_for("two observations", lambda: len(ran(observer, "labxblock.tasks.observe")) >= 2, 30)
+    assert engine.cloud.counters().get("stack_create", 0) == 0
+    assert "labxblock.tasks.advance_lab" in tasks_in(broker, QUEUES.calls)
+    assert not took_any(observer, ("labxblock.tasks.advance_lab",))
+
+    calls = celery_processes.start_calls_worker(observe=False)
+    wait_for("the lab ready", lambda: Lab.objects.get(pk=lab_id).state == State.READY, 60)
+    # Its probe (is the lab up?) was the observe worker's: the only job on its queue.
+    assert ran(observer, "labxblock.tasks.perform_job")
+    assert not took_any(calls, ("labxblock.tasks.observe",))
+    assert broker.queued(PLATFORM_DEFAULT_QUEUE) == []

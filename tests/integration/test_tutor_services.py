@@ -17,6 +17,7 @@ WORKERS = {
     "labxblock-worker-calls": ("labxblock", "threads", "32"),
     "labxblock-worker-ticks": ("labxblock.ticks", "prefork", "2"),
     "labxblock-worker-checks": ("labxblock.checks", "threads", "8"),
+    "labxblock-worker-observe": ("labxblock.observe", "threads", "8"),
 }
 CELERY = [*WORKERS, "labxblock-beat"]
 
@@ -248,9 +249,11 @@ def test_every_tunable_key_reaches_what_it_configures(tmp_path: Path):
         "--set", "LABXBLOCK_CALLS_QUEUE=site.calls",
         "--set", "LABXBLOCK_TICKS_QUEUE=site.ticks",
         "--set", "LABXBLOCK_CHECKS_QUEUE=site.checks",
+        "--set", "LABXBLOCK_OBSERVE_QUEUE=site.observe",
         "--set", "LABXBLOCK_CALLS_CONCURRENCY=64",
         "--set", "LABXBLOCK_TICKS_CONCURRENCY=3",
         "--set", "LABXBLOCK_CHECKS_CONCURRENCY=4",
+        "--set", "LABXBLOCK_OBSERVE_CONCURRENCY=6",
         "--set", "LABXBLOCK_DOCKER_IMAGE_GUACD=registry.example.org/guacd:1.6.0",
         "--set", "MFE_HOST=learn.example.org",  # tutor-mfe's key, when it is not apps.<LMS host>
     )  # fmt: skip
@@ -260,6 +263,7 @@ def test_every_tunable_key_reaches_what_it_configures(tmp_path: Path):
         "'launch_timeout': 1800", "'suspend_timeout': 300", "'delete_timeout': 86400",
         "**{'reconcile_interval_seconds': 5}",
         "'calls': 'site.calls'", "'ticks': 'site.ticks'", "'checks': 'site.checks'",
+        "'observe': 'site.observe'",
     ):  # fmt: skip
         assert expected in settings.replace('"', "'"), expected
     services = site.compose_services()
@@ -267,6 +271,7 @@ def test_every_tunable_key_reaches_what_it_configures(tmp_path: Path):
         ("labxblock-worker-calls", "site.calls", "64"),
         ("labxblock-worker-ticks", "site.ticks", "3"),
         ("labxblock-worker-checks", "site.checks", "4"),
+        ("labxblock-worker-observe", "site.observe", "6"),
     ):
         assert {f"--queues={queue}", f"--concurrency={concurrency}"} <= set(services[name]["command"])
     assert services["labxblock-guacd"]["image"] == "registry.example.org/guacd:1.6.0"

@@ -56,7 +56,8 @@ def test_patch_merges_into_the_platforms_settings(tutor_site):
     assert lab["install_id"] == tutor_site.config()["LABXBLOCK_INSTALL_ID"]  # the plugin's value wins
     assert lab["providers"] == PROVIDERS
     assert lab["gateway_url"] == "https://lms.example.org/lab-terminal/"
-    assert lab["queues"] == {"calls": "labxblock", "ticks": "labxblock.ticks", "checks": "labxblock.checks"}
+    assert lab["queues"] == {"calls": "labxblock", "ticks": "labxblock.ticks", "checks": "labxblock.checks",
+                             "observe": "labxblock.observe"}
     # Only visibility_timeout changes, raised to kombu's default; the platform's keys stay.
     assert broker == {"fanout_patterns": True, "fanout_prefix": True, "visibility_timeout": 3600}
     assert not [name for name in ns if name.startswith("_labxblock")]
@@ -83,8 +84,9 @@ def test_rendered_settings_pass_labxblocks_validation(tutor_site):
     assert settings.secret_keys == tuple(config["LABXBLOCK_SECRET_KEYS"])
     assert settings.ticket_keys == tuple(config["LABXBLOCK_TICKET_KEYS"])
     assert settings.terminal_mode == "gateway" and settings.providers["default"].type == "openstack"
-    assert (settings.queues.calls, settings.queues.ticks, settings.queues.checks) == (
-        "labxblock", "labxblock.ticks", "labxblock.checks"
+    queues = settings.queues
+    assert (queues.calls, queues.ticks, queues.checks, queues.observe) == (
+        "labxblock", "labxblock.ticks", "labxblock.checks", "labxblock.observe"
     )
 
 

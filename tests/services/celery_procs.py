@@ -21,7 +21,7 @@ from tests.services.process import ServiceProcess
 
 ROOT = Path(__file__).parents[2]
 QUEUES = QueueSettings()  # the default queue names, which the test settings keep
-ALL_QUEUES = (QUEUES.calls, QUEUES.ticks, QUEUES.checks)
+ALL_QUEUES = (QUEUES.calls, QUEUES.ticks, QUEUES.checks, QUEUES.observe)
 
 
 def process_env(broker_url: str, extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -62,9 +62,16 @@ class CeleryProcesses:
         self.workers.append(proc)
         return proc
 
-    def start_calls_worker(self, concurrency: int = 4) -> ServiceProcess:
-        """The README's worker for cloud calls and checks: threads, since each task waits on I/O."""
-        return self.start_worker(concurrency, queues=(QUEUES.calls, QUEUES.checks), pool="threads")
+    def start_calls_worker(self, concurrency: int = 4, observe: bool = True) -> ServiceProcess:
+        """The README's worker for cloud calls and checks: threads, since each task waits on I/O. It also
+        takes the observations (``observe``), as a small site's one worker does: one process fewer."""
+        queues = (QUEUES.calls, QUEUES.checks, *((QUEUES.observe,) if observe else ()))
+        return self.start_worker(concurrency, queues=queues, pool="threads")
+
+    def start_observe_worker(self, concurrency: int = 8) -> ServiceProcess:
+        """The README's worker for observations, audits and probes (threads: each waits on the cloud)."""
+        name = f"observe{len(self.workers) + 1}"
+        return self.start_worker(concurrency, name=name, queues=(QUEUES.observe,), pool="threads")
 
     def start_ticks_worker(self) -> ServiceProcess:
         """The README's worker for beat's ticks: two prefork processes."""

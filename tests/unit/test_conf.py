@@ -362,7 +362,8 @@ def test_an_unconfigured_site_logs_each_problem_once_and_notices_the_fix(caplog,
 
 
 def test_queues_default_and_merge_key_by_key():
-    assert load(valid()).queues == conf.QueueSettings("labxblock", "labxblock.ticks", "labxblock.checks")
+    assert load(valid()).queues == conf.QueueSettings("labxblock", "labxblock.ticks", "labxblock.checks",
+                                                      "labxblock.observe")
     s = load(with_(queues={"checks": "lab-checks"}))
     assert (s.queues.calls, s.queues.ticks, s.queues.checks) == ("labxblock", "labxblock.ticks", "lab-checks")
 
@@ -372,7 +373,7 @@ def test_queues_default_and_merge_key_by_key():
     ({"calls": ""}, "labxblock.queues.calls: expected a non-empty queue name, got ''"),
     ({"ticks": 5}, "labxblock.queues.ticks: expected a non-empty queue name, got 5"),
     ({"checks": "  "}, "labxblock.queues.checks: expected a non-empty queue name, got '  '"),
-    ({"cals": "x"}, "labxblock.queues.cals: unknown queue; expected one of calls, checks, ticks"),
+    ({"cals": "x"}, "labxblock.queues.cals: unknown queue; expected one of calls, checks, observe, ticks"),
 ])
 def test_bad_queues_name_the_full_key(queues, message):
     assert error(with_(queues=queues)) == message

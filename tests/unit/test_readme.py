@@ -30,7 +30,7 @@ def test_every_setting_is_documented_in_the_settings_section():
 def test_the_settings_table_shows_the_default_queues_and_the_workers_consume_them():
     queues, processes = QueueSettings(), section("Processes to run")
     row = next(line for line in section("Settings").splitlines() if line.startswith("| `queues` |"))
-    for kind in ("calls", "ticks", "checks"):
+    for kind in ("calls", "ticks", "checks", "observe"):
         name = getattr(queues, kind)
         assert f"`{kind}`: `{name}`" in row
         assert f"worker -Q {name} " in processes  # one worker command per queue, for sites without Tutor

@@ -44,6 +44,10 @@ def test_generated_secrets_are_valid_and_different_each_time():
         ("checks", "site.checks", 8,
          "celery --app=lms.celery worker --loglevel=info --hostname=labxblock.checks.%h --queues=site.checks"
          " --pool=threads --concurrency=8 --prefetch-multiplier=1 --without-gossip --without-mingle"),
+        ("observe", "labxblock.observe", 8,
+         "celery --app=lms.celery worker --loglevel=info --hostname=labxblock.observe.%h"
+         " --queues=labxblock.observe --pool=threads --concurrency=8 --prefetch-multiplier=1"
+         " --without-gossip --without-mingle"),
         ("beat", "", 0,
          "celery --app=lms.celery beat --loglevel=info --schedule=/tmp/labxblock-celerybeat-schedule"),
     ],
