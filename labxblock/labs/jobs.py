@@ -181,11 +181,15 @@ def record_probe(
 ) -> engine.Job | None:
     """Store the probe's answer; a lab that answered becomes READY at once, not a pass later.
 
+    A lab that did not answer is made due: the next pass probes it again (one probe per lab is on
+    its way at a time, see the lifecycle's ``PROBE_WINDOW``).
     ``host_key``: the key the lab showed at its first answer, when its template gave none
     (trust on first use): stored as the ``host_key`` output, which every later connection verifies.
     """
     now = now or timezone.now()
     if not ok:
+        waiting = Lab.objects.filter(pk=claim.job.lab_id, state=claim.job.state, probe_ok=False)
+        waiting.update(next_attempt_at=now)
         return None
     with transaction.atomic():
         lab = Lab.objects.select_for_update().filter(pk=claim.job.lab_id, state=claim.job.state).first()

@@ -27,6 +27,10 @@ from labxblock.lifecycle.states import (
     settled,
 )
 
+# How long a probe may be on its way (queued, connecting: up to a few seconds) before the lab is
+# probed again; a probe that found the lab down answers sooner and makes the lab due at once.
+PROBE_WINDOW = timedelta(seconds=15)
+
 
 @dataclass(frozen=True)
 class _Pass:
@@ -94,9 +98,19 @@ class _Pass:
         pending = self.pending if state is lab.state else None
         if action in CALLS:  # give the call time to land before judging it
             next_at, pending = self.now + self.policy.backoff(attempts, lab.jitter), self.now
+        elif action is Action.PROBE:
+            next_at = self.now + PROBE_WINDOW
         deadline = deadline_for(state, self.now, self.policy.deadline_seconds)
         return Decision(action, None if state is lab.state else state, deadline, attempts, next_at, pending,
                         reason)
+
+    def probe(self) -> Decision:
+        """Probe the lab again, unless the last probe may still be on its way: one sent less than
+        ``PROBE_WINDOW`` ago that has not answered (a probe that found the lab down makes it due at
+        once). So a lab has one probe in flight, however many passes a backed-up queue lets by."""
+        if not self.due():
+            return self.wait()
+        return replace(self.wait(Action.PROBE), next_attempt_at=self.now + PROBE_WINDOW)
 
     def reissue(self, state: State, action: Action) -> Decision:
         """Issue a lost call again. No failure is counted, and the state keeps its deadline: a call
@@ -253,7 +267,7 @@ def _starting(p: _Pass) -> Decision:
         return p.after_hooks(lambda: p.move(_S.READY, Action.NONE, Reason.ANSWERED))
     if p.overdue():
         return _failure(p, Reason.START_TIMEOUT)
-    return p.wait(Action.PROBE)
+    return p.probe()
 
 
 def _stable(p: _Pass) -> Decision:

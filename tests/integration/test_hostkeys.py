@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
+from django.utils import timezone
 
 from labxblock import hostkeys, labs, tasks
 from labxblock.labs import checking, engine
 from labxblock.lifecycle import Action, Desired, State
+from labxblock.lifecycle.rules import PROBE_WINDOW
 from labxblock.models import CheckRun, Lab, LabEvent
 from tests.engine_harness import LabPort, lab_spec, wait_for
 from tests.services.sshd import SshdServer, run_sshd
@@ -82,13 +84,15 @@ def test_the_first_probe_records_the_key_and_a_later_check_against_another_key_i
 @pytest.mark.django_db
 def test_an_ssh_lab_without_a_host_key_has_not_answered_until_its_ssh_server_does(sshd) -> None:
     silent = LabPort()  # the port is open, but no SSH server speaks there yet
-    try:
-        lab = lab_on(sshd, port=silent.port)
+    sent = timezone.now()
+    try:  # the probe was sent: no other until its window passes, unless it answers first
+        lab = lab_on(sshd, port=silent.port, next_attempt_at=sent + PROBE_WINDOW)
         tasks.carry_out(engine.Job(lab.pk, Action.PROBE, State.STARTING))
     finally:
         silent.close()
     lab.refresh_from_db()
     assert (lab.state, lab.probe_ok, lab.outputs) == (State.STARTING, False, {})
+    assert sent <= lab.next_attempt_at <= timezone.now()  # it answered "not yet": the next pass probes again
 
 
 def template_at(server: SshdServer) -> str:

@@ -29,6 +29,7 @@ from labxblock.lifecycle import (
     retry,
     settled,
 )
+from labxblock.lifecycle.rules import PROBE_WINDOW
 from tests.unit.lifecycle_cases import (
     COUNTED,
     NOW,
@@ -192,6 +193,10 @@ CASES = [
      None, Reason.RESUME_TIMEOUT),
     # a failure is not judged before next_attempt_at (the last call may not have landed)
     (D.UP, S.CREATING, S.FAILED, {"next_attempt_at": NOW + SECOND}, A.NONE, None, None),
+    # a lab being probed is not probed again while its probe may be on its way; once it answered
+    # "down" (the worker makes it due), or the window passed, it is
+    (D.UP, S.STARTING, S.READY, {"next_attempt_at": NOW + SECOND}, A.NONE, None, None),
+    (D.UP, S.STARTING, S.READY, {"next_attempt_at": NOW}, A.PROBE, None, None),
     (
         D.UP,
         S.SUSPENDING,
@@ -214,6 +219,18 @@ def test_decide(desired, state, observed, extra, action, new_state, reason):
     d = decide(view, observed, NOW)
     assert (d.action, d.state, d.reason) == (action, new_state, reason)
     assert_valid(view, observed, d, NOW)
+
+
+@pytest.mark.parametrize("start", [S.CREATING, S.RESUMING, S.STARTING])
+def test_a_probe_holds_off_the_next_for_the_probe_window(start):
+    """However often a backed-up queue lets the passes by, a lab has one probe on its way at a time."""
+    view = lab(start, D.UP)
+    first = decide(view, S.READY, NOW)
+    assert first.action is A.PROBE and first.next_attempt_at == NOW + PROBE_WINDOW
+    view = assert_valid(view, S.READY, first, NOW)
+    probes = [decide(view, S.READY, NOW + k * SECOND).action for k in range(1, 15)]
+    assert probes == [A.NONE] * 14
+    assert decide(view, S.READY, NOW + PROBE_WINDOW).action is A.PROBE
 
 
 @pytest.mark.parametrize("state", sorted(set(State) - {S.DELETING, S.DELETED}))
