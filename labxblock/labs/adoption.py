@@ -3,11 +3,15 @@
 For ``labxblock_migrate_legacy_stacks``: a learner's stack from stackamole/hastexo keeps
 its name (the cloud knows it by that; it does not follow labxblock's naming) and becomes
 the learner's lab of the course run. Such a stack carries no install tag, so the
-provider's lists never show it; the row says so (``UNTAGGED`` in its provider state). The
-engine needs nothing more: the observer reads one by one every in-flight stack its list of
-stacks in progress does not show, and the audit every lab at rest its full list does not
-show (``labs.observe``). When the stack is deleted and the lab made again, the new stack
-is an ordinary one and the mark goes.
+provider's lists do not show it; the row says so (``UNTAGGED`` in its provider state). The
+command then asks the provider to tag it (``Provider.add_tags``; Heat: an update that
+changes nothing but the tags), and once the audit's full list shows the stack as the row
+believes it, the mark goes (``tagged``): the stack is an ordinary one. Until then, and for
+good where tagging failed (a cloud that cannot, a stack Heat will not update because it is
+suspended), the engine reads it one by one: the observer every in-flight stack its list of
+stacks in progress does not show, the audit every lab at rest its full list does not show
+(``labs.observe``). When the stack is deleted and the lab made again, the new stack is an
+ordinary one and the mark goes too.
 """
 
 from __future__ import annotations
@@ -129,6 +133,33 @@ def _fields(stray: Stray, now: datetime) -> dict[str, Any]:
         "last_seen_at": now, "idle_at": now + timedelta(seconds=settings.suspend_timeout) if ready else None,
         "delete_by": keep_until or now + timedelta(seconds=settings.delete_timeout),
     }
+
+
+def still_untagged(stack_name: str) -> bool:
+    """Does the live lab of this stack still wait for its stack to be seen tagged?"""
+    live = Lab.objects.filter(stack_name=stack_name).exclude(state=State.DELETED)
+    lab = live.only("provider_state").first()
+    return lab is not None and UNTAGGED in (lab.provider_state or {})
+
+
+def untagged(provider: str, states: list[State]) -> dict[int, tuple[str, State, Any]]:
+    """The provider's adopted labs in ``states`` not yet seen tagged: {id: (stack name, state, stamp)}."""
+    rows = Lab.objects.filter(provider=provider, state__in=states, provider_state__has_key=UNTAGGED)
+    return {pk: (name, State(state), changed) for pk, name, state, changed
+            in rows.values_list("pk", "stack_name", "state", "state_changed_at")}
+
+
+def tagged(found: dict[int, tuple[str, State, Any]]) -> int:
+    """Those adopted labs' stacks are in the tag's lists now, as the rows believe them: the mark goes
+    (for a row that has not moved since it was read; the next audit sees the others again)."""
+    done = 0
+    for pk, (_, state, changed) in found.items():
+        unmoved = Lab.objects.filter(pk=pk, state=state, state_changed_at=changed)
+        lab = unmoved.only("provider_state").first()
+        if lab is not None and UNTAGGED in lab.provider_state:
+            rest = {key: value for key, value in lab.provider_state.items() if key != UNTAGGED}
+            done += unmoved.update(provider_state=rest)
+    return done
 
 
 def owned(stack_names: list[str]) -> set[str]:

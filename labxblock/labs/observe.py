@@ -29,7 +29,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import Q
 
 from labxblock.conf import get_settings
-from labxblock.labs import engine
+from labxblock.labs import adoption, engine
 from labxblock.labs.calls import Job, send_after_commit
 from labxblock.labs.learner import retrying_deadlocks
 from labxblock.lifecycle import State
@@ -139,16 +139,28 @@ def targets(provider: str, now: datetime) -> list[Target]:
 
 
 def suspects(provider: str, names: Iterable[str]) -> list[Target]:
-    """Labs not in flight whose stacks a list showed in progress: read each before believing it."""
+    """Labs not in flight whose stacks a list showed in progress: read each before believing it.
+
+    An adopted stack not yet seen tagged is none of them: it shows in our lists in progress only
+    while the update that tags it runs (``labs.adoption``), and that is no drift.
+    """
     rows = Lab.objects.filter(provider=provider, stack_name__in=list(names), state__in=_DRIFTABLE)
-    return [_target(row) for row in rows.values_list(*_TARGET_FIELDS)]
+    found = rows.values_list(*_TARGET_FIELDS)
+    return [_target(row) for row in found if adoption.UNTAGGED not in (row[5] or {})]
 
 
 def audit_suspects(provider: str, listed: Mapping[str, State | None]) -> list[Target]:
-    """Labs at rest whose stack the full list shows otherwise than they believe (or not at all)."""
+    """Labs at rest whose stack the full list shows otherwise than they believe (or not at all).
+
+    Adopted stacks the list now shows as their rows believe are tagged: their mark goes, and the
+    lists see them from now on; one it shows in progress is being tagged, and is left alone.
+    """
+    adopted = adoption.untagged(provider, list(_AUDITED))
+    adoption.tagged({pk: row for pk, row in adopted.items() if listed.get(row[0]) == _AUDITED[row[1]]})
+    tagging = {pk for pk, (name, _, _) in adopted.items() if listed.get(name) is State.CREATING}
     rows = Lab.objects.filter(provider=provider, state__in=list(_AUDITED))
     odd = [pk for pk, name, state in rows.values_list("pk", "stack_name", "state").iterator(2000)
-           if listed.get(name) != _AUDITED[State(state)]]
+           if listed.get(name) != _AUDITED[State(state)] and pk not in tagging]
     found: list[Target] = []
     for start_at in range(0, len(odd), 1000):  # bounded IN lists
         batch = Lab.objects.filter(pk__in=odd[start_at:start_at + 1000], state__in=list(_AUDITED))

@@ -7,7 +7,9 @@ created before the row was made or after its last launch (``CLOCK_SKEW`` allowed
 table keeps no stack id. A stack that is ready or suspended can be adopted
 (``labs.adoption``: the learner keeps their lab, under the lab group converted blocks use) or
 deleted; nothing changes without ``adopt`` or ``delete``, and a stack a labxblock lab uses is
-never deleted. Run it again at will: what is done is not done twice.
+never deleted. An adopted stack is tagged with the site's install tag, so the provider's lists
+show it like any lab's (a stack the cloud will not tag now, such as a suspended one on Heat, is
+tagged by a later run). Run it again at will: what is done is not done twice.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from labxblock.labs import adoption
+from labxblock.labs.jobs import install_tag
 from labxblock.legacy.convert import LEGACY_LAB_GROUP
 from labxblock.legacy.stacks import OldStack
 from labxblock.lifecycle import State
@@ -138,6 +141,8 @@ def carry_out(findings: list[Finding], mode: str | None, providers: Mapping[str,
             finding.outcome = f"would {step}"
         elif step == ADOPT:
             finding.outcome = adoption.adopt(stray(finding, providers[finding.provider]), now)
+            if finding.outcome in ("adopted", adoption.ALREADY) and adoption.still_untagged(finding.old.name):
+                finding.outcome += f"; {_tag(finding, providers[finding.provider])}"
         else:
             finding.outcome = _delete(finding, providers[finding.provider])
 
@@ -147,6 +152,16 @@ def _preview(finding: Finding, provider: Provider) -> str:
     if reason is None:
         return "would adopt"
     return reason if reason == adoption.ALREADY else f"would not adopt: {reason}"
+
+
+def _tag(finding: Finding, provider: Provider) -> str:
+    """Give the adopted stack the site's install tag: then the lists show it, not one read per audit."""
+    assert finding.info is not None
+    try:
+        done = provider.add_tags(finding.info.ref, (install_tag(),))
+    except ProviderError as exc:
+        return f"not tagged now: {exc}"
+    return "tagged" if done else "not tagged: the provider cannot tag a stack once made"
 
 
 def _delete(finding: Finding, provider: Provider) -> str:

@@ -157,6 +157,11 @@ class Provider(abc.ABC):
         """
         raise ValidationUnsupported(f"{self.name}: template validation is not supported")
 
+    def add_tags(self, ref: StackRef, tags: tuple[str, ...]) -> bool:
+        """Tag a stack made without ``tags`` (adopted from another system), its resources untouched;
+        returns once accepted. False (the default): this cloud cannot tag a stack once made."""
+        return False
+
     def after_resume(self, ref: StackRef) -> None:
         """Called once when the caller sees a resume complete; a few calls at most.
 

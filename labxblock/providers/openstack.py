@@ -400,6 +400,18 @@ class OpenStackProvider(Provider):
             raise cloud_error(exc, f"{self.name}: template validate", self._retry_after.seconds) from exc
         return validation.unprovided(template, answer, given, env)
 
+    def add_tags(self, ref: StackRef, tags: tuple[str, ...]) -> bool:
+        """Heat sets a stack's tags only by an update: a PATCH with nothing but the tags (``existing``:
+        its own template, environment and parameters) keeps every resource as it is. Heat refuses a
+        suspended stack (PermanentError). Calls: a GET (its tags now), then the PATCH if one is missing.
+        """
+        have = self.status(ref).tags
+        missing = [tag for tag in tags if tag not in have]
+        if missing:
+            self._call("stack tag", self.heat.stacks.update, stack_path(ref), existing=True,
+                       tags=",".join([*have, *missing]))
+        return True
+
     def after_resume(self, ref: StackRef) -> None:
         """Reboot the stack's servers if its template asks (output ``reboot_on_resume``).
 

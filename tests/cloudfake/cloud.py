@@ -24,7 +24,7 @@ import yaml
 
 DEFAULT_CONFIG: dict[str, Any] = {
     # seconds each stack action stays IN_PROGRESS before COMPLETE (or FAILED)
-    "delays": {"create": 0.3, "suspend": 0.2, "resume": 0.2, "delete": 0.2},
+    "delays": {"create": 0.3, "suspend": 0.2, "resume": 0.2, "delete": 0.2, "update": 0.2},
     "latency_seconds": 0.0,  # added to every Heat/Nova call
     # Heat's cost of a list grows with the stacks it returns (measured on Heat 27: ~25 ms a stack)
     "list_seconds_per_stack": 0.025,
@@ -384,6 +384,25 @@ class FakeCloud:
             stack.delay = float(self.config["delays"].get(action.lower(), 0.0))
             if stack.cancelled:
                 stack.delay += stack.cancel_seconds  # the delete proper starts after the cancel
+
+    def patch(self, stack: FakeStack, body: dict[str, Any]) -> None:
+        """A PATCH update (``existing``: the stack's own template and parameters), as Heat runs it: an
+        UPDATE of the stack that changes only what the body names. The fake knows ``tags`` only."""
+        unknown = sorted(set(body) - {"tags", "existing"})
+        if unknown:
+            raise heat_error(400, "InvalidRequest", f"the cloud fake updates tags only, not {unknown}")
+        with self.lock:
+            status = stack.status(time.monotonic())[0]
+            if stack.action in ("SUSPEND", "DELETE"):  # heat.engine.service.EngineService.update_stack
+                what = "suspended" if stack.action == "SUSPEND" else "deleting"
+                raise heat_error(400, "NotSupported", f"Updating a stack when it is {what} is not supported.")
+            if status.endswith("_IN_PROGRESS"):
+                raise heat_error(409, "ActionInProgress", f"Stack {stack.name} already has an action "
+                                                          f"({status}) in progress.")
+            if "tags" in body:
+                stack.tags = [t for t in str(body.get("tags") or "").split(",") if t]
+            stack.action, stack.started, stack.fails = "UPDATE", time.monotonic(), ""
+            stack.delay = float(self.config["delays"].get("update", 0.0))
 
     def document(self, stack: FakeStack, base: str, detail: bool, outputs: bool = True) -> dict[str, Any]:
         """The stack as Heat's show (detail, outputs resolved unless not asked) or list renders it."""

@@ -21,6 +21,7 @@ from django.db import connection, models
 from django.utils import timezone
 
 from labxblock.labs import LabSpec, ProviderChoice, request_launch
+from labxblock.labs.adoption import UNTAGGED
 from labxblock.legacy.convert import LEGACY_LAB_GROUP
 from labxblock.lifecycle import Desired, State
 from labxblock.models import Lab, LabEvent
@@ -152,7 +153,8 @@ def line_of(report: str, stack: str) -> str:
 
 @pytest.fixture
 def site(old_table, cloud_fake, lab_port) -> Iterator[Site]:
-    cloud_fake.configure(delays={"create": 0.05, "suspend": 0.05, "resume": 0.3, "delete": 0.05})
+    cloud_fake.configure(delays={"create": 0.05, "suspend": 0.05, "resume": 0.3, "delete": 0.05,
+                                 "update": 0.05})
     with active_lab_settings(lab_settings({"default": {"type": "openstack", **cloud_fake.provider_config}})):
         yield Site(cloud_fake, lab_port.port)
 
@@ -228,8 +230,13 @@ def test_a_stack_of_the_rows_name_made_before_the_row_or_after_its_last_launch_i
 
 def test_adopt_gives_learners_their_stacks_as_labs_and_a_second_run_changes_nothing(site: Site) -> None:
     report = migrate("--adopt")
-    assert line_of(report, "LNX101_2024_T1_ada").endswith("  adopted")
-    assert line_of(report, "LNX101_2024_T1_bob").endswith("  adopted")
+    assert line_of(report, "LNX101_2024_T1_ada").endswith("  adopted; tagged")
+    # Heat updates no suspended stack, and tags only by an update: Bob's waits for a later run.
+    assert line_of(report, "LNX101_2024_T1_bob").endswith(
+        "  adopted; not tagged now: default: stack tag refused (400): the cloud rejected the request: "
+        "NotSupported: Updating a stack when it is suspended is not supported.")
+    assert site.cloud.find("LNX101_2024_T1_ada").tags == ["labxblock-test"]
+    assert site.cloud.find("LNX101_2024_T1_bob").tags == []
     ada, bob = Lab.objects.get(learner=site.ada), Lab.objects.get(learner=site.bob)
     assert (ada.stack_name, ada.course_run, ada.lab_key) == ("LNX101_2024_T1_ada", COURSE, LEGACY_LAB_GROUP)
     assert (ada.state, ada.desired, ada.provider) == (State.READY, Desired.UP, "default")
@@ -245,8 +252,14 @@ def test_adopt_gives_learners_their_stacks_as_labs_and_a_second_run_changes_noth
     assert LabEvent.objects.filter(lab=bob, reason__startswith="adopted from stackamole_stack id").exists()
     assert Lab.objects.count() == 2  # no learner (nobody), failed (dee), gone (cy): no lab
 
+    ada_stack = site.cloud.find("LNX101_2024_T1_ada")
+    wait_for("Ada's stack updated", lambda: site.cloud.document(ada_stack, "", detail=False)["stack_status"]
+             == "UPDATE_COMPLETE", timeout=10, interval=0.05)
     again = migrate("--adopt")
-    assert line_of(again, "LNX101_2024_T1_ada").endswith("already adopted") and Lab.objects.count() == 2
+    assert line_of(again, "LNX101_2024_T1_ada").endswith("already adopted; tagged")
+    assert Lab.objects.count() == 2
+    # Ada's stack updated once (the second run found its tag), Bob's asked twice and refused twice.
+    assert site.fake.counters()["stack_update"] == 3 and site.fake.counters()["status_202"] == 1
 
 
 def test_a_learner_who_already_has_a_labxblock_lab_keeps_it(site: Site) -> None:
@@ -303,16 +316,19 @@ def test_the_engine_keeps_adopted_labs_and_a_suspended_one_resumes_with_its_old_
     engine = engine_factory()  # real worker and beat, on the settings above (reap every 5 s)
     cloud_fake.configure(delays={"create": 0.05, "suspend": 0.05, "resume": 0.3, "delete": 0.05})
     site = Site(cloud_fake, engine.lab_port.port)
-    migrate("--adopt")
+    migrate("--adopt")  # Ada's stack is tagged; Bob's, suspended, is not (Heat would not update it)
+    ada, bob = Lab.objects.get(learner=site.ada), Lab.objects.get(learner=site.bob)
+    wait_for("an audit seeing Ada's stack in the tagged list", lambda: not untagged(ada), timeout=30)
     gets = cloud_fake.counters().get("stack_get", 0)
-    # Two audits read the adopted stacks by name (they carry no tag, so no list shows them)…
+    # Two audits more: only Bob's stack, untagged, is read by name (no list shows it)…
     wait_for("two audits, or the engine acting on an adopted lab", lambda: (
-        cloud_fake.counters().get("stack_get", 0) >= gets + 4
+        cloud_fake.counters().get("stack_get", 0) >= gets + 2
         or LabEvent.objects.exclude(actor="migration").exists()), timeout=30)
     assert not LabEvent.objects.exclude(actor="migration").exists()
-    ada, bob = Lab.objects.get(learner=site.ada), Lab.objects.get(learner=site.bob)
-    assert (ada.state, ada.stack_name) == (State.READY, "LNX101_2024_T1_ada")  # …and leave them be
-    assert (bob.state, bob.stack_name) == (State.SUSPENDED, "LNX101_2024_T1_bob")
+    assert cloud_fake.counters().get("stack_get", 0) < gets + 4
+    ada, bob = Lab.objects.get(pk=ada.pk), Lab.objects.get(pk=bob.pk)
+    assert (ada.state, ada.stack_name) == (State.READY, "LNX101_2024_T1_ada")  # …and both are left be
+    assert (bob.state, bob.stack_name) == (State.SUSPENDED, "LNX101_2024_T1_bob") and untagged(bob)
     assert cloud_fake.counters().get("stack_create", 0) == 0
     assert {"LNX101_2024_T1_ada", "LNX101_2024_T1_bob"} <= site.stacks()
 
@@ -325,3 +341,12 @@ def test_the_engine_keeps_adopted_labs_and_a_suspended_one_resumes_with_its_old_
     assert bob.stack_name == "LNX101_2024_T1_bob" and bob.private_key == OLD_KEY  # only the old row had it
     assert bob.ip == "127.0.0.1" and cloud_fake.counters().get("stack_resume", 0) == 1
     assert cloud_fake.counters().get("stack_create", 0) == 0
+    # Running now, Bob's stack is tagged by the next run, and from the next audit on it is listed.
+    assert line_of(migrate("--adopt"), "LNX101_2024_T1_bob").endswith("already adopted; tagged")
+    wait_for("an audit seeing Bob's stack in the tagged list", lambda: not untagged(bob), timeout=30)
+    assert Lab.objects.get(pk=bob.pk).state == State.READY
+    assert not LabEvent.objects.filter(lab_id__in=[ada.pk, bob.pk], reason="out_of_sync").exists()
+
+
+def untagged(lab: Lab) -> bool:
+    return UNTAGGED in Lab.objects.get(pk=lab.pk).provider_state

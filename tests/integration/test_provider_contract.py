@@ -370,3 +370,41 @@ def test_validate_accepts_the_good_template_and_names_the_line_of_a_yaml_error(b
     assert "found character '\\t' that cannot start any token" in problem.message
     assert "<unicode string>" not in problem.message  # the quoted snippet is cut: the line is apart
     assert backend.created == []  # nothing was created to find out
+
+
+def test_a_stack_made_without_our_tag_is_tagged_in_place(backend: Backend) -> None:
+    """An adopted stack (another system made it, untagged) joins the tag's lists, its resources as they were:
+    on Heat an update that changes nothing but the tags, which a suspended stack is refused."""
+    tag = f"lxb-{uuid.uuid4().hex[:10]}"
+    provider = backend.provider
+    ref = backend.create(backend.spec(tag="lxb-other", wait=0))
+    before = backend.wait(ref, {State.READY, State.FAILED})[0]
+    assert before.state == State.READY, before.reason
+    resources = _resources(backend, ref)
+    if not provider.add_tags(ref, (tag,)):
+        assert backend.kind == "local" and provider.list(tag) == []  # not supported: left as it is
+        return
+    deadline = time.monotonic() + backend.timeout
+    while (info := provider.get(ref)).raw_status != "UPDATE_COMPLETE":  # Heat updates the stack…
+        assert info.state in (State.READY, State.CREATING) and time.monotonic() < deadline, info
+        time.sleep(backend.interval)
+    assert info.state == State.READY and set(info.tags) == {"lxb-other", tag}
+    assert info.outputs == before.outputs  # …but builds nothing again: the random password is the same
+    assert _resources(backend, ref) == resources
+    assert [(i.ref, i.state) for i in provider.list(tag)] == [(ref, State.READY)]
+    assert provider.add_tags(ref, (tag,))  # tagged already: nothing to do
+    assert provider.get(ref).raw_status == "UPDATE_COMPLETE"
+
+    provider.suspend(ref)
+    assert backend.wait(ref, {State.SUSPENDED, State.FAILED})[0].state == State.SUSPENDED
+    with pytest.raises(PermanentError, match="suspended"):
+        provider.add_tags(ref, ("lxb-another",))
+
+
+def _resources(backend: Backend, ref: StackRef) -> list[tuple[str, str, str]]:
+    """Each resource's name, physical id and creation time (real Heat only: the fake keeps none)."""
+    if backend.name != "heat":
+        return []
+    heat = backend.provider.heat  # type: ignore[attr-defined]
+    return sorted((r.resource_name, r.physical_resource_id, r.creation_time)
+                  for r in heat.resources.list(f"{ref.name}/{ref.data['id']}"))
