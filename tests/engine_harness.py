@@ -87,6 +87,30 @@ outputs:
 """
 
 
+def rig_lab_template(port: int, create_secs: float = 3) -> str:
+    """The same contract on the rig's real Heat: its ``LabXBlock::Test::Server`` takes ``create_secs``
+    to create (real time, as a server would), and the lab answers on ``port`` of 127.0.0.1."""
+    return f"""heat_template_version: 2021-04-16
+parameters:
+  run:
+    type: string
+    default: ""
+resources:
+  password:
+    type: OS::Heat::RandomString
+    properties: {{length: 16}}
+  server:
+    type: LabXBlock::Test::Server
+    properties: {{create_secs: {create_secs}, suspend_secs: 1, resume_secs: 1, delete_secs: 1}}
+outputs:
+  public_ip: {{value: {{get_attr: [server, public_ip]}}}}
+  port: {{value: {port}}}
+  private_key: {{value: {{get_attr: [server, private_key]}}}}
+  password: {{value: {{get_attr: [password, value]}}}}
+  host_key: {{value: "{LAB_HOST_KEY}"}}
+"""
+
+
 def lab_spec(port: int, *, lab_key: str = "lab", providers: tuple[str, ...] = ("default",),
              capacities: dict[str, int] | None = None, suspend_timeout: int | None = None) -> LabSpec:
     template = lab_template(port)
@@ -159,6 +183,39 @@ def time_to(what: str, predicate: Callable[[], Any], budget: float,
     started = time.monotonic()
     wait_for(what, predicate, budget, explain=explain)
     return time.monotonic() - started
+
+
+class LearnerView:
+    """What learners read about their labs while a test runs: the status handler's phase and words.
+
+    ``look()`` records each lab's (phase, label) as ``messages.status_answer`` renders it for the
+    page; ``seen[lab_id]`` is every distinct one in order. Use it in a ``wait_for`` predicate to
+    watch a fault from the learner's seat.
+    """
+
+    def __init__(self, ids: list[int]) -> None:
+        self.ids = list(ids)
+        self.seen: dict[int, list[tuple[str, str]]] = {lab_id: [] for lab_id in self.ids}
+
+    def look(self) -> dict[int, tuple[str, str]]:
+        from django.utils import timezone
+
+        from labxblock import messages
+        from labxblock.labs.learner import status_of
+        from labxblock.models import Lab
+
+        now = timezone.now()
+        shown = {}
+        for lab in Lab.objects.filter(pk__in=self.ids):
+            answer = messages.status_answer(status_of(lab), now, lambda text: text)
+            shown[lab.pk] = (answer["phase"], answer["label"])
+            if not self.seen[lab.pk] or self.seen[lab.pk][-1] != shown[lab.pk]:
+                self.seen[lab.pk].append(shown[lab.pk])
+        return shown
+
+    def phases(self) -> set[str]:
+        """Every phase any of the labs showed."""
+        return {phase for seen in self.seen.values() for phase, _ in seen}
 
 
 def recovery_budget(settings: dict[str, Any], cloud_seconds: float) -> float:

@@ -21,7 +21,7 @@ from django import db
 from labxblock import labs
 from labxblock.lifecycle import Desired, State
 from labxblock.models import Lab, LabEvent
-from tests.engine_harness import lab_spec, recovery_budget, time_to, wait_for
+from tests.engine_harness import LearnerView, lab_spec, recovery_budget, time_to, wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow]
 
@@ -43,6 +43,19 @@ def where(ids: list[int]) -> list[tuple]:
     fields = ("pk", "state", "desired", "provider", "attempts", "deadline_at", "next_attempt_at",
               "status_reason")
     return list(Lab.objects.filter(pk__in=ids).order_by("pk").values_list(*fields))
+
+
+# What a learner launching a lab may read while a lost create is found and made again: never
+# "Removing your lab", never a failure.
+LAUNCHING = {"queued", "creating", "starting", "ready"}
+
+
+def all_ready_watched(ids: list[int], view: LearnerView):
+    """A predicate for ``time_to``: every lab ready, looking through the learners' eyes on the way."""
+    def ready() -> bool:
+        view.look()
+        return all_in(ids, State.READY)
+    return ready
 
 
 def assert_no_leak(engine) -> None:
@@ -115,12 +128,16 @@ def test_a_worker_killed_holding_its_creates_costs_no_more_than_the_acceptance_w
     wait_for("three creates in flight", lambda: engine.cloud.counters().get("stack_create", 0) >= 3, 20)
     celery_processes.workers[0].signal(signal.SIGKILL)  # …when its main process is killed
     celery_processes.workers[0].stop()
+    view = LearnerView(ids)
+    assert set(view.look().values()) == {("creating", "Creating your lab")}
     celery_processes.start_calls_worker()
     # The cloud finished what it was asked (as Heat does); nobody recorded it. Redelivery would
     # take the broker's visibility timeout (an hour here): the engine does not wait for it.
-    took = time_to("every lab ready", lambda: all_in(ids, State.READY),
+    took = time_to("every lab ready", all_ready_watched(ids, view),
                    recovery_budget(engine.settings, cloud_seconds=10), explain=lambda: where(ids))
-    print(f"\nworker killed holding 3 creates: all ready {took:.1f} s after a new worker started")
+    print(f"\nworker killed holding 3 creates: all ready {took:.1f} s after a new worker started; "
+          f"learners read {view.seen}")
+    assert view.phases() <= LAUNCHING
     assert len(engine.stacks()) == 3  # adopted, never created twice
     assert_no_leak(engine)
 
@@ -134,11 +151,14 @@ def test_calls_lost_with_an_emptied_broker_are_issued_again_within_the_acceptanc
     wait_for("three creates issued", lambda: all_in(ids, State.CREATING), 30, explain=lambda: where(ids))
     redis_server.restart()  # …and are lost: the server keeps nothing on disk
     lost_at = time.monotonic()
+    view = LearnerView(ids)
+    assert set(view.look().values()) == {("creating", "Creating your lab")}
     celery_processes.start_calls_worker()
-    took = time_to("every lab ready", lambda: all_in(ids, State.READY),
+    took = time_to("every lab ready", all_ready_watched(ids, view),
                    recovery_budget(engine.settings, cloud_seconds=10), explain=lambda: where(ids))
     print(f"\nbroker emptied: all ready {time.monotonic() - lost_at:.1f} s after the creates were lost")
     assert took < 60  # not the 1,200 s deadline
+    assert view.phases() <= LAUNCHING
     assert engine.cloud.counters()["stack_create"] == 3
     for lab in Lab.objects.filter(pk__in=ids):
         event = LabEvent.objects.filter(lab=lab, reason="not_accepted").first()
@@ -172,10 +192,64 @@ def test_a_database_error_in_a_cloud_call_is_retried_not_dropped(engine_factory,
         wait_for("a job retried for the database",
                  lambda: "database is locked" in worker.log_path.read_text(errors="replace"), 60)
     # Retried in seconds, as a temporary cloud error is: long before a lost call's 45 s window.
-    took = time_to("every lab ready", lambda: all_in(ids, State.READY), 30, explain=lambda: where(ids))
+    view = LearnerView(ids)
+    took = time_to("every lab ready", all_ready_watched(ids, view), 30, explain=lambda: where(ids))
+    assert view.phases() <= LAUNCHING
     print(f"\ndatabase refused the creates' jobs: all ready {took:.1f} s after it came back")
     log = worker.log_path.read_text(errors="replace")
     assert "Task labxblock.tasks.perform_job" in log and " retry: Retry in" in log
     assert not LabEvent.objects.filter(lab_id__in=ids, reason="not_accepted").exists()
     assert engine.cloud.counters()["stack_create"] == 2
+    assert_no_leak(engine)
+
+
+# --- the database away while calls are in flight ---------------------------------------------
+
+OUTAGE_SECONDS = 15
+
+
+@pytest.mark.mariadb
+def test_mariadb_stopped_while_suspends_and_resumes_are_in_flight(engine_factory, mariadb):
+    engine = engine_factory(workers=1, state_deadline_seconds=DEFAULT_DEADLINES)
+    ids = launch(engine, 4)
+    wait_for("every lab ready", lambda: all_in(ids, State.READY), 60, explain=lambda: where(ids))
+    pausing, waking = ids[:2], ids[2:]
+    Lab.objects.filter(pk__in=waking).update(desired=Desired.SUSPENDED)
+    wait_for("two labs suspended", lambda: all_in(waking, State.SUSPENDED), 60, explain=lambda: where(ids))
+
+    # Suspends and resumes take the cloud 8 s; the workers wait 4 s for each answer.
+    engine.cloud.configure(delays={"suspend": 8, "resume": 8}, answer_delay_seconds=4)
+    before = engine.cloud.counters()
+    Lab.objects.filter(pk__in=pausing).update(desired=Desired.SUSPENDED)  # as the idle tick marks them
+    for lab in Lab.objects.filter(pk__in=waking).select_related("learner"):  # their learners are back
+        labs.request_launch(lab.learner, lab_spec(engine.lab_port.port), actor="learner")
+
+    def sent(kind: str) -> int:
+        return engine.cloud.counters().get(kind, 0) - before.get(kind, 0)
+
+    wait_for("the calls at the cloud", lambda: sent("stack_suspend") >= 2 and sent("stack_resume") >= 2, 30,
+             explain=lambda: where(ids))
+    view = LearnerView(ids)
+    shown = view.look()
+    assert {shown[i] for i in pausing} == {("suspending", "Pausing your lab")}
+    assert {shown[i] for i in waking} == {("resuming", "Waking your lab up")}
+    db.connections.close_all()
+    stopped = time.monotonic()
+    mariadb.halt()  # while the workers wait for the cloud's answers
+    time.sleep(max(0.0, OUTAGE_SECONDS - (time.monotonic() - stopped)))
+    mariadb.start_again()
+    print(f"\nMariaDB away {time.monotonic() - stopped:.1f} s")
+    engine.cloud.configure(answer_delay_seconds=0)
+
+    def converged() -> bool:
+        view.look()
+        return all_in(pausing, State.SUSPENDED) and all_in(waking, State.READY)
+
+    took = time_to("every lab where its learner wants it", converged,
+                   recovery_budget(engine.settings, cloud_seconds=8), explain=lambda: where(ids))
+    print(f"all converged {took:.1f} s after MariaDB was back; learners read {view.seen}")
+    assert all(phase in {"suspending", "suspended"} for i in pausing for phase, _ in view.seen[i])
+    assert all(phase in {"resuming", "starting", "ready"} for i in waking for phase, _ in view.seen[i])
+    assert not Lab.objects.filter(pk__in=ids, attempts__gt=0).exists()  # no failure counted
+    assert sent("stack_create") == 0  # nothing was rebuilt
     assert_no_leak(engine)

@@ -65,6 +65,14 @@ class MariaDB:
         self.process.stop(timeout=20)
         shutil.rmtree(self.directory, ignore_errors=True)
 
+    def halt(self) -> None:
+        """Shut the server down and keep its data, as an outage would: clients get connection errors."""
+        self.process.stop(timeout=20)
+
+    def start_again(self) -> None:
+        """Start a halted server on the same data, port and socket."""
+        self.process.start(ready=lambda: _answers(self.socket), timeout=STARTUP_TIMEOUT)
+
 
 _server: MariaDB | None = None
 _missing: str | None = None

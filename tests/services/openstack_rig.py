@@ -19,8 +19,11 @@ yields an :class:`OpenStackRig`, a frozen dataclass:
   Keystone enables it, ``running_rig(app_credential_trusts=False)`` does not;
 - for diagnostics: ``heat_url`` (API root; the catalog has
   ``{heat_url}/v1/%(tenant_id)s``), ``keystone_url``, ``keystone_log``,
-  ``heat_log``, ``keystone_pid``, ``heat_pid``, ``timings`` (seconds per
-  start-up step), and ``rig.memory_mb()``.
+  ``heat_log``, ``keystone_pid``, ``heat_pid`` (at start), ``timings`` (seconds
+  per start-up step), and ``rig.memory_mb()``;
+- for fault tests: ``rig.kill_heat()`` SIGKILLs Heat (its API and engine are one
+  process, so the engine dies mid-action) and ``rig.start_heat()`` starts it again
+  on the same database and port.
 
 Templates for the rig's Heat are in ``TEMPLATES_DIR`` (``template_text(name)``):
 ``lab_good.yaml``, ``lab_fail_create.yaml``, ``lab_slow_suspend.yaml``; they use
@@ -50,6 +53,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -93,6 +97,7 @@ class OpenStackRig:
     keystone_pid: int
     heat_pid: int
     timings: Mapping[str, float]
+    control: Any = dataclasses.field(default=None, repr=False, compare=False)  # the _Rig that runs it
 
     def provider_config(self) -> dict[str, str]:
         """Password auth, exactly the openstack provider's keys."""
@@ -121,7 +126,16 @@ class OpenStackRig:
 
     def memory_mb(self) -> dict[str, float]:
         """Resident memory of each service process now, in MiB."""
-        return {"keystone": _rss_mb(self.keystone_pid), "heat": _rss_mb(self.heat_pid)}
+        heat = self.control.heat.pid if self.control is not None else self.heat_pid
+        return {"keystone": _rss_mb(self.keystone_pid), "heat": _rss_mb(heat)}
+
+    def kill_heat(self) -> None:
+        """SIGKILL Heat: its engine dies with whatever it was doing (stacks stay IN_PROGRESS)."""
+        self.control.kill_heat()
+
+    def start_heat(self) -> None:
+        """Start Heat again (same configuration, database and port); returns once it answers."""
+        self.control.start_heat()
 
 
 def template_text(name: str) -> str:
@@ -253,9 +267,9 @@ class _Rig:
             raise RigError(f"heat-manage db_sync failed (rc={heat_sync.returncode})\n{self.log_tails()}")
         # Heat needs Keystone only when a request comes in: let it start while Keystone is bootstrapped.
         t_heat = time.monotonic()
-        heat = self._popen(
-            [self._bin("python"), str(HERE / "heat_launcher.py"), str(heat_conf), str(heat_port)], heat_log
-        )
+        self.heat_args = [self._bin("python"), str(HERE / "heat_launcher.py"), str(heat_conf), str(heat_port)]
+        self.heat_log, self.heat_url = heat_log, heat_url
+        heat = self.heat = self._popen(self.heat_args, heat_log)
         self.procs.append(heat)
         self._wait_http(f"{keystone_url}/v3", keystone, "Keystone")
         self.timings["keystone_start"] = time.monotonic() - t0
@@ -307,7 +321,18 @@ class _Rig:
             keystone_pid=keystone.pid,
             heat_pid=heat.pid,
             timings=dict(self.timings),
+            control=self,
         )
+
+    def kill_heat(self) -> None:
+        self.heat.kill()
+        self.heat.wait(timeout=STOP_TIMEOUT)
+
+    def start_heat(self) -> None:
+        self.procs.remove(self.heat)
+        self.heat = self._popen(self.heat_args, self.heat_log)
+        self.procs.append(self.heat)
+        self._wait_http(f"{self.heat_url}/", self.heat, "Heat")
 
     def stop(self) -> None:
         """Terminate every process, newest first; kill what does not exit in time."""
@@ -373,7 +398,8 @@ def _main(argv: list[str]) -> int:
         return 0
     if command == "serve":
         with running_rig() as rig:
-            print(json.dumps(dataclasses.asdict(rig), default=str, indent=2), flush=True)
+            shown = {f.name: getattr(rig, f.name) for f in dataclasses.fields(rig) if f.name != "control"}
+            print(json.dumps(shown, default=str, indent=2), flush=True)
             print(f"memory (MiB): {rig.memory_mb()}  -- Ctrl-C to stop", flush=True)
             with contextlib.suppress(KeyboardInterrupt):
                 while True:
