@@ -21,7 +21,7 @@ overlaps a newer one never applies its older answer.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,14 +56,29 @@ class Target:
     stamp: Stamp = field(compare=False)  # (state, state_changed_at, call_issued_at)
     provider_state: Mapping[str, Any] = field(default_factory=dict, compare=False, hash=False)
     read: bool = field(default=True, compare=False)  # read its stack when the busy list does not show it
+    # (raw status, raw reason, deadline) when no call of the row waits to be seen taken, else None
+    quiet: tuple[str, str, datetime | None] | None = field(default=None, compare=False)
+
+    def same(self, obs: engine.Observation, now: datetime) -> bool:
+        """Would this observation change nothing? The cloud still shows what the row believes, in the
+        same words, and nothing waits on it: no call to see taken, no deadline passed, no stack to adopt."""
+        if self.quiet is None or obs.state is not State(self.stamp[0]):
+            return False
+        raw_status, raw_reason, deadline = self.quiet
+        adopts = bool(obs.provider_state) and not self.provider_state
+        return ((obs.raw_status[:64], obs.reason[:2000]) == (raw_status, raw_reason)
+                and (deadline is None or now < deadline) and not adopts)
 
 
-_TARGET_FIELDS = ("pk", "stack_name", "state", "state_changed_at", "call_issued_at", "provider_state")
+_TARGET_FIELDS = ("pk", "stack_name", "state", "state_changed_at", "call_issued_at", "provider_state",
+                  "call_accepted_at", "raw_status", "raw_reason", "deadline_at")
 
 
-def _target(row: tuple[Any, ...], read: bool = True) -> Target:
-    pk, name, state, changed_at, issued_at, provider_state = row
-    return Target(pk, name, (state, changed_at, issued_at), provider_state or {}, read)
+def _target(row: tuple[Any, ...]) -> Target:
+    pk, name, state, changed_at, issued_at, provider_state, taken_at, raw_status, raw_reason, deadline = row
+    pending = issued_at is not None and (taken_at is None or taken_at < issued_at)
+    quiet = None if pending else (raw_status, raw_reason, deadline)
+    return Target(pk, name, (state, changed_at, issued_at), provider_state or {}, quiet=quiet)
 
 
 def _stamp(lab: Lab) -> Stamp:
@@ -131,10 +146,10 @@ def targets(provider: str, now: datetime) -> list[Target]:
     window = timedelta(seconds=get_settings().acceptance_window_seconds / 3)
     rows = Lab.objects.filter(provider=provider, state__in=engine.OBSERVED_STATES)
     found = []
-    for row in rows.values_list(*_TARGET_FIELDS, "call_accepted_at").iterator(2000):
-        issued, taken = row[4], row[6]
-        pending = issued is not None and (taken is None or taken < issued)
-        found.append(_target(row[:6], read=not pending or now >= issued + window))
+    for row in rows.values_list(*_TARGET_FIELDS).iterator(2000):
+        target = _target(row)
+        issued = row[4]
+        found.append(replace(target, read=target.quiet is not None or now >= issued + window))
     return found
 
 
@@ -174,7 +189,11 @@ def audit_suspects(provider: str, listed: Mapping[str, State | None]) -> list[Ta
 def apply(
     provider: str, seen: Mapping[Target, engine.Observation], now: datetime, actor: str = "observer"
 ) -> list[Job]:
-    """Decide for each lab on what the cloud showed, if its row has not moved since it was stamped."""
+    """Decide for each lab on what the cloud showed, if its row has not moved since it was stamped.
+
+    Only the rows the observation may change are locked: most labs in flight are still at it.
+    """
+    seen = {target: obs for target, obs in seen.items() if not target.same(obs, now)}
     if not seen:
         return []
     by_id = {target.lab_id: (target, obs) for target, obs in seen.items()}

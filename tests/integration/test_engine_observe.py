@@ -7,6 +7,7 @@ same code with real workers against the cloud fake.
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
 import pytest
@@ -157,3 +158,26 @@ def test_the_orphan_sweep_skips_stacks_listed_deleted(caplog):
     message = record.getMessage()
     assert "deleting 2 orphan stack(s)" in message and "lab-test-deleted" not in message
     assert periodic.delete_orphans("default", {}) == 0
+
+
+def test_an_observation_that_changes_nothing_locks_and_writes_nothing():
+    from django.db import connection
+    from django.test.utils import CaptureQueriesContext
+
+    now = timezone.now()
+    taken = make_lab("at-it", State.CREATING, call_issued_at=now - SECOND, call_accepted_at=now,
+                     raw_status="CREATE_IN_PROGRESS", raw_reason="Stack CREATE started")
+    waiting = make_lab("waiting", State.CREATING, call_issued_at=now)  # its worker has not said yet
+    late = make_lab("late", State.CREATING, call_issued_at=now - SECOND, call_accepted_at=now,
+                    raw_status="CREATE_IN_PROGRESS", raw_reason="Stack CREATE started", deadline_at=now)
+    seen = {t: Observation(State.CREATING, "CREATE_IN_PROGRESS", "Stack CREATE started")
+            for t in observe.targets("default", now)}
+    with CaptureQueriesContext(connection) as queries:
+        observe.apply("default", seen, now + SECOND)
+    selected = {int(pk) for q in queries.captured_queries if q["sql"].startswith("SELECT")
+                for ids in re.findall(r"IN \(([\d, ]+)\)", q["sql"]) for pk in ids.split(",")}
+    assert selected == {waiting.pk, late.pk}  # the rows locked and decided: not the one still at it
+    taken_after, waiting_after, late_after = (Lab.objects.get(pk=lab.pk) for lab in (taken, waiting, late))
+    assert (taken_after.call_accepted_at, taken_after.state) == (taken.call_accepted_at, State.CREATING)
+    assert waiting_after.call_accepted_at == now + SECOND  # the cloud is at it: seen taken
+    assert late_after.state == State.DELETING  # past its deadline: stuck, deleted to be made again
