@@ -44,6 +44,7 @@ from labxblock.labs import (
 from labxblock.labs.engine import Job
 from labxblock.lifecycle import CALLS, Action, State
 from labxblock.providers.base import (
+    NoAnswer,
     NotFound,
     PermanentError,
     Provider,
@@ -175,6 +176,8 @@ def perform_job(self, lab_id: int, action: str, state: str) -> str:
     try:
         return carry_out(job)
     except (TemporaryError, *DATABASE_ERRORS) as exc:
+        if unanswered(job, exc):
+            return "no answer"
         if self.request.retries < self.max_retries:
             delay = exc.delay if isinstance(exc, TemporaryError) else DB_RETRY_DELAY
             countdown = min(MAX_RETRY_COUNTDOWN, delay * 2**self.request.retries)
@@ -183,6 +186,18 @@ def perform_job(self, lab_id: int, action: str, state: str) -> str:
         return _give_up(job, exc)
     except (PermanentError, NotFound) as exc:
         return _give_up(job, exc)
+
+
+def unanswered(job: Job, exc: Exception) -> bool:
+    """A call that went out and got no answer in time is not sent again at once: the cloud is most likely
+    at it (Heat answers a create only once it has validated and stored the template, which can outlast
+    the read timeout under load), and a second request would only add to its load. The observation
+    sees it taken, or its acceptance window runs out and it is issued again."""
+    if not (isinstance(exc, NoAnswer) and job.action in CALLS):
+        return False
+    log.info("labxblock: %s of lab %s got no answer; not sent again before its acceptance window: %s",
+             job.action, job.lab_id, exc)
+    return True
 
 
 def _note_retry(job: Job, countdown: float, exc: Exception) -> None:
@@ -220,6 +235,8 @@ def advance_lab(self, lab_id: int) -> str:
     try:
         return carry_out(job)
     except (TemporaryError, *DATABASE_ERRORS) as exc:  # hand over to perform_job's retries
+        if unanswered(job, exc):
+            return "no answer"
         delay = exc.delay if isinstance(exc, TemporaryError) else DB_RETRY_DELAY
         countdown = min(MAX_RETRY_COUNTDOWN, delay)
         _note_retry(job, countdown, exc)

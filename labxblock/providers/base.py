@@ -93,6 +93,10 @@ class TemporaryError(ProviderError):
         self.delay = delay
 
 
+class NoAnswer(TemporaryError):
+    """The request went out but no answer came back in time: the cloud may well be carrying it out."""
+
+
 class PermanentError(ProviderError):
     """Retrying the same call will not help (bad template, auth refused…)."""
 

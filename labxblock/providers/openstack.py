@@ -28,6 +28,7 @@ from labxblock.providers import openstack_config as conf
 from labxblock.providers import openstack_validate as validation
 from labxblock.providers.base import (
     CheckReport,
+    NoAnswer,
     NotFound,
     PermanentError,
     Provider,
@@ -171,7 +172,9 @@ def cloud_error(exc: Exception, doing: str, retry_after: float | None = None) ->
     delay = retry_after if retry_after and retry_after > 0 else DEFAULT_DELAY
     if isinstance(exc, ks.SSLError):
         return PermanentError(f"{doing}: TLS failure, check cacert/verify: {exc}")
-    if isinstance(exc, ks.ConnectionError):  # connect failures, connect and read timeouts
+    if isinstance(exc, ks.ConnectTimeout) and isinstance(exc.__context__, requests.exceptions.ReadTimeout):
+        return NoAnswer(f"{doing}: no answer in time (the cloud may be carrying it out): {exc}", delay)
+    if isinstance(exc, ks.ConnectionError):  # connect failures and timeouts: nothing reached the cloud
         return TemporaryError(f"{doing}: cloud unreachable: {exc}", delay)
     if isinstance(exc, ks.EndpointNotFound):
         return PermanentError(f"{doing}: no such endpoint in the catalog; check region_name "

@@ -167,6 +167,26 @@ def test_calls_lost_with_an_emptied_broker_are_issued_again_within_the_acceptanc
     assert_no_leak(engine)
 
 
+def test_a_create_that_got_no_answer_is_not_sent_again_while_the_cloud_makes_it(engine_factory, cloud_fake):
+    provider = {"type": "openstack", **cloud_fake.provider_config, "read_timeout": 1, "connect_timeout": 1}
+    engine = engine_factory(providers={"default": provider}, workers=1,
+                            state_deadline_seconds=DEFAULT_DEADLINES)
+    # Each create request is answered after 3 s, long after the worker stopped waiting (as Heat, loaded,
+    # answers a create only once it has stored the template); the stack then takes 5 s.
+    engine.cloud.configure(fault_kinds=["stack_create"], timeout_rate=1.0, timeout_seconds=3,
+                           delays={"create": 5})
+    ids = launch(engine, 2)
+    view = LearnerView(ids)
+    took = time_to("every lab ready", all_ready_watched(ids, view),
+                   recovery_budget(engine.settings, cloud_seconds=8), explain=lambda: where(ids))
+    print(f"\ncreates unanswered: all ready {took:.1f} s after the launches")
+    counters = engine.cloud.counters()
+    assert counters["injected_timeout"] == counters["stack_create"] == 2  # one request each, no retry
+    assert not LabEvent.objects.filter(lab_id__in=ids, reason="not_accepted").exists()
+    assert view.phases() <= LAUNCHING
+    assert_no_leak(engine)
+
+
 @contextlib.contextmanager
 def database_locked():
     """Hold SQLite's write lock from outside, as another busy process would: writers time out."""

@@ -6,12 +6,14 @@ import itertools
 import json
 
 import pytest
+import requests
 from heatclient import exc as heat_exc
 from keystoneauth1 import exceptions as ks_exc
 from novaclient import exceptions as nova_exc
 
 from labxblock.lifecycle import State
 from labxblock.providers.base import (
+    NoAnswer,
     NotFound,
     PermanentError,
     QuotaExceeded,
@@ -162,6 +164,19 @@ def test_connection_failures_and_timeouts_are_temporary() -> None:
                   ks_exc.UnknownConnectionError("odd", None)):
         mapped = cloud_error(error, "stack get")
         assert isinstance(mapped, TemporaryError) and mapped.delay > 0
+
+
+def test_a_request_that_went_out_and_got_no_answer_in_time_says_so() -> None:
+    """keystoneauth reports a connect timeout and a read timeout alike; only the second reached the cloud."""
+    def timed_out(cause: Exception) -> Exception:
+        exc = ks_exc.ConnectTimeout("Request to http://heat/v1/p/stacks timed out")
+        exc.__context__ = cause  # what keystoneauth's ``raise`` inside its ``except requests…Timeout`` leaves
+        return exc
+
+    unanswered = cloud_error(timed_out(requests.exceptions.ReadTimeout("read timeout=30")), "stack create")
+    assert isinstance(unanswered, NoAnswer) and "no answer in time" in str(unanswered)
+    unreached = cloud_error(timed_out(requests.exceptions.ConnectTimeout("connect")), "stack create")
+    assert isinstance(unreached, TemporaryError) and not isinstance(unreached, NoAnswer)
 
 
 def test_tls_failure_is_permanent_and_points_at_the_ca_settings() -> None:
