@@ -238,7 +238,10 @@ class Rig:
         from tests.services.celery_procs import CeleryProcesses
 
         provider = {"type": "openstack", **self._provider_config(), **self.provider_overrides}
-        self.lab_settings = lab_settings({"default": provider}, **self.setting_overrides)
+        # The site's defaults, not the tests' quick ticks and short deadlines; each script sets its own.
+        site = {"reap_interval_seconds": 300, "suspend_idle_interval_seconds": 15,
+                "retry_backoff_seconds": 10, "retry_backoff_max_seconds": 600, "state_deadline_seconds": {}}
+        self.lab_settings = lab_settings({"default": provider}, **{**site, **self.setting_overrides})
         self._stack.enter_context(active_lab_settings(self.lab_settings))
         self.lab_port = LabPort()
         self._stack.callback(self.lab_port.close)
