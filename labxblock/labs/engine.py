@@ -92,6 +92,7 @@ def view_of(lab: Lab) -> LabView:
         probe_ok=lab.probe_ok,
         jitter=(zlib.crc32(lab.stack_name.encode()) % 1000) / 1000,
         call_pending_since=call_pending_since(lab),
+        call_issued_at=lab.call_issued_at,
         hook_seconds=hooks.seconds_due(lab),
         hook_until=lab.hook_until,
     )

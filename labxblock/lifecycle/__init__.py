@@ -17,12 +17,14 @@ repaired by a later pass.
 - Every call is in flight (``call_pending_since``) until someone sees the cloud take it: its worker's
   answer, or the cloud showing the operation under way. A call the cloud shows no sign of within the
   acceptance window was lost (a killed worker, an emptied broker): it is issued again at once, with an
-  event and no failure counted, long before the deadline (calls are idempotent).
+  event and no failure counted, long before the deadline (calls are idempotent). A delete its worker
+  saw answered is made again too when, past its window, the cloud shows the stack neither deleting
+  nor gone (it came before the stack it races: a reset during a create still in flight).
 - Every transitional state has a deadline: the backstop for a cloud that took a call and never finishes.
   Past it, or when the cloud reports FAILED during one of our operations, the pass counts a failure and
   reissues the operation; after ``max_attempts`` failures the lab is FAILED with a ``Reason``. Every call
-  sets ``next_attempt_at`` (exponential backoff): no failure is judged before it, so a call that has not
-  landed yet is not taken for a failure.
+  sets ``next_attempt_at`` (exponential backoff): no failure is judged before it, nor while the call is
+  in flight within its acceptance window, so a call that has not landed yet is not taken for a failure.
 - A failed create deletes its stack before creating again, so nothing leaks. A stack the cloud reports
   FAILED outside our operations is kept (it may hold the learner's work) and the lab turns FAILED.
 - The author's lifecycle scripts (``HOOKED``) run as an ``Action.HOOK`` job before a started lab is

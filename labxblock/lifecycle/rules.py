@@ -59,8 +59,27 @@ class _Pass:
     def lost(self) -> bool:
         """Did the call in flight go missing? The cloud shows no sign of it past the acceptance window."""
         since = self.pending
-        window = timedelta(seconds=self.policy.acceptance_window_seconds)
-        return since is not None and self.now >= since + window
+        return since is not None and self.now >= since + self.window
+
+    @property
+    def window(self) -> timedelta:
+        return timedelta(seconds=self.policy.acceptance_window_seconds)
+
+    def awaiting(self) -> bool:
+        """Is a call still on its way, within its acceptance window? What the cloud shows now may be
+        from before it (a failure it is to put right, a deadline it is meant to beat): nothing is
+        counted against the lab until it has had its window."""
+        since = self.pending
+        return since is not None and self.now < since + self.window
+
+    def unheeded(self) -> bool:
+        """A delete its worker saw answered, yet past the acceptance window the cloud shows the stack
+        neither deleting nor gone: it reached the cloud before the stack did (a reset or stop racing
+        the create still in flight: Heat answers "not found" while it validates the create), or the
+        cloud dropped it. Made again, or the stack would live on until the deadline."""
+        since = self.lab.call_issued_at
+        return (self.lab.state is _S.DELETING and self.obs in _NOT_DELETING and since is not None
+                and self.now >= since + self.window)
 
     def wait(self, action: Action = Action.NONE) -> Decision:
         lab = self.lab
@@ -152,6 +171,7 @@ _PENDING: Mapping[State, frozenset[State | None]] = {
     _S.RESUMING: frozenset({_S.RESUMING, _S.SUSPENDED, _S.SUSPENDING}),
     _S.DELETING: OBSERVABLE - {None, _S.DELETED, _S.FAILED},
 }
+_NOT_DELETING = _PENDING[_S.DELETING] - {_S.DELETING}  # a stack there, and no delete at work on it
 _REASONS: Mapping[State, tuple[Reason, Reason]] = {  # (cloud reports failed, deadline passed)
     _S.CREATING: (Reason.CREATE_FAILED, Reason.CREATE_TIMEOUT),
     _S.SUSPENDING: (Reason.SUSPEND_FAILED, Reason.SUSPEND_TIMEOUT),
@@ -245,14 +265,14 @@ def _operation(p: _Pass) -> Decision:
     if done is not None:
         return p.arrive(done, Reason.PROGRESS)
     failed_reason, timeout_reason = _REASONS[lab.state]
-    if obs is _S.FAILED:
-        return _failure(p, failed_reason) if p.due() else p.wait()
+    if obs is _S.FAILED:  # counted once the call made to put it right had its window
+        return _failure(p, failed_reason) if p.due() and not p.awaiting() else p.wait()
     if obs not in _PENDING[lab.state]:
         return _unexpected(p)
-    if p.overdue():  # the backstop; a call that failed for good is made due at once
+    if p.overdue() and not p.awaiting():  # the backstop; a call that failed for good is made due at once
         moot = _MOOT.get((lab.state, obs, lab.desired))
         return _failure(p, timeout_reason) if moot is None else p.move(moot, Action.NONE, Reason.DESIRED)
-    if p.lost():  # long before the deadline: a lost job need not cost the lab its whole deadline
+    if p.lost() or p.unheeded():  # long before the deadline: a lost call need not cost the whole deadline
         return _lost(p)
     return p.wait()
 

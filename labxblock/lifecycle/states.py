@@ -234,6 +234,9 @@ class LabView:
     # When the last call was issued, if nobody has seen the cloud take it yet (the worker's answer,
     # or the cloud showing the operation under way): past the acceptance window it was lost.
     call_pending_since: datetime | None = None
+    # When the last call was issued (or its worker started or retried it), taken or not: a delete its
+    # worker saw answered that the cloud still does not show past the acceptance window is made again.
+    call_issued_at: datetime | None = None
     # The author's lifecycle scripts due before the next step (see ``HOOKED``): the longest they may take,
     # 0 when none are due. ``hook_until``: once sent, when the wait for them ends (their worker brings it
     # forward to the moment they finished); None while none were sent in this state.
@@ -254,6 +257,7 @@ class LabView:
             attempts=decision.attempts,
             next_attempt_at=decision.next_attempt_at,
             call_pending_since=decision.call_pending_since,
+            call_issued_at=decision.call_pending_since if decision.action in CALLS else self.call_issued_at,
             hook_until=decision.hook_until,
             probe_ok=self.probe_ok and not moved,
         )

@@ -55,6 +55,7 @@ VARIANTS = {
     "no_deadline": {"deadline_at": None},
     "call_lost": {"call_pending_since": NOW - 60 * SECOND},
     "call_in_flight": {"call_pending_since": NOW - 10 * SECOND},
+    "call_answered_long_ago": {"call_issued_at": NOW - 60 * SECOND},
     "scripts_due": {"probe_ok": True, "hook_seconds": 30},
     "scripts_running": {"probe_ok": True, "hook_seconds": 30, "hook_until": NOW + SECOND},
     "scripts_done": {"probe_ok": True, "hook_seconds": 30, "hook_until": NOW},
@@ -187,6 +188,21 @@ CASES = [
     (D.UP, S.DELETING, S.CREATING, {"call_pending_since": NOW - 60 * SECOND}, A.DELETE, None,
      Reason.NOT_ACCEPTED),  # e.g. a stack its dead engine left CREATE_IN_PROGRESS
     (D.UP, S.DELETING, S.DELETING, {"call_pending_since": NOW - 60 * SECOND}, A.NONE, None, None),
+    # a delete its worker saw answered ("not found": it raced the create still in flight), and past the
+    # window the cloud shows the stack neither deleting nor gone: made again, not left to the deadline
+    (D.UP, S.DELETING, S.CREATING, {"call_issued_at": NOW - 45 * SECOND}, A.DELETE, None,
+     Reason.NOT_ACCEPTED),
+    (D.DELETED, S.DELETING, S.READY, {"call_issued_at": NOW - 60 * SECOND}, A.DELETE, None,
+     Reason.NOT_ACCEPTED),
+    (D.UP, S.DELETING, S.CREATING, {"call_issued_at": NOW - 44 * SECOND}, A.NONE, None, None),
+    (D.UP, S.DELETING, S.DELETING, {"call_issued_at": NOW - 60 * SECOND}, A.NONE, None, None),
+    (D.UP, S.DELETING, None, {"call_issued_at": NOW - 60 * SECOND}, A.NONE, S.DELETED, Reason.PROGRESS),
+    # no failure is counted while the call made to put it right is on its way, within its window
+    (D.UP, S.DELETING, S.FAILED, {"call_pending_since": NOW - 10 * SECOND}, A.NONE, None, None),
+    (D.UP, S.DELETING, S.FAILED, {"call_pending_since": NOW - 45 * SECOND}, A.DELETE, None,
+     Reason.DELETE_FAILED),
+    (D.UP, S.RESUMING, S.SUSPENDED, {"call_pending_since": NOW - 10 * SECOND, "deadline_at": NOW}, A.NONE,
+     None, None),
     (D.UP, S.READY, S.READY, {"call_pending_since": NOW - 60 * SECOND}, A.NONE, None, None),
     # past the deadline (or made due by a call that failed for good), a lost call is a counted failure
     (D.UP, S.RESUMING, S.SUSPENDED, {"call_pending_since": NOW - 60 * SECOND, "deadline_at": NOW}, A.RESUME,
@@ -377,6 +393,31 @@ def test_cooperative_cloud_converges_promptly(desired, start, cloud, at_most):
         now, passes = now + 5 * SECOND, passes + 1
     assert agrees(view, sim), (view, sim)
     assert passes == at_most
+
+
+def test_a_reset_racing_the_create_in_flight_deletes_the_stack_within_a_window_not_the_deadline():
+    """The learner resets while the create is on its way. The delete reaches the cloud first (nothing
+    to delete: its worker says done); the create lands after it, before the next pass looks. The
+    delete is made again once its window passed, and the lab is made afresh, long before the 1,200 s
+    deadline."""
+    view, sim, now = lab(S.REQUESTED), Cloud(lag=2, ticks=2), NOW
+    view, d = step(view, sim, now, DEFAULT_POLICY)
+    assert (d.action, view.state) == (A.CREATE, S.CREATING)
+    view = replace(view, state=S.DELETING, deadline_at=deadline_for(S.DELETING, now),  # the reset
+                   call_pending_since=now, call_issued_at=now)
+    sim.drop = 1
+    sim.call(A.DELETE)  # before the create landed: no stack to delete yet, nothing done
+    view = replace(view, call_pending_since=None)  # its worker: "not found", done
+    sim.tick()  # the create lands
+    assert sim.status is S.CREATING
+    reasons = []
+    while not (view.state is S.READY and sim.status is S.READY) and now - NOW < 300 * SECOND:
+        now += 5 * SECOND
+        view, d = step(view, sim, now, DEFAULT_POLICY)
+        reasons.append(d.reason)
+    assert (view.state, sim.status) == (S.READY, S.READY)
+    assert Reason.NOT_ACCEPTED in reasons and not COUNTED & set(reasons)
+    assert now - NOW <= (DEFAULT_POLICY.acceptance_window_seconds + 60) * SECOND
 
 
 @pytest.mark.parametrize("scripts_end", [True, False])
