@@ -136,8 +136,6 @@ def carry_out(job: Job) -> str:
     provider = clouds.provider(claim.provider)
     ref = provider.load_state(claim.stack_name, claim.provider_state)
     action = job.action
-    if action in CALLS:
-        calls.started(job, timezone.now())  # the acceptance window counts from the call, not the queue
     if action is Action.CREATE:
         spec = StackSpec(
             name=claim.stack_name,
@@ -167,13 +165,17 @@ def carry_out(job: Job) -> str:
 
 
 @shared_task(bind=True, name="labxblock.tasks.perform_job", max_retries=MAX_CALL_RETRIES, **CALL_TASK_OPTIONS)
-def perform_job(self, lab_id: int, action: str, state: str) -> str:
-    """One job decided by the reconciler (or a learner's request)."""
+def perform_job(self, lab_id: int, action: str, state: str, issued: str | None = None) -> str:
+    """One job decided by the reconciler (or a learner's request); ``issued``: the call's identity."""
     settings = configured(f"{action} of lab {lab_id}")
     if settings is None:
         return NOT_CONFIGURED  # the reconciler decides it again once the site is configured
-    job = Job(lab_id, Action(action), State(state))
+    job = Job.from_args(lab_id, action, state, issued)
     try:
+        current = calls.started(job, timezone.now())  # the acceptance window counts from the call
+        if current is None:
+            return "stale"
+        job = current
         return carry_out(job)
     except (TemporaryError, *DATABASE_ERRORS) as exc:
         if unanswered(job, exc):
@@ -181,8 +183,11 @@ def perform_job(self, lab_id: int, action: str, state: str) -> str:
         if self.request.retries < self.max_retries:
             delay = exc.delay if isinstance(exc, TemporaryError) else DB_RETRY_DELAY
             countdown = min(MAX_RETRY_COUNTDOWN, delay * 2**self.request.retries)
-            _note_retry(job, countdown, exc)
-            raise self.retry(countdown=countdown, exc=exc, queue=calls.queue_for(job.action)) from None
+            retried = _note_retry(job, countdown, exc)
+            if retried is None:
+                return "stale"
+            raise self.retry(args=retried.as_args(), countdown=countdown, exc=exc,
+                             queue=calls.queue_for(job.action)) from None
         return _give_up(job, exc)
     except (PermanentError, NotFound) as exc:
         return _give_up(job, exc)
@@ -200,11 +205,15 @@ def unanswered(job: Job, exc: Exception) -> bool:
     return True
 
 
-def _note_retry(job: Job, countdown: float, exc: Exception) -> None:
-    """Tell the engine the call is not lost, only retried: its acceptance window counts from the retry."""
+def _note_retry(job: Job, countdown: float, exc: Exception) -> Job | None:
+    """Tell the engine the call is not lost, only retried: its acceptance window counts from the retry.
+
+    Returns the job the retry carries; None if it is a stale copy of the lab's call (not retried).
+    """
     log.info("labxblock: %s of lab %s retried in %.0f s: %s", job.action, job.lab_id, countdown, exc)
     if job.action in CALLS and not isinstance(exc, DATABASE_ERRORS):
-        calls.retrying(job, timezone.now() + timedelta(seconds=countdown))
+        return calls.retrying(job, timezone.now() + timedelta(seconds=countdown))
+    return job
 
 
 def _give_up(job: Job, exc: Exception) -> str:
@@ -233,14 +242,21 @@ def advance_lab(self, lab_id: int) -> str:
     if job is None:
         return "nothing to do"
     try:
+        current = calls.started(job, timezone.now())
+        if current is None:
+            return "stale"
+        job = current
         return carry_out(job)
     except (TemporaryError, *DATABASE_ERRORS) as exc:  # hand over to perform_job's retries
         if unanswered(job, exc):
             return "no answer"
         delay = exc.delay if isinstance(exc, TemporaryError) else DB_RETRY_DELAY
         countdown = min(MAX_RETRY_COUNTDOWN, delay)
-        _note_retry(job, countdown, exc)
-        perform_job.apply_async(args=job.as_args(), countdown=countdown, queue=calls.queue_for(job.action))
+        retried = _note_retry(job, countdown, exc)
+        if retried is None:
+            return "stale"
+        queue = calls.queue_for(job.action)
+        perform_job.apply_async(args=retried.as_args(), countdown=countdown, queue=queue)
         return "retrying"
     except (PermanentError, NotFound) as exc:
         return _give_up(job, exc)

@@ -9,17 +9,20 @@ within the acceptance window was lost, and the lifecycle issues it again.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import logging
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from celery import current_app
 from django.db import transaction
+from django.db.models import QuerySet
 
 from labxblock.conf import get_settings
-from labxblock.lifecycle import Action, Reason, State
+from labxblock.lifecycle import CALLS, Action, Reason, State
 from labxblock.models import Lab, LabEvent
 
+log = logging.getLogger(__name__)
 PERFORM_TASK = "labxblock.tasks.perform_job"
 HOOK_TASK = "labxblock.tasks.run_hooks"
 # A hook job's limit: above the longest run authoring allows (5 scripts of 600 s, and connecting),
@@ -35,9 +38,17 @@ class Job:
     lab_id: int
     action: Action
     state: State  # the state the action was decided in; a job for a lab that moved on is dropped
+    # A call's identity: the row's ``call_issued_at`` when it was issued (then as its worker last
+    # started or retried it). A copy whose row no longer says so is stale (see ``started``).
+    issued: datetime | None = field(default=None, compare=False)
 
     def as_args(self) -> list[Any]:
-        return [self.lab_id, self.action.value, self.state.value]
+        args: list[Any] = [self.lab_id, self.action.value, self.state.value]
+        return [*args, self.issued.isoformat()] if self.issued is not None else args
+
+    @classmethod
+    def from_args(cls, lab_id: int, action: str, state: str, issued: str | None = None) -> Job:
+        return cls(lab_id, Action(action), State(state), datetime.fromisoformat(issued) if issued else None)
 
 
 def send_after_commit(task_name: str, args_list: list[list[Any]], *, queue: str, **options: Any) -> None:
@@ -107,19 +118,52 @@ def call_budget(provider: str, actions_per_minute: int, now: datetime) -> int:
     return max(0, actions_per_minute - made.exclude(reason=Reason.ADOPTED.value).count())
 
 
-# --- what a worker says of its call (conditional on the state the job was decided in) ----------
+# --- what a worker says of its call (compare-and-set on the call's identity) -------------------
+#
+# Two copies of one call can run: a reissued call's (the old one was only slow) or a job the broker
+# redelivered. Only the copy whose identity the row still holds speaks for the lab; the others change
+# nothing, so an older copy's failure is never counted against a call that is doing fine. A job with
+# no identity (sent before calls had one) is taken at its word, as before.
 
 
-def started(job: Job, now: datetime) -> None:
-    """A worker is making the call now: the acceptance window counts from here, not from the queue."""
-    Lab.objects.filter(pk=job.lab_id, state=job.state).update(call_issued_at=now)
+def this_call(job: Job) -> QuerySet[Lab]:
+    """The lab's row, if the job is its current call (the state it was decided in, its identity)."""
+    rows = Lab.objects.filter(pk=job.lab_id, state=job.state)
+    return rows if job.issued is None else rows.filter(call_issued_at=job.issued)
 
 
-def retrying(job: Job, at: datetime) -> None:
-    """The call failed for a while (the cloud or the database): its worker tries again at ``at``."""
-    Lab.objects.filter(pk=job.lab_id, state=job.state).update(call_issued_at=at)
+def stale(job: Job, what: str) -> None:
+    """Say (for debugging) that a stale copy's ``what`` changed nothing."""
+    log.debug("labxblock: %s of lab %s issued at %s is not the lab's call any more: %s ignored",
+              job.action, job.lab_id, job.issued, what)
+
+
+def started(job: Job, now: datetime) -> Job | None:
+    """A worker is making the call now: the acceptance window counts from here, not from the queue.
+
+    Returns the job as the row now knows it (its identity moved to ``now``), or None for a stale copy,
+    which must not make the call: another copy has started it, or the lab moved on.
+    """
+    if job.action not in CALLS:
+        return job
+    if not this_call(job).update(call_issued_at=now):
+        stale(job, "start")
+        return None
+    return replace(job, issued=now)
+
+
+def retrying(job: Job, at: datetime) -> Job | None:
+    """The call failed for a while (the cloud or the database): its worker tries again at ``at``.
+
+    Returns the job the retry must carry, or None for a stale copy (not to be retried).
+    """
+    if not this_call(job).update(call_issued_at=at):
+        stale(job, "retry")
+        return None
+    return replace(job, issued=at)
 
 
 def accepted(job: Job, now: datetime) -> None:
     """The cloud took the call: no reissue for it, only the state's deadline now."""
-    Lab.objects.filter(pk=job.lab_id, state=job.state).update(call_accepted_at=now)
+    if not this_call(job).update(call_accepted_at=now):
+        stale(job, "acceptance")

@@ -216,7 +216,7 @@ def apply(
         events.extend(new_events)
     if decision.action is Action.NONE:
         return None
-    return Job(lab.pk, decision.action, view.state)
+    return Job(lab.pk, decision.action, view.state, issued=fields.get("call_issued_at"))
 
 
 def _start_queue_clock(

@@ -19,9 +19,9 @@ from django.views.decorators.debug import sensitive_variables
 
 from labxblock import hostkeys
 from labxblock.conf import get_settings
-from labxblock.labs import addressing, engine, hooks, placement
+from labxblock.labs import addressing, calls, engine, hooks, placement
 from labxblock.labs.specs import DEFAULT_PORTS
-from labxblock.lifecycle import Action, Reason, State, check_transition
+from labxblock.lifecycle import CALLS, Action, Reason, State, check_transition
 from labxblock.models import SECRET_FIELDS, Lab, LabEvent, scrubbed
 from labxblock.secret import hide, hide_outputs
 
@@ -237,8 +237,8 @@ def record_refused(claim: Claim, message: str, now: datetime | None = None) -> e
     """The provider refused the create (quota, bad template…): try the next one, or fail visibly."""
     now = now or timezone.now()
     with transaction.atomic():
-        lab = Lab.objects.select_for_update().filter(pk=claim.job.lab_id, state=State.CREATING).first()
-        if lab is None:
+        lab = calls.this_call(claim.job).select_for_update().filter(state=State.CREATING).first()
+        if lab is None:  # moved on, or a stale copy of the create: the current call speaks for the lab
             return None
         tried = [*lab.tried_providers, claim.provider]
         check_transition(State.CREATING, State.REQUESTED)
@@ -283,13 +283,18 @@ def _fail(lab: Lab, reason: Reason, message: str, now: datetime, actor: str = "w
 def record_call_failed(claim: Claim, message: str, now: datetime | None = None) -> None:
     """The call failed for good (retries spent): make the lab due, so the next pass counts it.
 
+    Only if it is the lab's current call: a stale copy's failure changes nothing (``calls.this_call``).
+
     The lifecycle then retries with backoff or fails the lab with a reason; a call
     that did land after all is adopted from the cloud's list.
     """
     now = now or timezone.now()
-    Lab.objects.filter(pk=claim.job.lab_id, state=claim.job.state).update(
-        deadline_at=now, next_attempt_at=now, status_reason=scrubbed(claim.job.lab_id, message)[:2000]
-    )
+    fields = {"deadline_at": now, "next_attempt_at": now,
+              "status_reason": scrubbed(claim.job.lab_id, message)[:2000]}
+    if claim.job.action in CALLS:
+        fields["call_accepted_at"] = now  # its worker's answer: the call is in flight no more
+    if not calls.this_call(claim.job).update(**fields):
+        calls.stale(claim.job, f"failure ({message[:200]})")
 
 
 __all__ = [

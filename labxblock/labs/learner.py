@@ -295,7 +295,7 @@ def begin_reset(lab: Lab, actor: str, now: Any, reason: str = "reset") -> bool:
     Lab.objects.filter(pk=lab.pk).update(**fields)
     for name, value in fields.items():
         setattr(lab, name, value)
-    dispatch([Job(lab.pk, Action.DELETE, State.DELETING)])
+    dispatch([Job(lab.pk, Action.DELETE, State.DELETING, issued=now)])
     return True
 
 

@@ -7,15 +7,24 @@ by a state deadline.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 from django import db
+from django.contrib.auth import get_user_model
+from django.utils import timezone
 
-from labxblock import labs
-from labxblock.lifecycle import State
+from labxblock import conf, labs, lifecycle, tasks
+from labxblock.labs import calls, observe
+from labxblock.labs.engine import Job, Observation
+from labxblock.lifecycle import Action, Desired, State
 from labxblock.models import Lab, LabEvent
+from labxblock.providers.base import PermanentError
 from tests.engine_harness import lab_spec, recovery_budget, time_to, wait_for
 
-pytestmark = [pytest.mark.redis, pytest.mark.slow]
+# The workers' tests need Redis; the rest run on the test database, MariaDB too (its row locks).
+pytestmark = [pytest.mark.slow]
+SECOND = timedelta(seconds=1)
 DEFAULT_DEADLINES: dict = {}  # state_deadline_seconds: the defaults (deleting 1,200 s)
 
 
@@ -24,6 +33,7 @@ def where(lab_id: int) -> tuple:
     return Lab.objects.filter(pk=lab_id).values_list(*fields).first()
 
 
+@pytest.mark.redis
 def test_a_reset_whose_delete_came_before_the_stack_is_deleted_again_within_the_window(engine_factory):
     engine = engine_factory(workers=1, acceptance_window_seconds=10, state_deadline_seconds=DEFAULT_DEADLINES)
     engine.cloud.configure(delays={"create": 60})  # a slow stack: in progress when the reset comes
@@ -52,3 +62,43 @@ def test_a_reset_whose_delete_came_before_the_stack_is_deleted_again_within_the_
     assert lab.reissues >= 1 and lab.attempts == 0
     assert engine.cloud.counters()["stack_delete"] >= 2
     assert engine.stacks() == {stack}  # the old one deleted, one made afresh under the lab's name
+
+
+@pytest.mark.django_db
+@pytest.mark.mariadb
+def test_a_stale_copy_of_a_call_changes_nothing_and_its_failure_is_never_counted():
+    """The suspend's first copy hangs in the cloud; past its window the observer issues it again. The
+    first copy then fails for good, or its message is delivered again: neither speaks for the lab."""
+    now = timezone.now()
+    window = conf.get_settings().acceptance_window_seconds * SECOND
+    user = get_user_model().objects.create_user(username="pausing")
+    lab = Lab.objects.create(
+        learner=user, course_run="course-v1:O+C+R", lab_key="k", provider="default", state=State.SUSPENDING,
+        desired=Desired.SUSPENDED, state_changed_at=now - 2 * window, provider_state={"id": "id-1"},
+        deadline_at=lifecycle.deadline_for(State.SUSPENDING, now - 2 * window),
+        call_issued_at=now - 2 * window)
+    sent = Job(lab.pk, Action.SUSPEND, State.SUSPENDING, issued=now - 2 * window)
+    first = calls.started(sent, now - window - SECOND)  # its worker starts it: the window counts from here
+    assert first is not None and first.issued == now - window - SECOND
+
+    (target,) = observe.targets("default", now)
+    (reissued,) = observe.apply("default", {target: Observation(State.READY, "RESUME_COMPLETE")}, now)
+    assert (reissued.action, reissued.issued) == (Action.SUSPEND, now)  # no sign of it: made again
+
+    before = Lab.objects.filter(pk=lab.pk).values().get()
+    assert tasks._give_up(first, PermanentError("the cloud refused the first copy")) == "failed"
+    calls.accepted(first, now + SECOND)
+    assert calls.retrying(first, now + 5 * SECOND) is None  # not retried either
+    assert tasks.perform_job.apply(args=sent.as_args()).get() == "stale"  # redelivered: no call made
+    assert Lab.objects.filter(pk=lab.pk).values().get() == before  # none of them changed the lab
+
+    # The current call is fine: what the cloud shows while it is on its way counts no failure.
+    (target,) = observe.targets("default", now + 2 * SECOND)
+    observe.apply("default", {target: Observation(State.READY, "RESUME_COMPLETE")}, now + 2 * SECOND)
+    current = calls.started(reissued, now + 3 * SECOND)
+    assert current is not None
+    calls.accepted(current, now + 4 * SECOND)
+    lab.refresh_from_db()
+    assert (lab.state, lab.attempts, lab.status_reason, lab.call_accepted_at) == (
+        State.SUSPENDING, 0, "", now + 4 * SECOND)
+    assert not LabEvent.objects.filter(lab=lab, reason__endswith="_failed").exists()
