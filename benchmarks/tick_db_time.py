@@ -198,6 +198,7 @@ def main() -> None:
     with Rig(engine=False, keep=args.keep, buffer_pool=args.buffer_pool):
         from labxblock.labs import engine, periodic
         from labxblock.labs import observe as observer
+        from labxblock.models import Lease
 
         started = time.monotonic()
         counts = fill(args.rows, args.idle, utc_now())
@@ -220,7 +221,7 @@ def main() -> None:
             ]
             cloud = observations(targets)  # made by the task from the cloud's answers: not database time
             parts.append(measure("observe: apply", partial(observer.apply, "default", cloud, now)))
-            observer.release_lease("observe:default")
+            observer.release_lease("observe:default", Lease.objects.get(key="observe:default").until)
             total_db = sum(p["seconds"] for p in parts) * 1000
             worst = max(worst, total_db)
             rows = [("cores (nproc)", str(cores())), ("rows", f"{args.rows} ({len(cloud)} in flight)")]

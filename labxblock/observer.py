@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 from django.utils import timezone
 
@@ -23,42 +24,53 @@ log = logging.getLogger(__name__)
 READ_THREADS = 8  # an observation's reads of single stacks, side by side
 
 
-def observe_provider(name: str) -> int:
+def observe_provider(name: str, until: datetime | None = None) -> int:
     """One provider's labs in flight: its list of stacks in progress, a read of each in-flight stack that
     list does not show (and of any stack in progress no lab in flight expected), applied to the rows
-    that have not moved since they were stamped. Returns the jobs it started."""
+    that have not moved since they were stamped. Returns the jobs it started.
+
+    ``until``: the end of the observation's lease; no read starts after it (the next observation
+    reads the rest), so one cannot outlast its lease by more than a request's own timeout.
+    """
     targets = observe.targets(name, timezone.now())  # stamped before the cloud is asked
     if not targets or name not in clouds.providers():
         return 0
     provider = clouds.provider(name)
-    busy = _listed(name, provider.list_busy)
+    with provider.within(_left(until)):
+        busy = _listed(name, provider.list_busy)
     if busy is None:
         return 0
     found = {t: busy[t.stack_name] for t in targets if t.stack_name in busy}
     expected = {t.stack_name for t in targets}
     reads = [t for t in targets if t not in found and t.read]
     reads += observe.suspects(name, [stack for stack in busy if stack not in expected])
-    found.update(_read(provider, reads))
+    found.update(_read(provider, reads, until))
     seen = {target: _observation(provider, info) for target, info in found.items()}
     return len(observe.apply(name, seen, timezone.now()))
 
 
-def audit(name: str) -> int:
+def audit(name: str, until: datetime | None = None) -> int:
     """One provider's full list: labs at rest it contradicts are read and put right, orphan stacks
-    deleted. Returns the jobs it started."""
+    deleted. Returns the jobs it started. No read starts after ``until`` (the audit's lease)."""
     if name not in clouds.providers():
         return 0
     provider = clouds.provider(name)
-    infos = _listed(name, provider.list)
+    with provider.within(_left(until)):
+        infos = _listed(name, provider.list)
     if infos is None:
         return 0
     suspects = observe.audit_suspects(name, {stack: info.state for stack, info in infos.items()})
-    seen = {target: _observation(provider, info) for target, info in _read(provider, suspects).items()}
+    seen = {target: _observation(provider, info) for target, info in _read(provider, suspects, until).items()}
     count = len(observe.apply(name, seen, timezone.now(), actor="auditor"))
     listed = [periodic.ListedStack(stack, info.created_at, info.state) for stack, info in infos.items()]
     orphans = periodic.orphans(name, listed, timezone.now())
     states = {stack: provider.get_state(infos[stack].ref) for stack in orphans}
     return count + periodic.delete_orphans(name, states)
+
+
+def _left(until: datetime | None) -> float | None:
+    """Seconds left until ``until`` (the lease's end), or None for no bound."""
+    return None if until is None else (until - timezone.now()).total_seconds()
 
 
 def _observation(provider: Provider, info: StackInfo) -> Observation:
@@ -74,11 +86,21 @@ def _listed(name: str, listing: Callable[[str], list[StackInfo]]) -> dict[str, S
         return None
 
 
-def _read(provider: Provider, targets: list[observe.Target]) -> dict[observe.Target, StackInfo]:
-    """Read each target's stack (a few side by side); one the cloud does not answer is skipped."""
+def _read(
+    provider: Provider, targets: list[observe.Target], until: datetime | None = None
+) -> dict[observe.Target, StackInfo]:
+    """Read each target's stack (a few side by side); one the cloud does not answer is skipped, and so is
+    every one not started by ``until`` (left for the next pass)."""
+    late: list[str] = []
+
     def read(target: observe.Target) -> StackInfo | None:
+        left = _left(until)
+        if left is not None and left <= 0:
+            late.append(target.stack_name)
+            return None
         try:
-            return provider.status(provider.load_state(target.stack_name, target.provider_state))
+            with provider.within(left):
+                return provider.status(provider.load_state(target.stack_name, target.provider_state))
         except ProviderError as exc:
             log.info("labxblock: cannot read stack %s now: %s", target.stack_name, exc)
             return None
@@ -87,4 +109,6 @@ def _read(provider: Provider, targets: list[observe.Target]) -> dict[observe.Tar
         return {}
     with ThreadPoolExecutor(min(READ_THREADS, len(targets)), thread_name_prefix="labxblock-read") as pool:
         infos = list(pool.map(read, targets))
+    if late:
+        log.info("labxblock: %d stack read(s) left for the next pass: the lease's time was spent", len(late))
     return {target: info for target, info in zip(targets, infos, strict=True) if info is not None}

@@ -19,7 +19,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import socket
-from datetime import timedelta
+from collections.abc import Callable
+from datetime import datetime, timedelta
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -282,14 +283,24 @@ def reconcile() -> int:
 
 
 @shared_task(name="labxblock.tasks.observe", **OBSERVE_TASK_OPTIONS)
-def observe_provider(provider_name: str) -> int | str:
-    """Follow one provider's labs in flight (see ``labxblock.observer``)."""
+def observe_provider(provider_name: str, lease: str | None = None) -> int | str:
+    """Follow one provider's labs in flight (see ``labxblock.observer``), within the lease the tick took
+    for it (``lease``: its token, its end): the threads pool has no time limits, so the observation
+    keeps to it itself, and gives it up when done unless it ran out and is someone else's now."""
     if configured(f"observing provider {provider_name}") is None:
         return NOT_CONFIGURED  # its lease runs out; the tick starts none on a site not configured
+    key = f"observe:{provider_name}"
+    return _leased(key, lease, lambda until: observer.observe_provider(provider_name, until))
+
+
+def _leased(key: str, lease: str | None, work: Callable[[datetime | None], int]) -> int:
+    """Do ``work`` by the lease's end, then release the lease if it is still ours."""
+    token = datetime.fromisoformat(lease) if lease else None
     try:
-        return observer.observe_provider(provider_name)
+        return work(token)
     finally:
-        observe.release_lease(f"observe:{provider_name}")
+        if token is not None and not observe.release_lease(key, token):
+            log.warning("labxblock: %s outlasted its lease (until %s); another has it now", key, lease)
 
 
 @shared_task(name="labxblock.tasks.suspend_idle", **TICK_TASK_OPTIONS)
@@ -312,14 +323,11 @@ def reap() -> int:
 
 
 @shared_task(name="labxblock.tasks.audit", **OBSERVE_TASK_OPTIONS)
-def audit(provider_name: str) -> int | str:
+def audit(provider_name: str, lease: str | None = None) -> int | str:
     """The full list of one provider's stacks: labs at rest that drifted, orphans (``labxblock.observer``)."""
     if configured(f"auditing provider {provider_name}") is None:
         return NOT_CONFIGURED
-    try:
-        return observer.audit(provider_name)
-    finally:
-        observe.release_lease(f"audit:{provider_name}")
+    return _leased(f"audit:{provider_name}", lease, lambda until: observer.audit(provider_name, until))
 
 
 @shared_task(

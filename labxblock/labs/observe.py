@@ -94,21 +94,33 @@ def _stamp(lab: Lab) -> Stamp:
 # --- leases: at most one observation (or audit) of a provider in flight -------------------------
 
 
-def take_lease(key: str, now: datetime, seconds: float) -> bool:
-    """Take the lease ``key`` until ``now + seconds`` if it is free or has run out."""
+def take_lease(key: str, now: datetime, seconds: float) -> datetime | None:
+    """Take the lease ``key`` until ``now + seconds`` if it is free or has run out.
+
+    Returns the holder's token (the lease's end, which no later taker can share: each takes it only
+    once the last one's has passed), or None if someone else holds it.
+    """
     until = now + timedelta(seconds=seconds)
     if Lease.objects.filter(Q(until__isnull=True) | Q(until__lt=now), key=key).update(until=until):
-        return True
+        return until
     try:
         with transaction.atomic():
             _, created = Lease.objects.get_or_create(key=key, defaults={"until": until})
     except IntegrityError:  # made by a racing tick just now: theirs
-        return False
-    return created
+        return None
+    return until if created else None
 
 
-def release_lease(key: str) -> None:
-    Lease.objects.filter(key=key).update(until=None)
+def release_lease(key: str, token: datetime) -> bool:
+    """Give the lease up, if it is still the one ``token`` was given for: once ours ran out, another
+    holder's is never released by us. False if it was not ours any more."""
+    return bool(Lease.objects.filter(key=key, until=token).update(until=None))
+
+
+def leased(key: str, now: datetime, seconds: float) -> list[Any]:
+    """Task arguments for work under the lease ``key`` (its token, as text), or none if it is held."""
+    token = take_lease(key, now, seconds)
+    return [] if token is None else [token.isoformat()]
 
 
 def start(now: datetime) -> list[str]:
@@ -118,15 +130,15 @@ def start(now: datetime) -> list[str]:
     """
     settings = get_settings()
     lease = lease_seconds()
-    names = [
-        name
+    args = [
+        [name, *token]
         for name in settings.providers
         if Lab.objects.filter(provider=name, state__in=engine.OBSERVED_STATES).exists()
-        and take_lease(f"observe:{name}", now, lease)
+        and (token := leased(f"observe:{name}", now, lease))
     ]
     # A message that waited longer than the lease is dropped: a newer one is on its way.
-    send_after_commit(OBSERVE_TASK, [[name] for name in names], queue=settings.queues.observe, expires=lease)
-    return names
+    send_after_commit(OBSERVE_TASK, args, queue=settings.queues.observe, expires=lease)
+    return [name for name, _ in args]
 
 
 def lease_seconds() -> float:
@@ -137,9 +149,9 @@ def start_audits(now: datetime) -> list[str]:
     """The reap tick's part: audit each provider (the full list), unless an audit is under way."""
     settings = get_settings()
     seconds = settings.reap_interval_seconds
-    names = [name for name in settings.providers if take_lease(f"audit:{name}", now, seconds)]
-    send_after_commit(AUDIT_TASK, [[name] for name in names], queue=settings.queues.observe, expires=seconds)
-    return names
+    args = [[name, *token] for name in settings.providers if (token := leased(f"audit:{name}", now, seconds))]
+    send_after_commit(AUDIT_TASK, args, queue=settings.queues.observe, expires=seconds)
+    return [name for name, _ in args]
 
 
 # --- what to look at ------------------------------------------------------------------------

@@ -10,6 +10,7 @@ from Django or Celery.
 from __future__ import annotations
 
 import abc
+import contextlib
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -165,6 +166,12 @@ class Provider(abc.ABC):
         """Tag a stack made without ``tags`` (adopted from another system), its resources untouched;
         returns once accepted. False (the default): this cloud cannot tag a stack once made."""
         return False
+
+    def within(self, seconds: float | None) -> contextlib.AbstractContextManager[None]:
+        """Give the calls this thread makes inside the block no more than ``seconds`` from now (None: no
+        bound beyond the provider's own timeouts); one that runs out raises TemporaryError. Default: a
+        provider whose calls are all quick has nothing to bound."""
+        return contextlib.nullcontext()
 
     def after_resume(self, ref: StackRef) -> None:
         """Called once when the caller sees a resume complete; a few calls at most.

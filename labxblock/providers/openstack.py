@@ -21,10 +21,10 @@ from urllib.parse import urlencode
 
 import requests
 import yaml
-from requests.adapters import HTTPAdapter
 
 from labxblock.lifecycle import State
 from labxblock.providers import openstack_config as conf
+from labxblock.providers import openstack_deadline as deadline
 from labxblock.providers import openstack_validate as validation
 from labxblock.providers.base import (
     CheckReport,
@@ -234,6 +234,10 @@ class OpenStackProvider(Provider):
 
     # Clients are built on first use and shared by threads: keystoneauth keeps the
     # token in the auth plugin and re-authenticates when it expires or a 401 comes.
+    def within(self, seconds: float | None) -> contextlib.AbstractContextManager[None]:
+        """Requests of this thread inside the block end ``seconds`` from now at the latest."""
+        return deadline.within(seconds)
+
     def session(self) -> Any:
         """The keystoneauth1 Session (built once)."""
         with self._lock:
@@ -252,7 +256,9 @@ class OpenStackProvider(Provider):
         # One pool per endpoint, as large as the threads that share this session (requests keeps
         # 10, and a thread past them opens a connection it then throws away). Blocking: never more
         # open at once than the pool holds. The validation client shares it (openstack_validate).
-        pool = HTTPAdapter(pool_maxsize=int(conf.setting(self.config, "pool_size")), pool_block=True)
+        # Each request's timeouts are cut to its thread's deadline, if it has one (``within``).
+        size = int(conf.setting(self.config, "pool_size"))
+        pool = deadline.BoundedAdapter(pool_maxsize=size, pool_block=True)
         http.mount("https://", pool)
         http.mount("http://", pool)
         cacert = self.config.get("cacert")

@@ -51,7 +51,7 @@ def test_at_rest_no_observation_is_started_and_in_flight_one_at_a_time():
     assert observe.start(now) == ["default"]
     assert observe.start(now + SECOND) == []  # one observation under way per provider
     assert observe.start(now + observe.lease_seconds() * SECOND + SECOND) == ["default"]  # a lost one
-    observe.release_lease("observe:default")
+    observe.release_lease("observe:default", Lease.objects.get(key="observe:default").until)
     assert observe.start(now + 30 * SECOND) == ["default"]
 
 
