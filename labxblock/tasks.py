@@ -58,6 +58,9 @@ from labxblock.providers.base import (
 log = logging.getLogger(__name__)
 
 PROBE_TIMEOUT_SECONDS = 3.0
+# How long a worker may hold a lab's outputs to read them (a reboot, a read: each bounded by the
+# provider's read timeout); one that died holding them is taken over after this.
+OUTPUTS_LEASE_SECONDS = 90
 MAX_CALL_RETRIES = 4  # then the lab is made due, and the lifecycle's backoff takes over
 MAX_RETRY_COUNTDOWN = 30  # short: with Redis a long countdown risks redelivery (visibility timeout)
 DB_RETRY_DELAY = 5.0  # seconds before a task whose database went away tries again
@@ -102,15 +105,10 @@ def probe_lab(job: Job, claim: jobs.Claim, provider: Provider, ref: StackRef) ->
     exchange; the key it shows is recorded (trust on first use) and verified from then on.
     """
     if not claim.host:  # first probe since the stack came up: read its outputs
-        if claim.reboot_on_resume:
-            provider.after_resume(ref)
-        info = provider.get(ref)
-        outcome = jobs.record_outputs(claim, dict(info.outputs), info.raw_status)
-        if outcome != jobs.STORED:
-            return outcome
-        claim = jobs.claim(job)
-        if claim is None or not claim.host:
-            return "no address"
+        read = read_outputs(job, provider, ref)
+        if isinstance(read, str):
+            return read
+        claim = read
     try:
         address, port = addressing.check(claim.provider, claim.host, claim.port)
     except addressing.AddressRefused as exc:
@@ -122,6 +120,34 @@ def probe_lab(job: Job, claim: jobs.Claim, provider: Provider, ref: StackRef) ->
     else:
         jobs.record_probe(claim, probe(address, port))
     return "done"
+
+
+def read_outputs(job: Job, provider: Provider, ref: StackRef) -> jobs.Claim | str:
+    """Read a stack's outputs once it came up (after a resume: the reboot its template asks first), and
+    return the claim with them; or what came of it instead.
+
+    One worker at a time per lab (a lease): a burst of probes (each pass and each observation that sees
+    the lab up sends one) must not read them over and over, nor reboot a resumed lab's servers again.
+    Under the lease the row is read afresh: the worker that held it before may have stored them.
+    """
+    key = f"outputs:{job.lab_id}"
+    token = observe.take_lease(key, timezone.now(), OUTPUTS_LEASE_SECONDS)
+    if token is None:
+        return "outputs being read"  # by another worker; a later probe uses them
+    try:
+        claim = jobs.claim(job)
+        if claim is None or claim.host:
+            return claim or "stale"
+        if claim.reboot_on_resume:
+            provider.after_resume(ref)
+        info = provider.get(ref)
+        outcome = jobs.record_outputs(claim, dict(info.outputs), info.raw_status)
+        if outcome != jobs.STORED:
+            return outcome
+        claim = jobs.claim(job)
+        return claim if claim is not None and claim.host else "no address"
+    finally:
+        observe.release_lease(key, token, forget=True)
 
 
 def carry_out(job: Job) -> str:

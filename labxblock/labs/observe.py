@@ -111,10 +111,12 @@ def take_lease(key: str, now: datetime, seconds: float) -> datetime | None:
     return until if created else None
 
 
-def release_lease(key: str, token: datetime) -> bool:
+def release_lease(key: str, token: datetime, forget: bool = False) -> bool:
     """Give the lease up, if it is still the one ``token`` was given for: once ours ran out, another
-    holder's is never released by us. False if it was not ours any more."""
-    return bool(Lease.objects.filter(key=key, until=token).update(until=None))
+    holder's is never released by us. False if it was not ours any more. ``forget``: remove its row
+    (a lease per lab, not to be kept once done)."""
+    ours = Lease.objects.filter(key=key, until=token)
+    return bool(ours.delete()[0] if forget else ours.update(until=None))
 
 
 def leased(key: str, now: datetime, seconds: float) -> list[Any]:

@@ -7,6 +7,7 @@ by a state deadline.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 import pytest
@@ -14,13 +15,22 @@ from django import db
 from django.contrib.auth import get_user_model
 from django.utils import timezone
 
-from labxblock import conf, labs, lifecycle, tasks
-from labxblock.labs import calls, observe
+from labxblock import clouds, conf, labs, lifecycle, tasks
+from labxblock.labs import calls, jobs, observe
 from labxblock.labs.engine import Job, Observation
 from labxblock.lifecycle import Action, Desired, State
 from labxblock.models import Lab, LabEvent
-from labxblock.providers.base import PermanentError
-from tests.engine_harness import lab_spec, recovery_budget, time_to, wait_for
+from labxblock.providers.base import PermanentError, StackSpec
+from tests.engine_harness import (
+    LAB_HOST_KEY,
+    active_lab_settings,
+    lab_settings,
+    lab_spec,
+    recovery_budget,
+    time_to,
+    wait_for,
+    wait_for_stack,
+)
 
 # The workers' tests need Redis; the rest run on the test database, MariaDB too (its row locks).
 pytestmark = [pytest.mark.slow]
@@ -102,3 +112,51 @@ def test_a_stale_copy_of_a_call_changes_nothing_and_its_failure_is_never_counted
     assert (lab.state, lab.attempts, lab.status_reason, lab.call_accepted_at) == (
         State.SUSPENDING, 0, "", now + 4 * SECOND)
     assert not LabEvent.objects.filter(lab=lab, reason__endswith="_failed").exists()
+
+
+RESUMED_TEMPLATE = """heat_template_version: 2018-08-31
+resources:
+  vm1: {type: OS::Nova::Server, properties: {image: x, flavor: y}}
+  vm2: {type: OS::Nova::Server, properties: {image: x, flavor: y}}
+outputs:
+  public_ip: {value: 127.0.0.1}
+  port: {value: %d}
+  host_key: {value: %s}
+  reboot_on_resume: {value: true}
+"""
+
+
+def test_a_burst_of_probes_after_a_resume_reads_the_outputs_and_reboots_once(transactional_db, cloud_fake,
+                                                                             lab_port):
+    settings = lab_settings({"default": {"type": "openstack", **cloud_fake.provider_config}})
+    with active_lab_settings(settings):
+        provider = clouds.provider("default")
+        user = get_user_model().objects.create_user(username="resumed")
+        lab = Lab.objects.create(learner=user, course_run="course-v1:O+C+R", lab_key="k", provider="default",
+                                 state=State.STARTING, state_changed_at=timezone.now(),
+                                 deadline_at=lifecycle.deadline_for(State.STARTING, timezone.now()),
+                                 outputs={"reboot_on_resume": "true", "host_key": LAB_HOST_KEY})
+        ref = provider.create(StackSpec(name=lab.stack_name, template=RESUMED_TEMPLATE % (
+            lab_port.port, LAB_HOST_KEY), tags=("labxblock-test",)))
+        wait_for_stack(provider, ref, State.READY)
+        provider.suspend(ref)
+        wait_for_stack(provider, ref, State.SUSPENDED)
+        provider.resume(ref)
+        wait_for_stack(provider, ref, State.READY)
+        # Resumed: its address is to be read again (engine._fields_for_move), its servers rebooted.
+        Lab.objects.filter(pk=lab.pk).update(provider_state=provider.get_state(ref), ip="")
+        cloud_fake.configure(latency_seconds=0.3)  # the probes overlap
+        db.connections.close_all()
+
+        def probe(_: int) -> str:
+            try:
+                return tasks.carry_out(Job(lab.pk, Action.PROBE, State.STARTING))
+            finally:
+                db.connection.close()
+
+        with ThreadPoolExecutor(6) as pool:  # a burst: passes and observations each sent one
+            outcomes = list(pool.map(probe, range(6)))
+    print(f"\nsix probes at once after a resume: {outcomes}")
+    assert sorted(cloud_fake.reboots().values()) == [1, 1]  # each server rebooted once, not six times
+    assert LabEvent.objects.filter(lab_id=lab.pk, reason=jobs.OUTPUTS_READ).count() == 1
+    assert Lab.objects.get(pk=lab.pk).state == State.READY and "done" in outcomes
