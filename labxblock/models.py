@@ -64,8 +64,9 @@ class Blueprint(models.Model):
 
 
 class Lease(models.Model):
-    """A short lease on one periodic piece of work (``observe:<provider>``, ``audit:<provider>``): at most
-    one is in flight; a lost one is taken over once ``until`` passes."""
+    """A short lease on one piece of work (``observe:<provider>``, ``audit:<provider>``, a lab's outputs
+    ``outputs:<lab id>``): at most one is in flight; a lost one is taken over once ``until`` passes.
+    ``until`` is also the holder's token: only it releases the lease."""
 
     key = models.CharField(max_length=128, primary_key=True)
     until = models.DateTimeField(null=True, blank=True)
