@@ -540,15 +540,18 @@ events = st.one_of(
 )
 # Any row a lab could be in: any state (with its deadline), any desired, any attempts so far.
 rows = st.builds(
-    lambda state, desired, attempts, pending, scripts: lab(
+    lambda state, desired, attempts, pending, scripts, answered: lab(
         state, desired, attempts=attempts, deadline_at=deadline_for(state, NOW, FAST.deadline_seconds),
         call_pending_since=None if pending is None else NOW - pending * SECOND, hook_seconds=scripts,
+        # the last call's issue, answered by its worker or not (a pending one's is its own)
+        call_issued_at=NOW - (pending if pending is not None else answered) * SECOND,
     ),
     st.sampled_from(list(State)),
     st.sampled_from(list(Desired)),
     st.integers(0, FAST.max_attempts - 1),
     st.none() | st.integers(0, 120),
     st.sampled_from([0, 0, 30]),
+    st.integers(0, 120),
 )
 
 
