@@ -30,10 +30,10 @@ from django.db.models import Q
 
 from labxblock.conf import get_settings
 from labxblock.labs import adoption, engine
-from labxblock.labs.calls import Job, send_after_commit
+from labxblock.labs.calls import Job, call_budget, send_after_commit
 from labxblock.labs.learner import retrying_deadlocks
-from labxblock.lifecycle import Reason, State
-from labxblock.models import Lab, LabEvent, Lease
+from labxblock.lifecycle import State
+from labxblock.models import Lab, Lease
 
 OBSERVE_TASK = "labxblock.tasks.observe"
 AUDIT_TASK = "labxblock.tasks.audit"
@@ -231,18 +231,10 @@ def apply(
     return retrying_deadlocks(decide)
 
 
-# Events of a rate-limited call: entering (or reissued in) one of these states, unless adopted.
-_CALL_STATES = (State.SUSPENDING.value, State.RESUMING.value, State.DELETING.value)
-
-
 def rate_budget(provider: str, now: datetime) -> int:
     """The suspends, resumes and deletes an observation may make on ``provider`` now: what the last
-    minute's calls (their lab events, whoever made them) left of its ``actions_per_minute``. Calls an
-    observation decides (reissues, deletes of failed stacks) keep to the rate the reconcile tick keeps;
-    one over it is decided again by a later observation."""
+    minute's calls left of its ``actions_per_minute``, counted as the reconcile tick counts them
+    (``calls.call_budget``). Calls an observation decides (reissues, deletes of failed stacks) keep to
+    the same rate; one over it is decided again by a later observation."""
     settings = get_settings().providers.get(provider)
-    if settings is None:
-        return 0
-    since = now - timedelta(seconds=60)
-    made = LabEvent.objects.filter(provider=provider, at__gt=since, at__lte=now, to_state__in=_CALL_STATES)
-    return max(0, settings.actions_per_minute - made.exclude(reason=Reason.ADOPTED.value).count())
+    return 0 if settings is None else call_budget(provider, settings.actions_per_minute, now)
