@@ -302,7 +302,10 @@ def reconcile() -> int:
     for name, conf in settings.providers.items():
         budget = engine.call_budget(name, conf.actions_per_minute, now)
         started += len(engine.reconcile_provider(name, now, budget))
-    pools.tend(now)  # warm pools at their size: new pool stacks are placed just below
+    try:
+        pools.tend(now)  # warm pools at their size: new pool stacks are placed just below
+    except Exception:  # warm pools are an extra: their trouble never stops placement or observation
+        log.exception("labxblock: warm pools not tended this tick")
     started += len(engine.place_queued(now))
     observe.start(now)
     return started
@@ -316,17 +319,23 @@ def observe_provider(provider_name: str, lease: str | None = None) -> int | str:
     if configured(f"observing provider {provider_name}") is None:
         return NOT_CONFIGURED  # its lease runs out; the tick starts none on a site not configured
     key = f"observe:{provider_name}"
-    return _leased(key, lease, lambda until: observer.observe_provider(provider_name, until))
+    return _leased(key, lease, lambda until: observer.observe_provider(provider_name, until),
+                   observe.lease_seconds())
 
 
-def _leased(key: str, lease: str | None, work: Callable[[datetime | None], int]) -> int:
-    """Do ``work`` by the lease's end, then release the lease if it is still ours."""
+def _leased(key: str, lease: str | None, work: Callable[[datetime | None], int], seconds: float) -> int:
+    """Do ``work`` within the lease (renewed for ``seconds`` as it starts), then release it if still ours."""
     token = datetime.fromisoformat(lease) if lease else None
+    if token is not None:
+        token = observe.renew_lease(key, token, timezone.now(), seconds)
+        if token is None:  # ours ran out while queued, and another has it: that one does the work
+            log.info("labxblock: %s: its lease went to another while it waited; nothing to do", key)
+            return 0
     try:
         return work(token)
     finally:
         if token is not None and not observe.release_lease(key, token):
-            log.warning("labxblock: %s outlasted its lease (until %s); another has it now", key, lease)
+            log.warning("labxblock: %s outlasted its lease (until %s); another has it now", key, token)
 
 
 @shared_task(name="labxblock.tasks.suspend_idle", **TICK_TASK_OPTIONS)
@@ -351,9 +360,10 @@ def reap() -> int:
 @shared_task(name="labxblock.tasks.audit", **OBSERVE_TASK_OPTIONS)
 def audit(provider_name: str, lease: str | None = None) -> int | str:
     """The full list of one provider's stacks: labs at rest that drifted, orphans (``labxblock.observer``)."""
-    if configured(f"auditing provider {provider_name}") is None:
+    if (settings := configured(f"auditing provider {provider_name}")) is None:
         return NOT_CONFIGURED
-    return _leased(f"audit:{provider_name}", lease, lambda until: observer.audit(provider_name, until))
+    return _leased(f"audit:{provider_name}", lease, lambda until: observer.audit(provider_name, until),
+                   settings.reap_interval_seconds)
 
 
 @shared_task(

@@ -98,8 +98,10 @@ def dispatch(jobs: list[Job]) -> None:
 
 WINDOW_SECONDS = 60  # the rate's window: at most actions_per_minute calls in any minute
 # Events that make a rate-limited call: entering (or reissued in) one of these states, unless the
-# cloud was already at it (adopted). A few decisions logged in these states count too: the safe side.
-CALL_STATES = (State.SUSPENDING.value, State.RESUMING.value, State.DELETING.value)
+# cloud was already at it (adopted); and entering FAILED, whose cleanup delete goes out with it (a
+# class's creates failing at once on a full quota). A few decisions logged in these states without a
+# call count too: the safe side.
+CALL_STATES = (State.SUSPENDING.value, State.RESUMING.value, State.DELETING.value, State.FAILED.value)
 
 
 def call_budget(provider: str, actions_per_minute: int, now: datetime) -> int:

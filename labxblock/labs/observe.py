@@ -111,6 +111,18 @@ def take_lease(key: str, now: datetime, seconds: float) -> datetime | None:
     return until if created else None
 
 
+def renew_lease(key: str, token: datetime, now: datetime, seconds: float) -> datetime | None:
+    """The holder of ``token`` starts its work: its lease runs ``seconds`` from ``now``, not from when
+    the tick took it (the task may have waited in its queue). Returns the new token, or None if the
+    lease is someone else's now (then that holder does the work)."""
+    until = max(token, now + timedelta(seconds=seconds))
+    if until != token and not Lease.objects.filter(key=key, until=token).update(until=until):
+        return None
+    if until == token and not Lease.objects.filter(key=key, until=token).exists():
+        return None
+    return until
+
+
 def release_lease(key: str, token: datetime, forget: bool = False) -> bool:
     """Give the lease up, if it is still the one ``token`` was given for: once ours ran out, another
     holder's is never released by us. False if it was not ours any more. ``forget``: remove its row

@@ -31,7 +31,7 @@ from datetime import datetime
 from typing import Any
 
 from django.core.cache import cache
-from django.db import IntegrityError, OperationalError, transaction
+from django.db import IntegrityError, OperationalError, connection, transaction
 
 from labxblock.conf import get_settings
 from labxblock.labs import budgets, hooks
@@ -127,7 +127,8 @@ def _claim_locked(user: Any, pool: WarmPool, blueprint: Blueprint, spec: LabSpec
     lab = None
     for states in CLAIM_ORDER:  # PK order within each: the pool FK's index, no sort, one row locked
         lab = (candidates.filter(state__in=[s.value for s in states]).order_by("pk")
-               .select_for_update(skip_locked=True).only(*_ROW_FIELDS, "outputs", "launched_at").first())
+               .select_for_update(skip_locked=_skip_locked())
+               .only(*_ROW_FIELDS, "outputs", "launched_at").first())
         if lab is not None:
             break
     if lab is None:
@@ -186,7 +187,15 @@ def tend(now: datetime) -> Tended:
                 _tend_pool(pools[pool_id], rows, now, done)
         except OperationalError as exc:  # a deadlock victim: the next tick tends it again
             log.info("labxblock: warm pool %s not tended this tick: %s", pool_id, exc)
+        except Exception:  # one pool's trouble (say, a time zone this host lacks) never stops the others
+            log.exception("labxblock: warm pool %s not tended", pool_id)
     return done
+
+
+def _skip_locked() -> bool:
+    """Whether rows another transaction holds can be passed over (MariaDB from 10.6; else they are
+    waited for, as Django raises NotSupportedError rather than ignore ``skip_locked``)."""
+    return connection.features.has_select_for_update_skip_locked
 
 
 def target(pool: WarmPool, now: datetime) -> int:
@@ -232,7 +241,7 @@ def _mark(rows: Sequence[Lab], desired: Desired, reason: str, now: datetime,
     if not rows:
         return 0
     with transaction.atomic():
-        locked = list(Lab.objects.select_for_update(skip_locked=True).filter(
+        locked = list(Lab.objects.select_for_update(skip_locked=_skip_locked()).filter(
             pk__in=[r.pk for r in rows], learner__isnull=True).exclude(desired=desired).only(*_ROW_FIELDS))
         Lab.objects.filter(pk__in=[r.pk for r in locked]).update(desired=desired.value)
         for row in locked:

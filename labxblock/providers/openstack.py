@@ -173,7 +173,8 @@ def cloud_error(exc: Exception, doing: str, retry_after: float | None = None) ->
     if isinstance(exc, ks.SSLError):
         return PermanentError(f"{doing}: TLS failure, check cacert/verify: {exc}")
     if isinstance(exc, ks.ConnectTimeout) and isinstance(exc.__context__, requests.exceptions.ReadTimeout):
-        return NoAnswer(f"{doing}: no answer in time (the cloud may be carrying it out): {exc}", delay)
+        # A write may still be carried out; the caller decides (a read simply failed).
+        return NoAnswer(f"{doing}: no answer in time: {exc}", delay)
     if isinstance(exc, ks.ConnectionError):  # connect failures and timeouts: nothing reached the cloud
         return TemporaryError(f"{doing}: cloud unreachable: {exc}", delay)
     if isinstance(exc, ks.EndpointNotFound):

@@ -41,6 +41,23 @@ def test_a_lease_that_ran_out_is_never_released_by_its_first_holder():
     assert observe.take_lease(KEY, now + 23 * SECOND, 20) is not None
 
 
+def test_a_task_that_waited_in_its_queue_gets_its_whole_lease_unless_another_took_it():
+    """The lease runs from when the work starts: a busy observe queue does not eat the observation's time."""
+    now = timezone.now()
+    queued = observe.take_lease(KEY, now - 30 * SECOND, 20)  # taken by a tick 30 s ago; nobody since
+    given: list = []
+    assert tasks._leased(KEY, queued.isoformat(), lambda until: given.append(until) or 0, 20) == 0
+    (until,) = given
+    assert until >= now + 19 * SECOND  # a fresh 20 s, not one that ran out 10 s ago
+    assert Lease.objects.get(key=KEY).until is None  # and given up when done
+    # Taken over while it waited: the newer holder does the work, this one does nothing.
+    stale = observe.take_lease(KEY, now - 30 * SECOND, 20)
+    newer = observe.take_lease(KEY, now, 20)
+    assert newer is not None
+    assert tasks._leased(KEY, stale.isoformat(), lambda until: given.append(until) or 0, 20) == 0
+    assert len(given) == 1 and Lease.objects.get(key=KEY).until == newer
+
+
 def test_an_observation_starts_no_read_once_its_lease_has_run_out(cloud_fake):
     settings = lab_settings({"default": {"type": "openstack", **cloud_fake.provider_config}})
     with active_lab_settings(settings):

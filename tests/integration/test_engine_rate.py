@@ -48,3 +48,30 @@ def test_deletes_an_observation_makes_again_keep_to_the_providers_rate():
         assert observe_at(now + 61 * SECOND) == [Action.DELETE] * 2  # a minute later
     assert LabEvent.objects.filter(reason="not_accepted").count() == 4
     assert set(Lab.objects.values_list("reissues", flat=True)) == {1}
+
+
+def test_cleanup_deletes_of_creates_that_failed_at_once_keep_to_the_providers_rate():
+    """A quota running out under a class's launches: the stacks' cleanup deletes are rate-limited too."""
+    provider = {**conf.get_settings().providers["default"].options, "type": "openstack",
+                "actions_per_minute": 2}
+    with active_lab_settings(lab_settings({"default": provider})):
+        now = timezone.now()
+        for i in range(4):
+            user = get_user_model().objects.create_user(username=f"launching{i}")
+            Lab.objects.create(learner=user, course_run="course-v1:O+C+R", lab_key="k", provider="default",
+                               state=State.CREATING, desired=Desired.UP, state_changed_at=now - 5 * SECOND,
+                               deadline_at=lifecycle.deadline_for(State.CREATING, now),
+                               provider_state={"id": f"id-{i}"}, call_issued_at=now - 5 * SECOND,
+                               call_accepted_at=now - 4 * SECOND,
+                               attempts=conf.get_settings().max_attempts - 1)  # this failure is the last
+
+        def observe_at(at):
+            seen = {t: Observation(State.FAILED, "CREATE_FAILED", "Quota exceeded")
+                    for t in observe.targets("default", at)}
+            return [job.action for job in observe.apply("default", seen, at)]
+
+        assert observe_at(now) == [Action.DELETE] * 2  # the minute's two, not four
+        assert observe_at(now + SECOND) == []  # the others wait, still creating as far as we know
+        assert Lab.objects.filter(state=State.FAILED).count() == 2
+        assert observe_at(now + 61 * SECOND) == [Action.DELETE] * 2  # a minute later
+        assert Lab.objects.filter(state=State.FAILED).count() == 4

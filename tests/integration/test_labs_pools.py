@@ -243,3 +243,19 @@ def test_target_follows_the_schedule_in_its_time_zone(db):
     assert pools.target(pool, monday_9_berlin) == 4
     assert pools.target(pool, monday_9_berlin + timedelta(hours=9, minutes=30)) == 0  # 18:30 there
     assert pools.target(pool, monday_9_berlin + timedelta(days=5)) == 0  # Saturday
+
+
+def test_a_pool_whose_time_zone_this_host_lacks_leaves_the_other_pools_and_the_tick_at_work(db, caplog):
+    """Stored on a host that knew the zone, tended on one that does not: logged, and the rest goes on."""
+    from labxblock.models import Blueprint
+
+    blueprint = Blueprint.objects.create(digest="e" * 64, spec={})
+    good = pools.configure(course_run="course-v1:O+Good+R", lab_key="lab", size=1)
+    odd = pools.configure(course_run="course-v1:O+Odd+R", lab_key="lab", size=1)
+    WarmPool.objects.filter(pk__in=[good.pk, odd.pk]).update(blueprint=blueprint)
+    WarmPool.objects.filter(pk=odd.pk).update(time_zone="Mars/Olympus")  # past save()'s check
+    with caplog.at_level("ERROR", logger="labxblock.labs.pools"):
+        pools.tend(timezone.now())
+    assert pool_rows(pool=good).count() == 1  # the good pool got its stack all the same
+    assert not pool_rows(pool=odd).exists()
+    assert f"warm pool {odd.pk} not tended" in caplog.text and "Mars/Olympus" in caplog.text
