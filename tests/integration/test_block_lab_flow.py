@@ -154,7 +154,9 @@ def test_status_before_launch_then_launch_moves_through_the_phases_to_ready(flow
     launched, sql = f.counted("status", {"launch": True})
     assert launched["phase"] == "queued" and launched["poll_ms"] <= 1000
     assert launched["elapsed_seconds"] is not None and launched["error"] is None
-    assert len(sql) <= 8, sql  # the first launch makes the rows: blueprint and lab
+    # The first launch makes the rows (blueprint and lab); the site's warm pools are read once and
+    # cached (models_pool.POOLED_CACHE_KEY), so a later launch skips that query.
+    assert len(sql) <= 9, sql
 
     seen = ["queued", *f.wait_phase("ready")]
     seen = [p for i, p in enumerate(seen) if i == 0 or seen[i - 1] != p]
