@@ -49,40 +49,6 @@ def parse() -> argparse.Namespace:
     return args
 
 
-def heat_template(port: int, args: argparse.Namespace) -> str:
-    """A lab on the rig's fake server resource, answering on the benchmark's lab port."""
-    from tests.engine_harness import LAB_HOST_KEY
-
-    return f"""heat_template_version: 2021-04-16
-parameters:
-  run:
-    type: string
-    default: ""
-resources:
-  password:
-    type: OS::Heat::RandomString
-    properties:
-      length: 16
-  server:
-    type: LabXBlock::Test::Server
-    properties:
-      create_secs: {args.create:g}
-      suspend_secs: 1
-      resume_secs: {args.resume:g}
-outputs:
-  public_ip:
-    value: {{get_attr: [server, public_ip]}}
-  port:
-    value: {port}
-  private_key:
-    value: {{get_attr: [server, private_key]}}
-  password:
-    value: {{get_attr: [password, value]}}
-  host_key:
-    value: {LAB_HOST_KEY}
-"""
-
-
 def fill(rig: Rig, spec, args: argparse.Namespace) -> float:
     """Configure the pool, teach it the template, wait until it is full; return the seconds it took."""
     from labxblock import labs
@@ -140,11 +106,12 @@ def main() -> None:
         from labxblock import labs
         from labxblock.labs import ProviderChoice, pools
         from labxblock.models import Lab
+        from tests.engine_harness import rig_lab_template
 
         spec = rig.spec()
         if args.heat:
-            spec = type(spec)(**{**spec.__dict__, "providers": (
-                ProviderChoice("default", None, heat_template(rig.lab_port.port, args)),)})
+            template = rig_lab_template(rig.lab_port.port, args.create, args.resume)
+            spec = type(spec)(**{**spec.__dict__, "providers": (ProviderChoice("default", None, template),)})
         filled = fill(rig, spec, args)
         learners = rig.users(args.launches)
         waits = []

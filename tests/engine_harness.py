@@ -87,9 +87,10 @@ outputs:
 """
 
 
-def rig_lab_template(port: int, create_secs: float = 3) -> str:
+def rig_lab_template(port: int, create_secs: float = 3, resume_secs: float = 1) -> str:
     """The same contract on the rig's real Heat: its ``LabXBlock::Test::Server`` takes ``create_secs``
-    to create (real time, as a server would), and the lab answers on ``port`` of 127.0.0.1."""
+    to create and ``resume_secs`` to resume (real time, as a server would), and the lab answers on
+    ``port`` of 127.0.0.1."""
     return f"""heat_template_version: 2021-04-16
 parameters:
   run:
@@ -101,7 +102,7 @@ resources:
     properties: {{length: 16}}
   server:
     type: LabXBlock::Test::Server
-    properties: {{create_secs: {create_secs}, suspend_secs: 1, resume_secs: 1, delete_secs: 1}}
+    properties: {{create_secs: {create_secs}, suspend_secs: 1, resume_secs: {resume_secs}, delete_secs: 1}}
 outputs:
   public_ip: {{value: {{get_attr: [server, public_ip]}}}}
   port: {{value: {port}}}

@@ -144,16 +144,20 @@ def gateway_replicas(replicas: Any, redis_url: Any) -> int:
     Without one, each process remembers only the tickets it accepted, so a ticket could open
     one session per replica; the plugin then runs one (and ``config_problems`` says why).
     """
-    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+    if not _whole_replicas(replicas):
         return 1
     return replicas if str(redis_url or "").strip() else 1
+
+
+def _whole_replicas(replicas: Any) -> bool:
+    return isinstance(replicas, int) and not isinstance(replicas, bool) and replicas >= 1
 
 
 def _gateway_problems(config: dict[str, Any]) -> list[str]:
     problems = []
     replicas = config.get("LABXBLOCK_GATEWAY_REPLICAS", 1)
     redis_url = str(config.get("LABXBLOCK_GATEWAY_REDIS_URL") or "").strip()
-    if isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1:
+    if not _whole_replicas(replicas):
         problems.append(f"LABXBLOCK_GATEWAY_REPLICAS is {replicas!r}: expected a whole number, 1 or more "
                         "(running 1)")
     elif replicas > 1 and not redis_url:
