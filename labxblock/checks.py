@@ -221,8 +221,14 @@ def _run_one(client: paramiko.SSHClient, spec: CheckSpec, cap: int, connect_time
         channel.settimeout(connect_timeout)  # bounds sending the script; reads below never block
         channel.exec_command(remote_command(spec))
         # CRLF from a pasted script would put "\r" into the interpreter's name and every line.
-        channel.sendall(spec.script.replace("\r\n", "\n").encode())
-        channel.shutdown_write()
+        try:
+            channel.sendall(spec.script.replace("\r\n", "\n").encode())
+            channel.shutdown_write()
+        except OSError:
+            # A command may end before it reads the whole script (a forced command in
+            # authorized_keys, a shell that exits early): its exit status is still its answer.
+            if not (channel.exit_status_ready() or channel.closed) or not transport.is_active():
+                raise
         out, err = _Capped(cap, tail=False), _Capped(cap, tail=True)
         deadline = started + spec.timeout + KILL_GRACE_SECONDS + SLACK_SECONDS
         cut_off = not _drain(channel, out, err, deadline)

@@ -13,7 +13,6 @@ guacd side: ``guacd.handshake``, and ``disconnect`` when the browser leaves.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import re
 import time
@@ -149,8 +148,7 @@ async def _relay(ws: wsock.WebSocket, up: Upstream, *, read_only: bool) -> int:
     if finished is to_browser and exc is None:
         return to_browser.result()  # guacd ended the session: its status
     # The browser left (or misbehaved): tell guacd, or it keeps the session open.
-    with contextlib.suppress(OSError, TimeoutError):
-        await asyncio.wait_for(up.write(encode("disconnect")), 2)
+    await up.hang_up_after(encode("disconnect"), 2)
     if isinstance(exc, ProtocolError):
         return wsock.CLIENT_BAD_REQUEST
     if exc is not None and not isinstance(exc, wsock.Disconnected):

@@ -66,6 +66,18 @@ class Upstream:
         self._writer.write(text.encode("utf-8"))
         await self._writer.drain()
 
+    async def hang_up_after(self, text: str, timeout: float) -> None:
+        """Send ``text`` (``disconnect``), then read and drop what guacd still sends until it hangs up.
+
+        Closing a socket with unread data in it resets the connection, and a reset can lose what
+        was just sent: guacd would never hear the disconnect.
+        """
+        with contextlib.suppress(OSError, TimeoutError):
+            async with asyncio.timeout(timeout):
+                await self.write(text)
+                while await self._reader.read(65536):
+                    pass
+
     async def close(self) -> None:
         self._writer.close()
         with contextlib.suppress(OSError):
