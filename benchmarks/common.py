@@ -38,7 +38,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 CLOUD_START_TIMEOUT = 20.0
-CALLS_THREADS = 32  # threads of a calls-worker process: the README's worker (Processes to run)
+CALLS_THREADS = 64  # threads of a calls-worker process: the README's worker (Processes to run)
 OBSERVE_THREADS = 8  # threads of the observe worker (observations, audits, probes), as the README's
 MARIADB_BUFFER_POOL = "128M"  # innodb_buffer_pool_size's default in MariaDB 10.11
 

@@ -14,7 +14,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from labxblock import checks
+from labxblock import checks, dbconnections
 from labxblock.labs import checking, hooks, jobs
 from labxblock.lifecycle import State
 
@@ -45,6 +45,7 @@ def run_hooks(lab_id: int, state: State) -> str:
     if job.reach is not None:
         specs = [checks.CheckSpec(name=h["name"], script=h["script"], host=h.get("host") or "",
                                   timeout=float(h["timeout"])) for h in job.scripts]
+        dbconnections.release()  # the scripts may run for minutes
         try:
             results = checks.run_checks(target(job.reach), specs,
                                         connect_timeout=checking.CONNECT_TIMEOUT_SECONDS)

@@ -28,7 +28,7 @@ from django.db import InterfaceError, OperationalError
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from labxblock import checks, clouds, hostkeys, observer, script_runner
+from labxblock import checks, clouds, dbconnections, hostkeys, observer, script_runner
 from labxblock.conf import LabSettings, LabSettingsError, require_settings
 from labxblock.labs import (
     addressing,
@@ -163,6 +163,7 @@ def carry_out(job: Job) -> str:
     provider = clouds.provider(claim.provider)
     ref = provider.load_state(claim.stack_name, claim.provider_state)
     action = job.action
+    dbconnections.release()  # the call below may take the cloud minutes; the records after it reconnect
     if action is Action.CREATE:
         spec = StackSpec(
             name=claim.stack_name,
@@ -408,6 +409,7 @@ def run_checks(run_id: int) -> str:
                               hint=c.get("hint") or "", host=c.get("host") or "", timeout=float(c["timeout"]))
              for c in job.checks]
     label = job.reach.label
+    dbconnections.release()  # the scripts may run for minutes
     try:
         results = checks.run_checks(script_runner.target(job.reach), specs,
                                     connect_timeout=job.connect_timeout)

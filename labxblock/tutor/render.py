@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "TICKS_QUEUE": "labxblock.ticks",
     "CHECKS_QUEUE": "labxblock.checks",
     "OBSERVE_QUEUE": "labxblock.observe",
-    "CALLS_CONCURRENCY": 32,
+    "CALLS_CONCURRENCY": 64,
     "TICKS_CONCURRENCY": 2,
     "CHECKS_CONCURRENCY": 8,
     "OBSERVE_CONCURRENCY": 8,

@@ -49,14 +49,14 @@ def engine_factory(transactional_db, cloud_fake, celery_processes, redis_server,
     stack = []
 
     def start(providers: dict[str, dict[str, Any]] | None = None, workers: int = 1, beat: bool = True,
-              **overrides: Any) -> Engine:
+              calls_threads: int = 4, **overrides: Any) -> Engine:
         providers = providers or {"default": {"type": "openstack", **cloud_fake.provider_config}}
         settings = lab_settings(providers, **overrides)
         ctx = active_lab_settings(settings)
         ctx.__enter__()
         stack.append(ctx)
         for _ in range(workers):  # workers[:workers] take the cloud calls and checks
-            celery_processes.start_calls_worker()
+            celery_processes.start_calls_worker(concurrency=calls_threads)
         if beat:
             celery_processes.start_ticks_worker()
             celery_processes.start_beat()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -112,3 +113,32 @@ def test_every_provider_refusing_fails_the_lab_with_a_reason(engine_factory, clo
     cloud_fake.configure(quota_exceeded=False)
     labs.retry(learner, spec, actor="learner")
     wait_for("ready after retry", lambda: Lab.objects.filter(pk=lab_id, state=State.READY).exists(), 30)
+
+
+def _connections_to_the_database() -> int:
+    with db.connection.cursor() as cursor:
+        cursor.execute("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE DB = DATABASE()")
+        return int(cursor.fetchone()[0])
+
+
+def test_calls_waiting_on_the_cloud_hold_no_database_connection(engine_factory):
+    # Each waiting thread used to hold one: the database's max_connections capped the calls in flight.
+    burst = 12
+    engine = engine_factory(calls_threads=burst)
+    learners = [engine.user(f"waiting{i}") for i in range(burst)]
+    spec = lab_spec(engine.lab_port.port)
+    labs.request_launch(learners[0], spec, actor="learner")  # a warm worker: it holds a token
+    wait_for("the first lab ready", lambda: Lab.objects.filter(state=State.READY).exists(), 30)
+    before = _connections_to_the_database()
+    engine.cloud.configure(create_latency_seconds=10)
+    for learner in learners[1:]:
+        labs.request_launch(learner, spec, actor="learner")
+    wait_for("the creates held at the cloud", lambda: engine.cloud.counters().get("stack_create", 0) == burst,
+             20)
+    during = []
+    for _ in range(10):
+        during.append(_connections_to_the_database())
+        time.sleep(0.3)
+    assert max(during) <= before + 3, f"{burst - 1} creates at the cloud, connections {before} -> {during}"
+    ready = Lab.objects.filter(state=State.READY)
+    wait_for("every lab ready", lambda: ready.count() == burst, 60)

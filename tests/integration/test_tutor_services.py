@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 # Worker → (queue, pool, concurrency) as decision 1 of the brief wants them by default.
 WORKERS = {
-    "labxblock-worker-calls": ("labxblock", "threads", "32"),
+    "labxblock-worker-calls": ("labxblock", "threads", "64"),
     "labxblock-worker-ticks": ("labxblock.ticks", "prefork", "2"),
     "labxblock-worker-checks": ("labxblock.checks", "threads", "8"),
     "labxblock-worker-observe": ("labxblock.observe", "threads", "8"),
@@ -81,7 +81,7 @@ def test_compose_workers_and_beat_run_like_lms_worker(tutor_site: TutorSite):
             assert service[key] == reference[key], (name, key)
     assert services["labxblock-worker-calls"]["command"] == [
         "celery", "--app=lms.celery", "worker", "--loglevel=info", "--hostname=labxblock.calls.%h",
-        "--queues=labxblock", "--pool=threads", "--concurrency=32", "--prefetch-multiplier=1",
+        "--queues=labxblock", "--pool=threads", "--concurrency=64", "--prefetch-multiplier=1",
         "--without-gossip", "--without-mingle",
     ]  # fmt: skip
     for name, flags in WORKERS.items():
@@ -250,7 +250,7 @@ def test_every_tunable_key_reaches_what_it_configures(tmp_path: Path):
         "--set", "LABXBLOCK_TICKS_QUEUE=site.ticks",
         "--set", "LABXBLOCK_CHECKS_QUEUE=site.checks",
         "--set", "LABXBLOCK_OBSERVE_QUEUE=site.observe",
-        "--set", "LABXBLOCK_CALLS_CONCURRENCY=64",
+        "--set", "LABXBLOCK_CALLS_CONCURRENCY=96",
         "--set", "LABXBLOCK_TICKS_CONCURRENCY=3",
         "--set", "LABXBLOCK_CHECKS_CONCURRENCY=4",
         "--set", "LABXBLOCK_OBSERVE_CONCURRENCY=6",
@@ -268,7 +268,7 @@ def test_every_tunable_key_reaches_what_it_configures(tmp_path: Path):
         assert expected in settings.replace('"', "'"), expected
     services = site.compose_services()
     for name, queue, concurrency in (
-        ("labxblock-worker-calls", "site.calls", "64"),
+        ("labxblock-worker-calls", "site.calls", "96"),
         ("labxblock-worker-ticks", "site.ticks", "3"),
         ("labxblock-worker-checks", "site.checks", "4"),
         ("labxblock-worker-observe", "site.observe", "6"),

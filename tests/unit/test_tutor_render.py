@@ -34,9 +34,9 @@ def test_generated_secrets_are_valid_and_different_each_time():
 @pytest.mark.parametrize(
     ("role", "queue", "concurrency", "expected"),
     [
-        ("calls", "labxblock", 32,
+        ("calls", "labxblock", 64,
          "celery --app=lms.celery worker --loglevel=info --hostname=labxblock.calls.%h --queues=labxblock"
-         " --pool=threads --concurrency=32 --prefetch-multiplier=1 --without-gossip --without-mingle"),
+         " --pool=threads --concurrency=64 --prefetch-multiplier=1 --without-gossip --without-mingle"),
         ("ticks", "labxblock.ticks", 2,
          "celery --app=lms.celery worker --loglevel=info --hostname=labxblock.ticks.%h"
          " --queues=labxblock.ticks --pool=prefork --concurrency=2 --max-tasks-per-child=100"
