@@ -121,7 +121,7 @@ def _connections_to_the_database() -> int:
         return int(cursor.fetchone()[0])
 
 
-def test_calls_waiting_on_the_cloud_hold_no_database_connection(engine_factory):
+def test_calls_waiting_on_the_cloud_hold_no_database_connection(engine_factory, mariadb):
     # Each waiting thread used to hold one: the database's max_connections capped the calls in flight.
     burst = 12
     engine = engine_factory(calls_threads=burst)

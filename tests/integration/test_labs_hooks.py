@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from django.contrib.auth import get_user_model
-from django.db import transaction
+from django.db import connection, transaction
 from django.utils import timezone
 
 from labxblock import labs
@@ -192,6 +192,28 @@ def test_a_hanging_or_failing_before_suspend_script_holds_the_suspend_no_longer_
     assert failed.startswith("before_suspend script 'fails': exit status 3 after ")
     assert failed.endswith("; stderr: failing")
     assert (home(root, lab_id) / "hooks.log").read_text() == "started\n"
+
+
+def _longest_idle_connection() -> int:
+    """Seconds the longest-idle connection to the test database has waited (this one aside)."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT COALESCE(MAX(TIME), 0) FROM information_schema.PROCESSLIST"
+                       " WHERE DB = DATABASE() AND COMMAND = 'Sleep' AND ID <> CONNECTION_ID()")
+        return int(cursor.fetchone()[0])
+
+
+@pytest.mark.mariadb
+def test_a_running_script_holds_no_database_connection(local_engine, mariadb) -> None:
+    # A worker thread used to keep its connection for the whole script (up to HOOK_TASK_SECONDS).
+    engine, _ = local_engine
+    _, _, lab_id = launch(engine, [hook("setup", "sleep 8", timeout=20)])
+    longest = 0
+    while state(lab_id) != State.READY:
+        longest = max(longest, _longest_idle_connection())
+        assert longest < 5, f"a connection sat idle {longest} s while the setup script ran"
+        time.sleep(0.3)
+    [ran] = runs(lab_id)
+    assert ran.startswith("setup script 'setup': exit status 0 after 8."), ran  # it did run the whole 8 s
 
 
 @pytest.mark.django_db(transaction=True)
