@@ -226,7 +226,7 @@ def _tend_pool(pool: WarmPool, rows: list[Lab], now: datetime, done: Tended) -> 
         _mark(live[:len(live) - wanted], Desired.DELETED, "the warm pool shrank", now, done)
         live = live[len(live) - wanted:]
     elif len(live) < wanted:
-        _add(pool, min(wanted - len(live), FILL_PER_TICK), now, done)
+        _add(pool, wanted, now, done)
     if pool.keep == WarmPool.Keep.SUSPENDED:  # built and answering first, then to rest
         ready = [r for r in live if r.state == State.READY and r.desired == Desired.UP]
         done.suspended += _mark(ready, Desired.SUSPENDED, "warm pool: at rest until claimed", now)
@@ -263,19 +263,28 @@ def _forget(rows: Iterable[Lab], done: Tended) -> None:
         done.cleared += gone.delete()[1].get("labxblock.Lab", 0)
 
 
-def _add(pool: WarmPool, count: int, now: datetime, done: Tended) -> None:
-    """``count`` new pool rows, wanted up: the same tick places them and starts their creates."""
+def _add(pool: WarmPool, wanted: int, now: datetime, done: Tended) -> None:
+    """New pool rows up to ``wanted`` (at most ``FILL_PER_TICK``), wanted up: the same tick places them
+    and starts their creates. Counted again under the pool's row lock: two ticks that overlap (a slow
+    one and the next) both saw the pool short, and only one may fill it."""
     spec = pool.blueprint.spec
     install_id = get_settings().install_id
-    new = [
-        Lab(learner=None, pool=pool, course_run=pool.course_run, lab_key=pool.lab_key,
-            stack_name=derive_stack_name(install_id), blueprint=pool.blueprint,
-            stack_user=spec.get("stack_user") or "training", protocol=spec.get("protocol") or "ssh",
-            port=spec.get("port"), desired=Desired.UP.value, state=State.REQUESTED.value,
-            state_changed_at=now, launch_requested_at=now, hook_seconds=hooks.bounds(spec.get("hooks", ())))
-        for _ in range(count)
-    ]
     with transaction.atomic():
+        list(WarmPool.objects.select_for_update().filter(pk=pool.pk).values_list("pk", flat=True))
+        live = (Lab.objects.filter(learner__isnull=True, pool=pool, blueprint_id=pool.blueprint_id)
+                .exclude(state__in=(State.DELETED, State.FAILED)).exclude(desired=Desired.DELETED).count())
+        count = min(wanted - live, FILL_PER_TICK)
+        if count <= 0:
+            return
+        new = [
+            Lab(learner=None, pool=pool, course_run=pool.course_run, lab_key=pool.lab_key,
+                stack_name=derive_stack_name(install_id), blueprint=pool.blueprint,
+                stack_user=spec.get("stack_user") or "training", protocol=spec.get("protocol") or "ssh",
+                port=spec.get("port"), desired=Desired.UP.value, state=State.REQUESTED.value,
+                state_changed_at=now, launch_requested_at=now,
+                hook_seconds=hooks.bounds(spec.get("hooks", ())))
+            for _ in range(count)
+        ]
         Lab.objects.bulk_create(new)
         made = Lab.objects.filter(stack_name__in=[lab.stack_name for lab in new]).only(*_ROW_FIELDS)
         LabEvent.objects.bulk_create([

@@ -259,3 +259,18 @@ def test_a_pool_whose_time_zone_this_host_lacks_leaves_the_other_pools_and_the_t
     assert pool_rows(pool=good).count() == 1  # the good pool got its stack all the same
     assert not pool_rows(pool=odd).exists()
     assert f"warm pool {odd.pk} not tended" in caplog.text and "Mars/Olympus" in caplog.text
+
+
+def test_two_overlapping_ticks_fill_a_pool_once(db):
+    """A slow tick and the next both read the pool short before either added a stack."""
+    from labxblock.models import Blueprint
+
+    pool = pools.configure(course_run="course-v1:O+Overlap+R", lab_key="lab", size=3)
+    WarmPool.objects.filter(pk=pool.pk).update(blueprint=Blueprint.objects.create(digest="f" * 64, spec={}))
+    pool.refresh_from_db()
+    now = timezone.now()
+    snapshot: list[Lab] = []  # what each tick read: no stacks yet
+    for _ in range(2):
+        pools._tend_pool(pool, snapshot, now, pools.Tended())
+    assert pool_rows(pool=pool).count() == 3
+    assert LabEvent.objects.filter(reason="warm pool: stack added").count() == 3
