@@ -63,9 +63,10 @@ def audit(name: str, until: datetime | None = None) -> int:
     seen = {target: _observation(provider, info) for target, info in _read(provider, suspects, until).items()}
     count = len(observe.apply(name, seen, timezone.now(), actor="auditor"))
     listed = [periodic.ListedStack(stack, info.created_at, info.state) for stack, info in infos.items()]
-    orphans = periodic.orphans(name, listed, timezone.now())
+    now = timezone.now()
+    orphans = periodic.orphans(name, listed, now)
     states = {stack: provider.get_state(infos[stack].ref) for stack in orphans}
-    return count + periodic.delete_orphans(name, states)
+    return count + periodic.delete_orphans(name, states, observe.rate_budget(name, now))
 
 
 def _left(until: datetime | None) -> float | None:

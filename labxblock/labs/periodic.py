@@ -107,11 +107,18 @@ def orphans(provider: str, listed: Iterable[ListedStack], now: datetime) -> list
     return sorted(old - owned)
 
 
-def delete_orphans(provider: str, stacks: Mapping[str, Mapping[str, Any]]) -> int:
-    """Send one delete job per orphan stack (name: the provider's state of it), and say so."""
-    if stacks:
-        log.warning("labxblock: deleting %d orphan stack(s) on provider %s: %s", len(stacks), provider,
-                    ", ".join(sorted(stacks)))
-        args = [[provider, name, dict(state)] for name, state in stacks.items()]
+def delete_orphans(provider: str, stacks: Mapping[str, Mapping[str, Any]], budget: int | None = None) -> int:
+    """Send one delete job per orphan stack (name: the provider's state of it), at most ``budget`` of
+    them (what the provider's ``actions_per_minute`` leaves now; the rest wait for the next audit),
+    and say so."""
+    names = sorted(stacks)
+    now, later = (names, []) if budget is None else (names[:max(0, budget)], names[max(0, budget):])
+    if now:
+        log.warning("labxblock: deleting %d orphan stack(s) on provider %s: %s", len(now), provider,
+                    ", ".join(now))
+        args = [[provider, name, dict(stacks[name])] for name in now]
         send_after_commit(DELETE_ORPHAN_TASK, args, queue=get_settings().queues.calls)
-    return len(stacks)
+    if later:
+        log.warning("labxblock: %d more orphan stack(s) on provider %s wait for the next audit "
+                    "(actions_per_minute): %s", len(later), provider, ", ".join(later))
+    return len(now)

@@ -164,3 +164,22 @@ def test_the_audit_deletes_orphans_but_not_stacks_listed_deleted_already(engine_
     logs = "".join(w.log_path.read_text(errors="replace") for w in engine.procs.workers)
     (said,) = [line for line in logs.splitlines() if "orphan stack(s)" in line][:1]
     assert "deleting 2 orphan stack(s)" in said and "stray0" not in said
+
+
+def test_orphan_deletes_keep_to_the_providers_actions_per_minute(engine_factory, cloud_fake):
+    stray = OpenStackProvider("stray", cloud_fake.provider_config)
+    for i in range(3):
+        stray.create(StackSpec(f"lab-test-many{i}", lab_template(1), parameters={"run": "x"},
+                               tags=("labxblock-test",)))
+    time.sleep(2)  # older than the grace period
+    providers = {"default": {"type": "openstack", "actions_per_minute": 2, **cloud_fake.provider_config}}
+    engine = engine_factory(providers=providers, reap_interval_seconds=2, orphan_grace_seconds=1)
+    wait_for("the orphans deleted", lambda: engine.stacks() == set(), 30)
+    logs = "".join(w.log_path.read_text(errors="replace") for w in engine.procs.workers)
+    said = [line.split("labxblock: ", 1)[1] for line in logs.splitlines() if "orphan stack(s)" in line]
+    assert said[:3] == [
+        "deleting 2 orphan stack(s) on provider default: lab-test-many0, lab-test-many1",
+        "1 more orphan stack(s) on provider default wait for the next audit (actions_per_minute): "
+        "lab-test-many2",
+        "deleting 1 orphan stack(s) on provider default: lab-test-many2",
+    ]

@@ -160,6 +160,14 @@ def test_the_orphan_sweep_skips_stacks_listed_deleted(caplog):
     assert "deleting 2 orphan stack(s)" in message and "lab-test-deleted" not in message
     assert periodic.delete_orphans("default", {}) == 0
 
+    caplog.clear()  # the provider's actions_per_minute: what is over it waits for the next audit
+    with caplog.at_level("WARNING"):
+        assert periodic.delete_orphans("default", {name: {} for name in found}, budget=1) == 1
+    said = [r.getMessage() for r in caplog.records]
+    assert said == ["labxblock: deleting 1 orphan stack(s) on provider default: lab-test-failed",
+                    "labxblock: 1 more orphan stack(s) on provider default wait for the next audit "
+                    "(actions_per_minute): lab-test-stray"]
+
 
 def test_an_observation_that_changes_nothing_locks_and_writes_nothing():
     from django.db import connection
