@@ -7,9 +7,9 @@ The cloud's cost grows with work in flight, not with the number of labs:
   (``tasks.observe``) reads the in-flight rows (``targets``), takes the provider's one
   list of stacks in progress, and reads one by one the in-flight stacks that list does
   not show (they just finished, failed or vanished), except those whose call has been
-  with its worker for less than two thirds of the acceptance window. Stacks in progress
-  that no in-flight row expected (someone else suspended or deleted a lab) are read
-  too (``suspects``).
+  with its worker for less than two thirds of the acceptance window (while all are, it
+  sends nothing). Stacks in progress that no in-flight row expected (someone else
+  suspended or deleted a lab) are read too (``suspects``).
 - The audit (``tasks.audit``, from the reap tick) takes the slow, paginated full list
   for drift and orphans: at rest, the only traffic the cloud sees.
 

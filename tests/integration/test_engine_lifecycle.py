@@ -91,6 +91,20 @@ def test_a_lab_in_flight_is_followed_by_the_busy_list_and_one_read(engine_factor
     assert delta(before, counts(engine)) == {}  # all at rest: the observer stops
 
 
+def test_while_every_lab_in_flight_waits_for_its_create_request_the_cloud_is_not_listed(engine_factory):
+    # A loaded Heat answers a create request in 20 s; listing meanwhile only adds to its load.
+    engine = engine_factory(reap_interval_seconds=3600)
+    engine.cloud.configure(create_latency_seconds=5, delays={"create": 2})
+    spec = lab_spec(engine.lab_port.port)
+    start = counts(engine)
+    ids = [labs.request_launch(engine.user(f"asked{i}"), spec, actor="learner").lab_id for i in range(3)]
+    wait_for("the creates at the cloud", lambda: engine.cloud.counters().get("stack_create", 0) == 3, 20)
+    time.sleep(3)  # three reconcile ticks with the create requests unanswered
+    assert "stack_list_busy" not in delta(start, counts(engine))
+    wait_for("every lab ready", lambda: Lab.objects.filter(pk__in=ids, state=State.READY).count() == 3, 30)
+    assert delta(start, counts(engine))["stack_list_busy"] >= 1  # answered: followed as before
+
+
 def test_idle_lab_is_suspended_and_resumes_on_return(engine_factory):
     engine = engine_factory()
     learner = engine.user("grace")
