@@ -36,7 +36,7 @@ def observe_provider(name: str, until: datetime | None = None) -> int:
     if not any(t.read for t in targets) or name not in clouds.providers():
         # Nothing in flight, or every lab waits for its own call's answer (a create request takes a loaded
         # Heat 20 s): the list would show nothing their workers will not tell, and costs the cloud a
-        # query while it works on those very calls. Read they are, from UNREAD_SHARE of the window on.
+        # query while it works on those very calls. From UNREAD_SHARE of the window on they are read.
         return 0
     provider = clouds.provider(name)
     with provider.within(_left(until)):
