@@ -285,7 +285,8 @@ def main() -> None:
                 quiet = Quiescence()
                 replay = Replay(clock, quiet, visits, send_leave=not args.no_leave)
                 began = time.monotonic()
-                with embedded_worker(get_settings().queues.calls):
+                queues = get_settings().queues  # every task the ticks cause, observations and probes too
+                with embedded_worker(queues.calls, queues.observe, queues.checks):
                     until = replay.run()
                 wall = time.monotonic() - began
                 report(args, visits, until, replay, wall)

@@ -84,12 +84,12 @@ class Quiescence:
 
 
 @contextlib.contextmanager
-def embedded_worker(queue: str, concurrency: int = 8) -> Iterator[None]:
-    """A Celery worker (threads pool) in this process, taking ``queue`` from the real broker."""
+def embedded_worker(*queues: str, concurrency: int = 8) -> Iterator[None]:
+    """A Celery worker (threads pool) in this process, taking ``queues`` from the real broker."""
     from celery.contrib.testing.worker import start_worker
 
     from tests.celery_app import app
 
     with start_worker(app, pool="threads", concurrency=concurrency, perform_ping_check=False,
-                      queues=[queue], loglevel="WARNING", shutdown_timeout=30):
+                      queues=list(queues), loglevel="WARNING", shutdown_timeout=30):
         yield
